@@ -1,0 +1,205 @@
+"""The storage driver contract: a small mandatory interface, typed errors, options.
+
+Keys are POSIX-style paths relative to the driver's folder (its `root` for local storage,
+its `path` prefix inside a bucket), never with a leading slash. Every driver:
+
+- lists with pagination hidden behind `list_pages`, which yields lists of `ObjectInfo`
+  page by page so that a caller never holds the whole bucket in memory;
+- never lists the hidden `.dataloop/` folder at the top of its tree, nor empty folders;
+- raises the errors below, keeping the SDK's own error as `__cause__`.
+
+Permissions are not the driver's business: `drivers.guard.PermissionGuard` wraps any driver
+and refuses a call outside the configured permissions before the driver sees it.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import BinaryIO, ClassVar, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+HIDDEN_FOLDER = ".dataloop"
+PAGE_SIZE = 1000  # objects a page; the size S3 and GCS use
+
+Permission = Literal["list", "get", "put", "delete"]
+ALL_PERMISSIONS: tuple[Permission, ...] = ("list", "get", "put", "delete")
+OnError = Callable[[str, str], None]  # (key, reason) of an entry a listing had to skip
+
+
+class DriverError(Exception):
+    """A storage operation failed."""
+
+    code: str = "Error"  # the storage's own error code where it has one
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class NotFound(DriverError, FileNotFoundError):
+    """The object, bucket or folder does not exist."""
+
+    code = "NotFound"
+
+
+class PermissionDenied(DriverError, PermissionError):
+    """The configured permissions or the storage's credentials do not allow the call."""
+
+    code = "AccessDenied"
+
+
+class AlreadyExists(DriverError, FileExistsError):
+    """A conditional put found an object already there."""
+
+    code = "PreconditionFailed"
+
+
+class InvalidKey(DriverError, ValueError):
+    """The key is not a valid relative path inside the driver's folder."""
+
+    code = "InvalidKey"
+
+
+class Unreachable(DriverError, ConnectionError):
+    """The storage could not be reached, or refused the credentials."""
+
+    code = "Unreachable"
+
+
+class ObjectInfo(NamedTuple):
+    """One object as listed. A tuple so that a page of them goes straight into SQLite."""
+
+    key: str
+    size: int
+    mtime: float  # seconds since the epoch
+    etag: str | None  # changes whenever the content changes; survives renames where it can
+    md5: str | None  # hex MD5 of the content, only where the storage really has one
+
+
+@dataclass(frozen=True)
+class Features:
+    """Optional capabilities, discovered by the driver; callers fall back when one is off."""
+
+    conditional_put: bool = False  # put(..., overwrite=False) is atomic on the storage
+    content_md5: bool = False  # listings carry a real MD5 of the content
+    ranged_reads: bool = True
+
+
+class DriverOptions(BaseModel):
+    """Keys every `[[drivers]]` table has; each kind adds its own in a subclass."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    kind: str
+    path: str = ""  # folder inside the storage to sync; "" = all of it
+    permissions: tuple[Permission, ...] = ALL_PERMISSIONS
+    allow_delete: bool = False  # may syncd delete binaries (not only its own artifacts)?
+
+    @field_validator("path")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        value = value.strip("/")
+        if value and any(part in ("", ".", "..") for part in value.split("/")):
+            raise ValueError(f"path {value!r} must be a plain folder path")
+        return value
+
+    @field_validator("permissions")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(value))
+
+
+def check_key(key: str) -> str:
+    """Return `key` if it is a safe relative key, else raise InvalidKey."""
+    if not key or key.startswith("/") or "\x00" in key or "\\" in key:
+        raise InvalidKey(f"invalid key {key!r}: keys are relative POSIX paths")
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise InvalidKey(f"invalid key {key!r}: empty, '.' or '..' path segment")
+    return key
+
+
+def is_hidden(key: str) -> bool:
+    """True for keys inside the hidden artifacts folder."""
+    return key == HIDDEN_FOLDER or key.startswith(HIDDEN_FOLDER + "/")
+
+
+def join_prefix(prefix: str, key: str) -> str:
+    return posixpath.join(prefix, key) if prefix else key
+
+
+class Driver(ABC):
+    """A storage folder. Subclasses implement the abstract methods; see the module docs."""
+
+    kind: ClassVar[str]
+    features: Features = Features()
+
+    def __init__(self, options: DriverOptions):
+        self.options = options
+        self.name = options.name
+
+    @abstractmethod
+    def list_pages(self, prefix: str = "", *, on_error: OnError | None = None) -> Iterator[list[ObjectInfo]]:
+        """Yield pages of objects whose key starts with `prefix`, hidden folder excluded.
+
+        An entry that cannot be read is reported as on_error(key, reason) and skipped (a key
+        naming a folder means nothing under it was listed); without on_error it raises.
+        Raises NotFound if the driver's folder or bucket does not exist."""
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """Return one object's info; raise NotFound if it does not exist."""
+
+    @abstractmethod
+    def open(self, key: str, *, offset: int = 0, length: int | None = None) -> BinaryIO:
+        """Open a stream of the object's bytes from `offset`, at most `length` of them."""
+
+    @abstractmethod
+    def put(
+        self,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        content_type: str | None = None,
+        overwrite: bool = True,
+    ) -> ObjectInfo:
+        """Write an object from bytes or a stream. With overwrite=False, raise AlreadyExists
+        when the key exists (atomically where `features.conditional_put`)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete an object; raise NotFound if it does not exist."""
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for page in self.list_pages(prefix):
+            yield from page
+
+    def read(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        with self.open(key, offset=offset, length=length) as stream:
+            return stream.read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except NotFound:
+            return False
+        return True
+
+    def describe(self) -> str:
+        """Where this driver points, for messages (never includes credentials)."""
+        return f"{self.kind}:{self.options.path or '/'}"
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def as_stream(data: bytes | BinaryIO) -> BinaryIO:
+    return io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data

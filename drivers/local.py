@@ -1,0 +1,331 @@
+"""A local folder as storage.
+
+Keys never leave the root: `..`, absolute keys and symlinks resolving outside the root are
+refused. Listing runs GNU find in a child process where there is one (it is the fastest
+lister on Linux and works in parallel with the catalogue writes), else an os.scandir walk;
+both give identical results.
+
+A local object's etag is "<inode>-<mtime in ns>": a rename keeps it, so the indexer sees a
+move; a write or a copy changes it. Content MD5s are not computed (they would mean reading
+every byte on every sync).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import stat as stat_module
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from pydantic import field_validator
+
+from .base import (
+    HIDDEN_FOLDER,
+    PAGE_SIZE,
+    AlreadyExists,
+    Driver,
+    DriverOptions,
+    Features,
+    InvalidKey,
+    NotFound,
+    ObjectInfo,
+    OnError,
+    PermissionDenied,
+    as_stream,
+    check_key,
+    is_hidden,
+)
+
+COPY_CHUNK = 1024 * 1024  # bytes
+
+
+class LocalOptions(DriverOptions):
+    kind: str = "local"
+    root: Path
+
+    @field_validator("root")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+def _raise_on_error(key: str, reason: str) -> None:
+    raise OSError(f"{key}: {reason}")
+
+
+class _Limited(BinaryIO):
+    """A file object that reads at most `remaining` bytes."""
+
+    def __init__(self, file: BinaryIO, remaining: int):
+        self._file = file
+        self._remaining = remaining
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > self._remaining:
+            size = self._remaining
+        data = self._file.read(size)
+        self._remaining -= len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LocalDriver(Driver):
+    kind = "local"
+    features = Features(conditional_put=True, content_md5=False, ranged_reads=True)
+
+    def __init__(self, options: LocalOptions):
+        super().__init__(options)
+        self.root = Path(options.root)
+        self.base = self.root / options.path if options.path else self.root
+        self._real_root = os.path.realpath(self.root)
+        self._find = shutil.which("find") if _gnu_find() else None
+
+    def describe(self) -> str:
+        return f"local:{self.base}"
+
+    # -- keys and paths -------------------------------------------------------------------
+
+    def _path(self, key: str, *, must_exist: bool = True) -> str:
+        """The filesystem path of `key`, refusing anything that resolves outside the root."""
+        check_key(key)
+        path = os.path.join(self.base, key)
+        real = os.path.realpath(path if must_exist else os.path.dirname(path))
+        if real != self._real_root and not real.startswith(self._real_root + os.sep):
+            raise InvalidKey(f"key {key!r} resolves outside the driver's root")
+        return path
+
+    def _check_base(self) -> None:
+        if not self.base.is_dir():
+            raise NotFound(f"folder {self.base} does not exist", code="NoSuchFolder")
+
+    # -- listing --------------------------------------------------------------------------
+
+    def list_pages(self, prefix: str = "", *, on_error: OnError | None = None) -> Iterator[list[ObjectInfo]]:
+        self._check_base()
+        on_error = on_error or _raise_on_error
+        folder, _, _ = prefix.rpartition("/")
+        if folder:
+            check_key(folder)
+        start = os.path.join(self.base, folder) if folder else str(self.base)
+        if not os.path.isdir(start):
+            return
+        walk = self._walk_find if self._find else self._walk_scandir
+        page: list[ObjectInfo] = []
+        for info in walk(start, folder, on_error):
+            if prefix and not info.key.startswith(prefix):
+                continue
+            page.append(info)
+            if len(page) >= PAGE_SIZE:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def _walk_find(self, start: str, folder: str, on_error: OnError) -> Iterator[ObjectInfo]:
+        key_prefix = folder + "/" if folder else ""
+        hidden = re.sub(r"([*?\[\\])", r"\\\1", os.path.join(self.base, HIDDEN_FOLDER))
+        command = [
+            self._find, "-P", start, "-mindepth", "1",
+            "(", "-path", hidden, "-prune", ")", "-o",
+            "(", "-type", "f", "-o", "-type", "l", ")",
+            "-printf", r"%y\0%s\0%T@\0%i\0%P\0",
+        ]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"LC_ALL": "C"}
+        )
+        tail = b""
+        try:
+            while chunk := process.stdout.read(1 << 20):
+                fields = (tail + chunk).split(b"\0")
+                complete = len(fields) - 1 - (len(fields) - 1) % 5
+                tail = b"\0".join(fields[complete:])
+                for i in range(0, complete, 5):
+                    kind, size, mtime, inode, name = fields[i : i + 5]
+                    try:
+                        key = key_prefix + name.decode()
+                    except UnicodeDecodeError:
+                        on_error(key_prefix + name.decode(errors="backslashreplace"),
+                                 "file name is not valid UTF-8")
+                        continue
+                    if kind == b"l":
+                        info = self._resolve_link(key, on_error)
+                        if info is not None:
+                            yield info
+                        continue
+                    seconds, _, fraction = mtime.partition(b".")
+                    mtime_ns = int(seconds + fraction[:9].ljust(9, b"0"))
+                    yield ObjectInfo(key, int(size), mtime_ns / 1e9, f"{int(inode)}-{mtime_ns}", None)
+        finally:
+            process.stdout.close()
+            errors = process.stderr.read().decode(errors="replace")
+            process.stderr.close()
+            process.wait()
+        for line in errors.splitlines():
+            # "find: '/root/a/b': Permission denied"
+            path, _, reason = line.removeprefix("find: ").rpartition(": ")
+            path = path.strip("'‘’")
+            on_error(os.path.relpath(path, self.base) if path else "", reason or line)
+
+    def _walk_scandir(self, start: str, folder: str, on_error: OnError) -> Iterator[ObjectInfo]:
+        stack = [(start, folder + "/" if folder else "")]
+        while stack:
+            directory, key_prefix = stack.pop()
+            try:
+                entries = list(os.scandir(directory))
+            except OSError as error:
+                on_error(key_prefix.rstrip("/"), error.strerror or str(error))
+                continue
+            for entry in entries:
+                try:
+                    key = key_prefix + entry.name
+                    key.encode()
+                except UnicodeEncodeError:
+                    on_error(key_prefix + os.fsencode(entry.name).decode(errors="backslashreplace"),
+                             "file name is not valid UTF-8")
+                    continue
+                try:
+                    if entry.is_symlink():
+                        info = self._resolve_link(key, on_error)
+                        if info is not None:
+                            yield info
+                    elif entry.is_dir(follow_symlinks=False):
+                        if not (key == HIDDEN_FOLDER):
+                            stack.append((entry.path, key + "/"))
+                    elif entry.is_file(follow_symlinks=False):
+                        yield _info(key, entry.stat(follow_symlinks=False))
+                except OSError as error:
+                    on_error(key, error.strerror or str(error))
+
+    def _resolve_link(self, key: str, on_error: OnError) -> ObjectInfo | None:
+        """A symlink is listed as the file it points to, if that file is inside the root."""
+        try:
+            path = self._path(key)
+        except InvalidKey:
+            on_error(key, "symlink points outside the driver's root; skipped")
+            return None
+        try:
+            st = os.stat(path)
+        except OSError as error:
+            on_error(key, f"broken symlink: {error.strerror}")
+            return None
+        if stat_module.S_ISREG(st.st_mode):
+            return _info(key, st)
+        return None  # links to folders are not followed: they could loop
+
+    # -- objects --------------------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise NotFound(f"{key}: no such object") from None
+        except PermissionError as error:
+            raise PermissionDenied(f"{key}: {error.strerror}") from error
+        if not stat_module.S_ISREG(st.st_mode):
+            raise NotFound(f"{key}: not a file")
+        return _info(key, st)
+
+    def open(self, key: str, *, offset: int = 0, length: int | None = None) -> BinaryIO:
+        path = self._path(key)
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - returned to the caller
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(f"{key}: no such object") from None
+        except PermissionError as error:
+            raise PermissionDenied(f"{key}: {error.strerror}") from error
+        if offset:
+            file.seek(offset)
+        return file if length is None else _Limited(file, length)
+
+    def put(self, key, data, *, content_type=None, overwrite=True) -> ObjectInfo:
+        if key == HIDDEN_FOLDER:
+            raise InvalidKey(f"{key!r} is the artifacts folder")
+        path = self._path(key, must_exist=False)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._path(key, must_exist=False)  # the folders just made must not lead out either
+        stream = as_stream(data)
+        # Write beside the target and rename into place, so a reader never sees half a file.
+        fd, temporary = tempfile.mkstemp(prefix=".syncd-", dir=os.path.dirname(path))
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(stream, out, COPY_CHUNK)
+            if overwrite:
+                os.replace(temporary, path)
+            else:
+                try:
+                    os.link(temporary, path)  # fails atomically if the key exists
+                except FileExistsError:
+                    raise AlreadyExists(f"{key}: already exists") from None
+                os.unlink(temporary)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+        return self.stat(key)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            raise NotFound(f"{key}: no such object") from None
+        except IsADirectoryError:
+            raise NotFound(f"{key}: not a file") from None
+        except PermissionError as error:
+            raise PermissionDenied(f"{key}: {error.strerror}") from error
+        except OSError as error:
+            if error.errno == errno.EISDIR:
+                raise NotFound(f"{key}: not a file") from None
+            raise
+        self._remove_empty_parents(os.path.dirname(path))
+
+    def _remove_empty_parents(self, directory: str) -> None:
+        base = os.path.normpath(self.base)
+        while os.path.normpath(directory).startswith(base + os.sep):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                return
+            directory = os.path.dirname(directory)
+
+
+def _info(key: str, st: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(key, st.st_size, st.st_mtime_ns / 1e9, f"{st.st_ino}-{st.st_mtime_ns}", None)
+
+
+_gnu_find_cache: list[bool] = []
+
+
+def _gnu_find() -> bool:
+    """GNU find has -printf; BSD find (macOS) does not."""
+    if not _gnu_find_cache:
+        path = shutil.which("find")
+        ok = False
+        if path and os.environ.get("SYNCD_LOCAL_LISTER", "find") == "find":
+            try:
+                ok = subprocess.run(
+                    [path, "/", "-maxdepth", "0", "-printf", "%y"],
+                    capture_output=True, timeout=5,
+                ).stdout == b"d"
+            except (OSError, subprocess.SubprocessError):
+                ok = False
+        _gnu_find_cache.append(ok)
+    return _gnu_find_cache[0]

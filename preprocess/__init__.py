@@ -1,0 +1,1 @@
+"""Preprocessing: pure functions from bytes or a stream to metadata and artifacts."""

@@ -1,0 +1,70 @@
+"""The library entry point: a loaded config with its catalogue and drivers, opened lazily.
+
+The CLI and the daemon both work through an App; tests can too.
+"""
+
+from __future__ import annotations
+
+import drivers
+from drivers import PermissionGuard
+
+from .catalogue import Catalogue, Dataset
+from .config import Config, load_config
+from .indexer import Progress, SyncResult, sync_dataset
+
+
+class App:
+    def __init__(self, config: Config):
+        self.config = config
+        self._catalogue: Catalogue | None = None
+        self._drivers: dict[str, PermissionGuard] = {}
+
+    @classmethod
+    def from_file(cls, path=None) -> App:
+        return cls(load_config(path))
+
+    @property
+    def catalogue(self) -> Catalogue:
+        if self._catalogue is None:
+            self._catalogue = Catalogue(self.config.catalogue.path)
+        return self._catalogue
+
+    def driver(self, name: str) -> PermissionGuard:
+        if name not in self._drivers:
+            self._drivers[name] = drivers.open_driver(self.config.driver(name))
+        return self._drivers[name]
+
+    def dataset(self, name: str) -> Dataset:
+        """The catalogue's row for a configured dataset (created on first use)."""
+        config = self.config.dataset(name)
+        return self.catalogue.ensure_dataset(config.name, config.driver)
+
+    def dataset_driver(self, name: str) -> PermissionGuard:
+        return self.driver(self.config.dataset(name).driver)
+
+    def dataset_names(self, names: tuple[str, ...] | list[str] = ()) -> list[str]:
+        for name in names:
+            self.config.dataset(name)  # raises, naming the unknown one
+        return list(names) or [d.name for d in self.config.datasets]
+
+    def sync(self, name: str, *, dry_run: bool = False, prune: bool = False, prefix: str = "",
+             progress: Progress | None = None) -> SyncResult:
+        return sync_dataset(
+            self.catalogue, self.dataset(name), self.dataset_driver(name),
+            prefix=prefix, dry_run=dry_run, prune=prune,
+            max_delete_percent=self.config.sync.max_delete_percent, progress=progress,
+        )
+
+    def close(self) -> None:
+        for driver in self._drivers.values():
+            driver.close()
+        self._drivers.clear()
+        if self._catalogue is not None:
+            self._catalogue.close()
+            self._catalogue = None
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,333 @@
+"""The catalogue: a SQLite file (WAL) holding datasets, items and their preprocessing jobs.
+
+The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[n]` takes a catalogue from
+version n to n+1 and runs inside a transaction, so an interrupted upgrade leaves the old
+version intact.
+
+Items have an integer primary key (`pk`), stable across renames, from which the public id
+is derived: the catalogue's random 8-hex-digit instance id followed by the pk in 16 hex
+digits, 24 characters like the reference platform's ids, unique across catalogues and
+costing no extra index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import NotFoundError
+
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer before failing
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the initial schema
+    """
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE datasets (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        driver TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        synced_at TEXT
+    );
+    CREATE TABLE items (
+        pk INTEGER PRIMARY KEY AUTOINCREMENT,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        filename TEXT NOT NULL,              -- '/dir/name.jpg', relative to the dataset folder
+        type TEXT NOT NULL DEFAULT 'file',   -- file | link
+        size INTEGER,
+        mtime REAL,                          -- storage modified time, seconds since the epoch
+        etag TEXT,
+        md5 TEXT,
+        state TEXT NOT NULL DEFAULT 'present',  -- present | missing (gone from storage)
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        system TEXT,                         -- JSON: preprocessing results
+        user TEXT                            -- JSON: user metadata
+    );
+    CREATE UNIQUE INDEX items_path ON items(dataset_id, filename);
+    CREATE INDEX items_missing_content ON items(dataset_id, md5, size, etag)
+        WHERE state = 'missing';
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        item_pk INTEGER NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'preprocess',
+        state TEXT NOT NULL DEFAULT 'pending',  -- pending | running | done | failed | cancelled
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        claimed_by TEXT,
+        claimed_at TEXT
+    );
+    CREATE INDEX jobs_open ON jobs(state, id) WHERE state IN ('pending', 'running');
+    CREATE INDEX jobs_item ON jobs(item_pk);
+    CREATE TABLE sync_runs (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,              -- running | ok | failed | dry-run
+        listed INTEGER, created INTEGER, updated INTEGER, moved INTEGER,
+        deleted INTEGER, unchanged INTEGER, errors INTEGER,
+        message TEXT
+    );
+    CREATE TABLE listing_errors (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        run_id INTEGER,
+        path TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX listing_errors_dataset ON listing_errors(dataset_id, id);
+    """,
+]
+
+
+def now_iso() -> str:
+    """UTC time as the reference platform writes it: 2024-01-31T12:00:00.000Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch_iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: int
+    name: str
+    driver: str
+    synced_at: str | None
+
+
+ITEM_COLUMNS = "pk, dataset_id, filename, type, size, mtime, etag, md5, state, created_at, updated_at, system, user"
+
+
+class Catalogue:
+    """One SQLite catalogue. Not shared between threads: open one per thread or process."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit (`with catalogue.transaction()`).
+        self.conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT,
+                                    check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.execute("PRAGMA temp_store = FILE")  # sync diffs spill to disk, not RAM
+        self.db = sqlite_utils.Database(self.conn)
+        self.migrate()
+        self.instance = self._instance_id()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> None:
+        while (version := self.version) < len(MIGRATIONS):
+            with self.transaction(immediate=True):
+                if self.version != version:  # another process migrated meanwhile
+                    continue
+                for statement in _statements(MIGRATIONS[version]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {version + 1}")
+        if self.version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"catalogue {self.path} has schema version {self.version}, newer than this "
+                f"syncd understands ({len(MIGRATIONS)}); upgrade syncd"
+            )
+
+    def _instance_id(self) -> str:
+        row = self.conn.execute("SELECT value FROM settings WHERE key = 'instance'").fetchone()
+        if row:
+            return row[0]
+        with self.transaction(immediate=True):
+            self.conn.execute(
+                "INSERT OR IGNORE INTO settings VALUES ('instance', ?)", (secrets.token_hex(4),)
+            )
+        return self.conn.execute("SELECT value FROM settings WHERE key = 'instance'").fetchone()[0]
+
+    def transaction(self, *, immediate: bool = False) -> _Transaction:
+        return _Transaction(self.conn, immediate)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Catalogue:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- ids ------------------------------------------------------------------------------
+
+    def item_id(self, pk: int) -> str:
+        return f"{self.instance}{pk:016x}"
+
+    def item_pk(self, item_id: str) -> int:
+        if len(item_id) != 24 or item_id[:8] != self.instance:
+            raise NotFoundError(f"no item with id {item_id!r} in this catalogue")
+        try:
+            return int(item_id[8:], 16)
+        except ValueError:
+            raise NotFoundError(f"no item with id {item_id!r}") from None
+
+    # -- datasets -------------------------------------------------------------------------
+
+    def ensure_dataset(self, name: str, driver: str) -> Dataset:
+        """The dataset row for a configured dataset, created on first use."""
+        row = self.conn.execute(
+            "SELECT id, name, driver, synced_at FROM datasets WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            with self.transaction(immediate=True):
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO datasets (name, driver, created_at) VALUES (?, ?, ?)",
+                    (name, driver, now_iso()),
+                )
+            return self.ensure_dataset(name, driver)
+        if row[2] != driver:
+            with self.transaction(immediate=True):
+                self.conn.execute("UPDATE datasets SET driver = ? WHERE id = ?", (driver, row[0]))
+        return Dataset(row[0], row[1], driver, row[3])
+
+    def dataset(self, name: str) -> Dataset:
+        row = self.conn.execute(
+            "SELECT id, name, driver, synced_at FROM datasets WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"dataset {name!r} has never been synced")
+        return Dataset(*row)
+
+    # -- items ----------------------------------------------------------------------------
+
+    def item_row(self, dataset: Dataset, filename: str) -> sqlite3.Row | None:
+        cursor = self.conn.execute(
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename = ?",
+            (dataset.id, normalize_filename(filename)),
+        )
+        cursor.row_factory = sqlite3.Row
+        return cursor.fetchone()
+
+    def get_item(self, dataset: Dataset, filename: str) -> dict[str, Any]:
+        row = self.item_row(dataset, filename)
+        if row is None:
+            raise NotFoundError(f"no item {normalize_filename(filename)!r} in dataset {dataset.name!r}")
+        return self.item_json(dataset, row)
+
+    def iter_items(
+        self, dataset: Dataset, *, include_missing: bool = True, batch: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a dataset in filename order, read in pages (flat memory)."""
+        after = ""
+        state_filter = "" if include_missing else "AND state = 'present'"
+        while True:
+            cursor = self.conn.execute(
+                f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename > ? "
+                f"{state_filter} ORDER BY filename LIMIT ?",
+                (dataset.id, after, batch),
+            )
+            cursor.row_factory = sqlite3.Row
+            rows = cursor.fetchall()
+            for row in rows:
+                yield self.item_json(dataset, row)
+            if len(rows) < batch:
+                return
+            after = rows[-1]["filename"]
+
+    def count_items(self, dataset: Dataset) -> dict[str, int]:
+        counts = dict(
+            self.conn.execute(
+                "SELECT state, count(*) FROM items WHERE dataset_id = ? GROUP BY state", (dataset.id,)
+            ).fetchall()
+        )
+        return {"present": counts.get("present", 0), "missing": counts.get("missing", 0)}
+
+    def item_json(self, dataset: Dataset, row: sqlite3.Row) -> dict[str, Any]:
+        """An item in the reference platform's JSON shape (see DESIGN.md)."""
+        filename = row["filename"]
+        directory, _, name = filename.rpartition("/")
+        system: dict[str, Any] = {
+            "originalname": name,
+            "size": row["size"],
+            "etag": row["etag"],
+            "md5": row["md5"],
+            "modified": epoch_iso(row["mtime"]),
+        }
+        if row["system"]:
+            system.update(json.loads(row["system"]))
+        return {
+            "id": self.item_id(row["pk"]),
+            "dataset": dataset.name,
+            "filename": filename,
+            "name": name,
+            "dir": directory or "/",
+            "type": row["type"],
+            "state": row["state"],
+            "createdAt": row["created_at"],
+            "updatedAt": row["updated_at"],
+            "metadata": {
+                "system": system,
+                "user": json.loads(row["user"]) if row["user"] else {},
+            },
+        }
+
+    def listing_errors(self, dataset: Dataset, run_id: int | None = None) -> list[dict[str, str]]:
+        sql = "SELECT path, reason, at FROM listing_errors WHERE dataset_id = ?"
+        args: tuple = (dataset.id,)
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            args += (run_id,)
+        return [
+            {"path": path, "reason": reason, "at": at}
+            for path, reason, at in self.conn.execute(sql + " ORDER BY id", args)
+        ]
+
+
+def normalize_filename(filename: str) -> str:
+    """'/cats/a.jpg' from 'cats/a.jpg' or '/cats/a.jpg'."""
+    return "/" + filename.lstrip("/")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (executescript would commit on its own)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return [s for s in statements if s]
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection, immediate: bool):
+        self.conn = conn
+        self.immediate = immediate
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE" if self.immediate else "BEGIN")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")

@@ -1,0 +1,63 @@
+"""What every command shares: the App from the group's options, JSON output, progress bars,
+and the translation of library errors into one-line messages with an exit code."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from drivers import DriverError
+
+from ..app import App
+from ..errors import SyncdError
+
+EXIT_PARTIAL = 5  # finished, but some entries could not be read or processed
+
+
+class CommandError(click.ClickException):
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"syncd: error: {self.format_message()}", err=True)
+
+
+def pass_app(command: Callable) -> Callable:
+    """Give the command the App built from the group's --config, turning errors into exits."""
+
+    @functools.wraps(command)
+    @click.pass_context
+    def wrapper(ctx: click.Context, *args, **kwargs):
+        state = ctx.find_root().obj
+        try:
+            if state.get("app") is None:
+                state["app"] = App.from_file(state["config_path"])
+                ctx.call_on_close(state["app"].close)
+            return command(state["app"], *args, **kwargs)
+        except SyncdError as error:
+            raise CommandError(str(error), error.exit_code) from error
+        except DriverError as error:
+            raise CommandError(f"{type(error).__name__}: {error}", 4) from error
+
+    return wrapper
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print JSON Lines on stdout (one object a line), nothing else.")
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+
+
+def progress_bar(description: str, *, total: int | None = None, unit: str = "obj") -> tqdm:
+    """A progress bar on stderr, shown only when stderr is a terminal."""
+    return tqdm(desc=description, total=total, unit=unit, unit_scale=True, file=sys.stderr,
+                disable=None, leave=False, dynamic_ncols=True)

@@ -1,0 +1,50 @@
+"""`syncd sync`: manual upstream sync."""
+
+from __future__ import annotations
+
+import click
+
+from ..app import App
+from ..indexer import SyncResult
+from . import cli
+from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
+
+
+@cli.command()
+@click.argument("datasets", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--prune", is_flag=True,
+              help="Remove items whose files are gone from storage (default: mark them missing).")
+@json_option
+@pass_app
+def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, as_json: bool) -> None:
+    """List storage and bring the catalogue in line: created, updated, moved, deleted.
+
+    Syncs every configured dataset, or the DATASETS named."""
+    partial = False
+    for name in app.dataset_names(datasets):
+        with progress_bar(f"{name}: listing") as bar:
+            result = app.sync(name, dry_run=dry_run, prune=prune, progress=bar.update)
+        partial |= result.errors > 0
+        if as_json:
+            emit_json(result.as_json())
+        else:
+            _report(result)
+    if partial:
+        raise SystemExit(EXIT_PARTIAL)
+
+
+def _report(result: SyncResult) -> None:
+    prefix = "(dry run) " if result.dry_run else ""
+    deleted_word = "removed" if result.pruned else "marked missing"
+    click.echo(
+        f"{prefix}{result.dataset}: listed {result.listed}, created {result.created}, "
+        f"updated {result.updated}, moved {result.moved}, {deleted_word} {result.deleted}, "
+        f"unchanged {result.unchanged}, errors {result.errors} ({result.seconds:.2f} s)"
+    )
+    if result.deletes_skipped:
+        click.echo(f"  deletions not applied: {result.deletes_skipped}", err=True)
+    if result.dry_run:
+        for kind, paths in result.samples.items():
+            for path in paths:
+                click.echo(f"  would be {kind}: {path}")

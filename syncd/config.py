@@ -1,0 +1,201 @@
+"""Config: a TOML file validated at startup, each error naming the file and the bad key.
+
+Found from `--config PATH`, else `$SYNCD_CONFIG`, else `./syncd.toml`. Any string value may
+contain `${VAR}`, replaced by the environment variable VAR (an error names it if unset).
+Relative paths are relative to the config file's folder, so the daemon finds the same files
+whatever its working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from drivers import KINDS, DriverOptions, options_model
+
+from .errors import ConfigError
+
+DEFAULT_FILE = "syncd.toml"
+ENV_VAR = "SYNCD_CONFIG"
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CatalogueConfig(_Section):
+    path: Path = Path("data/catalogue.db")
+
+
+class DatasetConfig(_Section):
+    name: str = Field(min_length=1)
+    driver: str
+
+
+class FetchConfig(_Section):
+    allow_hosts: tuple[str, ...] = ()  # hosts allowed even if loopback or private
+    max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class SyncConfig(_Section):
+    max_delete_percent: float = Field(default=100.0, ge=0, le=100)  # refuse larger deletes
+
+
+class Config(_Section):
+    source: Path | None = None
+    catalogue: CatalogueConfig = CatalogueConfig()
+    drivers: tuple[DriverOptions, ...] = ()
+    datasets: tuple[DatasetConfig, ...] = ()
+    fetch: FetchConfig = FetchConfig()
+    sync: SyncConfig = SyncConfig()
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        _unique("drivers", [d.name for d in self.drivers])
+        _unique("datasets", [d.name for d in self.datasets])
+        names = {d.name for d in self.drivers}
+        for index, dataset in enumerate(self.datasets):
+            if dataset.driver not in names:
+                raise ValueError(
+                    f"datasets[{index}].driver: no driver named {dataset.driver!r}"
+                    f" (drivers: {', '.join(sorted(names)) or 'none'})"
+                )
+        return self
+
+    def driver(self, name: str) -> DriverOptions:
+        for options in self.drivers:
+            if options.name == name:
+                return options
+        raise ConfigError(f"{self.source}: no driver named {name!r}")
+
+    def dataset(self, name: str) -> DatasetConfig:
+        for dataset in self.datasets:
+            if dataset.name == name:
+                return dataset
+        known = ", ".join(d.name for d in self.datasets) or "none"
+        raise ConfigError(f"{self.source}: no dataset named {name!r} (datasets: {known})")
+
+
+def _unique(section: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{section}: the name {name!r} is used twice")
+        seen.add(name)
+
+
+def find_config_file(path: str | os.PathLike[str] | None = None) -> Path:
+    if path:
+        return Path(path)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return Path(DEFAULT_FILE)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    file = find_config_file(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        hint = "" if path or os.environ.get(ENV_VAR) else (
+            f" (pass --config PATH, set ${ENV_VAR}, or copy config.example.toml to {DEFAULT_FILE})"
+        )
+        raise ConfigError(f"config file {file} not found{hint}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{file}: cannot read: {error}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{file}: not valid TOML: {error}") from None
+    return parse_config(raw, source=file)
+
+
+def parse_config(raw: dict[str, Any], *, source: Path) -> Config:
+    """Validate a parsed TOML document. Raises ConfigError naming `source` and the key."""
+    raw = _expand(raw, source, "")
+    base = source.parent
+    try:
+        if "source" in raw:
+            raise _KeyError("source", "unknown key")
+        driver_tables = raw.get("drivers", [])
+        if not isinstance(driver_tables, list):
+            raise _KeyError("drivers", "must be an array of tables: [[drivers]]")
+        driver_options = [_driver(index, table, base) for index, table in enumerate(driver_tables)]
+        config = Config.model_validate({**raw, "drivers": driver_options, "source": source})
+    except _KeyError as error:
+        raise ConfigError(f"{source}: {error.key}: {error.message}") from None
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_describe(error)}") from None
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    path = config.catalogue.path
+    if not path.is_absolute() and str(path) != ":memory:":
+        config = config.model_copy(update={"catalogue": CatalogueConfig(path=base / path)})
+    return config
+
+
+class _KeyError(Exception):
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
+def _driver(index: int, table: Any, base: Path) -> DriverOptions:
+    where = f"drivers[{index}]"
+    if not isinstance(table, dict):
+        raise _KeyError(where, "must be a table")
+    if "name" in table:
+        where += f" ({table['name']!r})"
+    kind = table.get("kind")
+    if kind is None:
+        raise _KeyError(f"{where}.kind", f"missing (one of: {', '.join(KINDS)})")
+    if kind not in KINDS:
+        raise _KeyError(f"{where}.kind", f"unknown kind {kind!r} (one of: {', '.join(KINDS)})")
+    try:
+        options = options_model(kind).model_validate(table)
+    except ValidationError as error:
+        raise _KeyError(where, _describe(error)) from None
+    root = getattr(options, "root", None)
+    if isinstance(root, Path) and not root.is_absolute():
+        options = options.model_copy(update={"root": base / root})
+    return options
+
+
+def _describe(error: ValidationError) -> str:
+    """Pydantic's errors as 'key.path: message'; input values are left out (secrets)."""
+    parts = []
+    for detail in error.errors(include_input=False, include_url=False):
+        key = ".".join(str(part) for part in detail["loc"] if part not in ("function-after",))
+        message = detail["msg"]
+        if detail["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif detail["type"] == "missing":
+            message = "missing"
+        message = message.removeprefix("Value error, ")
+        parts.append(f"{key}: {message}" if key else message)
+    return "; ".join(parts)
+
+
+def _expand(value: Any, source: Path, key: str) -> Any:
+    if isinstance(value, str):
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{source}: {key}: environment variable {name} is not set"
+                )
+            return os.environ[name]
+
+        return _REFERENCE.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, source, f"{key}.{k}" if key else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value

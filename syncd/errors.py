@@ -1,0 +1,27 @@
+"""syncd's own errors. The CLI turns each into a one-line message and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class SyncdError(Exception):
+    """Root of syncd's errors."""
+
+    exit_code = 1
+
+
+class ConfigError(SyncdError):
+    """The config file is missing, malformed, or has a bad key or value."""
+
+    exit_code = 2
+
+
+class NotFoundError(SyncdError):
+    """A dataset, driver or item that was asked for does not exist."""
+
+    exit_code = 3
+
+
+class SyncError(SyncdError):
+    """A sync could not complete (storage unreachable, permission denied, ...)."""
+
+    exit_code = 4

@@ -1,0 +1,276 @@
+"""Upstream sync against real files in temp folders."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+
+from conftest import put_file
+
+
+def items_by_path(app, dataset="photos"):
+    return {i["filename"]: i for i in app.catalogue.iter_items(app.dataset(dataset))}
+
+
+def item_rows_checksum(app):
+    return app.catalogue.conn.execute(
+        "SELECT count(*), total(pk), group_concat(updated_at) FROM items"
+    ).fetchone()
+
+
+def test_initial_sync_creates_every_file(app, storage):
+    for key in ["a.jpg", "cats/b.jpg", "cats/deep/c.png"]:
+        put_file(storage, key, key)
+    result = app.sync("photos")
+    assert (result.listed, result.created, result.unchanged) == (3, 3, 0)
+    items = items_by_path(app)
+    assert sorted(items) == ["/a.jpg", "/cats/b.jpg", "/cats/deep/c.png"]
+    item = items["/cats/deep/c.png"]
+    assert item["name"] == "c.png" and item["dir"] == "/cats/deep" and item["type"] == "file"
+    assert item["metadata"]["system"]["size"] == len("cats/deep/c.png")
+    assert len(item["id"]) == 24
+
+
+def test_unchanged_resync_writes_no_item(app, storage):
+    for i in range(50):
+        put_file(storage, f"f{i}.bin", str(i))
+    app.sync("photos")
+    before = item_rows_checksum(app)
+    jobs_before = app.catalogue.conn.execute("SELECT count(*) FROM jobs").fetchone()
+    changes = app.catalogue.conn.total_changes
+    result = app.sync("photos")
+    assert (result.created, result.updated, result.moved, result.deleted, result.unchanged) == (0, 0, 0, 0, 50)
+    assert item_rows_checksum(app) == before
+    assert app.catalogue.conn.execute("SELECT count(*) FROM jobs").fetchone() == jobs_before
+    # Only the sync_runs bookkeeping row was written (insert + update), plus temp tables.
+    item_writes = app.catalogue.conn.execute(
+        "SELECT count(*) FROM items WHERE updated_at > created_at").fetchone()[0]
+    assert item_writes == 0
+    assert app.catalogue.conn.total_changes - changes < 60  # temp-table rows are not counted per item
+
+
+def test_modified_file_is_updated_and_gets_a_new_job(app, storage):
+    path = put_file(storage, "a.txt", "one")
+    app.sync("photos")
+    first = items_by_path(app)["/a.txt"]
+    path.write_text("two, longer")
+    result = app.sync("photos")
+    assert (result.updated, result.created) == (1, 0)
+    item = items_by_path(app)["/a.txt"]
+    assert item["id"] == first["id"]
+    assert item["metadata"]["system"]["size"] == len("two, longer")
+    jobs = app.catalogue.conn.execute("SELECT state FROM jobs ORDER BY id").fetchall()
+    assert [j[0] for j in jobs] == ["cancelled", "pending"]  # the stale job is superseded
+
+
+def test_touched_file_is_updated_without_new_job(app, storage):
+    path = put_file(storage, "a.txt", "one")
+    app.sync("photos")
+    os.utime(path, (1_000_000, 1_000_000))
+    result = app.sync("photos")
+    assert result.updated == 1
+    # Local etags include the mtime, so a touch is a content change to a local folder.
+    assert items_by_path(app)["/a.txt"]["metadata"]["system"]["modified"].startswith("1970-01-12")
+
+
+def test_deleted_file_becomes_missing_then_pruned(app, storage):
+    put_file(storage, "keep.txt", "k")
+    gone = put_file(storage, "gone.txt", "g")
+    app.sync("photos")
+    gone.unlink()
+    result = app.sync("photos")
+    assert result.deleted == 1
+    assert items_by_path(app)["/gone.txt"]["state"] == "missing"
+    # A ghost stays a ghost without writes on the next sync.
+    assert app.sync("photos").deleted == 0
+    result = app.sync("photos", prune=True)
+    assert result.deleted == 1
+    assert "/gone.txt" not in items_by_path(app)
+    assert "/keep.txt" in items_by_path(app)
+
+
+def test_deleted_file_pending_job_is_cancelled(app, storage):
+    gone = put_file(storage, "gone.txt", "g")
+    app.sync("photos")
+    gone.unlink()
+    app.sync("photos")
+    states = app.catalogue.conn.execute("SELECT state FROM jobs").fetchall()
+    assert states == [("cancelled",)]
+
+
+def test_rename_keeps_id_and_metadata(app, storage):
+    put_file(storage, "cats/a.jpg", "image bytes")
+    app.sync("photos")
+    original = items_by_path(app)["/cats/a.jpg"]
+    app.catalogue.conn.execute("UPDATE items SET user = '{\"camera\": \"cam_01\"}'")
+    (storage / "dogs").mkdir()
+    os.rename(storage / "cats/a.jpg", storage / "dogs/renamed b.jpg")
+    result = app.sync("photos")
+    assert (result.moved, result.created, result.deleted) == (1, 0, 0)
+    items = items_by_path(app)
+    assert list(items) == ["/dogs/renamed b.jpg"]
+    moved = items["/dogs/renamed b.jpg"]
+    assert moved["id"] == original["id"]
+    assert moved["metadata"]["user"] == {"camera": "cam_01"}
+    # No new preprocessing: the content did not change.
+    assert app.catalogue.conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 1
+
+
+def test_copy_is_a_new_item_not_a_move(app, storage):
+    put_file(storage, "a.jpg", "same bytes")
+    app.sync("photos")
+    put_file(storage, "b.jpg", "same bytes")
+    result = app.sync("photos")
+    assert (result.created, result.moved) == (1, 0)
+
+
+def test_swapped_names_are_two_updates(app, storage):
+    put_file(storage, "a", "AAAA")
+    put_file(storage, "b", "BB")
+    app.sync("photos")
+    ids = {k: v["id"] for k, v in items_by_path(app).items()}
+    os.rename(storage / "a", storage / "tmp")
+    os.rename(storage / "b", storage / "a")
+    os.rename(storage / "tmp", storage / "b")
+    result = app.sync("photos")
+    assert result.updated == 2 and result.created == 0 and result.deleted == 0
+    assert {k: v["id"] for k, v in items_by_path(app).items()} == ids
+
+
+def test_dry_run_writes_nothing(app, storage):
+    put_file(storage, "a.txt", "a")
+    result = app.sync("photos", dry_run=True)
+    assert result.created == 1 and result.samples["created"] == ["/a.txt"]
+    assert app.catalogue.conn.execute("SELECT count(*) FROM items").fetchone()[0] == 0
+    assert app.catalogue.conn.execute("SELECT count(*) FROM sync_runs").fetchone()[0] == 0
+
+
+def test_hidden_folder_and_empty_folders_are_not_items(app, storage):
+    put_file(storage, ".dataloop/thumbnails/x.jpg", "t")
+    put_file(storage, "sub/.dataloop/kept.txt", "nested .dataloop is an ordinary folder")
+    (storage / "empty" / "deeper").mkdir(parents=True)
+    app.sync("photos")
+    assert list(items_by_path(app)) == ["/sub/.dataloop/kept.txt"]
+
+
+def test_odd_names(app, storage):
+    names = ["with space.jpg", "ünïcødé/猫.png", "hash#1.jpg", "q?.jpg", "pct%20.jpg",
+             "plus+sign.jpg", "a..b.jpg", "'quote\".jpg", "new\nline.jpg"]
+    for name in names:
+        put_file(storage, name, name)
+    result = app.sync("photos")
+    assert result.created == len(names) and result.errors == 0
+    assert sorted(items_by_path(app)) == sorted("/" + n for n in names)
+
+
+def test_unreadable_entry_is_recorded_and_run_goes_on(app, storage):
+    if os.geteuid() == 0:
+        bad_name = b"bad-\xff.jpg"  # root reads every folder; an undecodable name still fails
+        (storage / "ok.jpg").write_bytes(b"x")
+        with open(os.path.join(os.fsencode(storage), bad_name), "wb") as f:
+            f.write(b"y")
+    else:
+        put_file(storage, "ok.jpg")
+        put_file(storage, "locked/x.jpg")
+        os.chmod(storage / "locked", 0)
+    result = app.sync("photos")
+    assert result.created == 1 and result.errors == 1
+    errors = app.catalogue.listing_errors(app.dataset("photos"))
+    assert len(errors) == 1 and errors[0]["reason"]
+
+
+def test_items_under_unreadable_folder_are_not_deleted(app, storage, monkeypatch):
+    put_file(storage, "ok/a.jpg")
+    put_file(storage, "flaky/b.jpg")
+    app.sync("photos")
+    driver = app.dataset_driver("photos").inner
+    real = driver.list_pages
+
+    def failing(prefix="", *, on_error=None):
+        for page in real(prefix, on_error=on_error):
+            yield [info for info in page if not info.key.startswith("flaky/")]
+        on_error("flaky", "Input/output error")
+
+    monkeypatch.setattr(driver, "list_pages", failing)
+    result = app.sync("photos")
+    assert result.deleted == 0 and result.errors == 1
+    assert items_by_path(app)["/flaky/b.jpg"]["state"] == "present"
+
+
+def test_listing_failure_midway_changes_nothing(app, storage, monkeypatch):
+    for i in range(5):
+        put_file(storage, f"{i}.jpg", str(i))
+    app.sync("photos")
+    driver = app.dataset_driver("photos").inner
+
+    def broken(prefix="", *, on_error=None):
+        yield []
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(driver, "list_pages", broken)
+    with pytest.raises(OSError):
+        app.sync("photos")
+    assert all(i["state"] == "present" for i in items_by_path(app).values())
+    runs = app.catalogue.conn.execute("SELECT status FROM sync_runs ORDER BY id").fetchall()
+    assert runs[-1] == ("failed",)
+
+
+def test_mass_delete_is_refused_before_deleting_anything(config_file, storage, tmp_path):
+    from syncd.app import App
+    from syncd.config import load_config
+    text = config_file.read_text() + "\n[sync]\nmax_delete_percent = 50\n"
+    config_file.write_text(text)
+    with App(load_config(config_file)) as app:
+        for i in range(10):
+            put_file(storage, f"{i}.jpg", str(i))
+        app.sync("photos")
+        for i in range(8):
+            (storage / f"{i}.jpg").unlink()
+        result = app.sync("photos")
+        assert result.deleted == 0 and "max_delete_percent" in result.deletes_skipped
+        assert all(i["state"] == "present" for i in items_by_path(app).values())
+
+
+def test_prefix_sync_only_touches_that_folder(app, storage):
+    put_file(storage, "a/1.jpg", "1")
+    put_file(storage, "b/2.jpg", "2")
+    app.sync("photos")
+    (storage / "b/2.jpg").unlink()
+    (storage / "a/1.jpg").unlink()
+    put_file(storage, "a/3.jpg", "3")
+    result = app.sync("photos", prefix="a/")
+    assert (result.created, result.deleted) == (1, 1)
+    assert items_by_path(app)["/b/2.jpg"]["state"] == "present"
+
+
+def test_created_items_and_jobs_are_written_together(app, storage):
+    for i in range(20):
+        put_file(storage, f"{i}.jpg", str(i))
+    app.sync("photos")
+    conn = app.catalogue.conn
+    assert conn.execute(
+        "SELECT count(*) FROM items i JOIN jobs j ON j.item_pk = i.pk AND j.state = 'pending'"
+    ).fetchone()[0] == 20
+
+
+def test_schema_is_versioned_and_wal(app):
+    conn = app.catalogue.conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    from syncd.catalogue import MIGRATIONS
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    plan = " ".join(r[3] for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM items WHERE dataset_id = 1 AND filename = '/a'"))
+    assert "USING INDEX items_path" in plan
+
+
+def test_newer_schema_is_refused(tmp_path):
+    from syncd.catalogue import Catalogue
+    path = tmp_path / "c.db"
+    Catalogue(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        Catalogue(path)
