@@ -261,8 +261,10 @@ def _apply(catalogue: Catalogue, dataset: Dataset, *, prune: bool, deletes: bool
     with catalogue.transaction(immediate=True):
         # Moves: the item takes its new path (and the new listing facts); no new job, the
         # content is the same.
+        # OR IGNORE here and below: a path another writer (the daemon's event applier)
+        # catalogued since the listing keeps that writer's item.
         conn.execute(
-            """UPDATE items SET filename = f.path, size = f.size, mtime = f.mtime, etag = f.etag,
+            """UPDATE OR IGNORE items SET filename = f.path, size = f.size, mtime = f.mtime, etag = f.etag,
                       md5 = f.md5, state = 'present', updated_at = ?
                FROM temp.moves m JOIN temp.fresh f ON f.n = m.n WHERE items.pk = m.pk""",
             (now,),
@@ -295,8 +297,8 @@ def _apply(catalogue: Catalogue, dataset: Dataset, *, prune: bool, deletes: bool
         with catalogue.transaction(immediate=True):
             before = conn.execute("SELECT coalesce(max(pk), 0) FROM items").fetchone()[0]
             conn.execute(
-                """INSERT INTO items (dataset_id, filename, size, mtime, etag, md5,
-                                      created_at, updated_at)
+                """INSERT OR IGNORE INTO items (dataset_id, filename, size, mtime, etag, md5,
+                                                created_at, updated_at)
                    SELECT ?, path, size, mtime, etag, md5, ?, ? FROM temp.fresh
                    WHERE n BETWEEN ? AND ? AND n NOT IN (SELECT n FROM temp.moves)
                    ORDER BY n""",
