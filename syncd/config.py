@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from drivers import KINDS, DriverOptions, options_model
 
+from .daemon_config import DaemonConfig, SourceConfig
 from .errors import ConfigError
 
 DEFAULT_FILE = "syncd.toml"
@@ -36,6 +37,7 @@ class CatalogueConfig(_Section):
 class DatasetConfig(_Section):
     name: str = Field(min_length=1)
     driver: str
+    rescan_interval_seconds: float | None = Field(default=None, ge=0)  # else [daemon]'s
 
 
 class FetchConfig(_Section):
@@ -55,6 +57,8 @@ class Config(_Section):
     datasets: tuple[DatasetConfig, ...] = ()
     fetch: FetchConfig = FetchConfig()
     sync: SyncConfig = SyncConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    sources: tuple[SourceConfig, ...] = ()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -66,6 +70,13 @@ class Config(_Section):
                 raise ValueError(
                     f"datasets[{index}].driver: no driver named {dataset.driver!r}"
                     f" (drivers: {', '.join(sorted(names)) or 'none'})"
+                )
+        kinds = {d.name: d.kind for d in self.drivers}
+        for index, source in enumerate(self.sources):
+            if source.kind == "watch" and kinds.get(source.driver) != "local":
+                raise ValueError(
+                    f"sources[{index}].driver: {source.driver!r} is not a local driver"
+                    f" (local drivers: {', '.join(n for n, k in kinds.items() if k == 'local') or 'none'})"
                 )
         return self
 

@@ -1,0 +1,34 @@
+"""`syncd daemon`: the long-running service."""
+
+from __future__ import annotations
+
+import click
+
+from ..app import App
+from ..daemon import Daemon
+from ..daemon_config import parse_listen
+from . import cli
+from .common import pass_app
+
+
+def _listen(ctx, param, value: str | None) -> str | None:
+    if value:
+        try:
+            parse_listen(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+    return value
+
+
+@cli.command()
+@click.option("--listen", metavar="HOST:PORT", callback=_listen,
+              help="Serve /healthz, /metrics and the push hooks here (overrides [daemon] listen).")
+@pass_app
+def daemon(app: App, listen: str | None) -> None:
+    """Run until SIGTERM/SIGINT: apply bucket events, rescan on schedule, preprocess.
+
+    Event sources come from [[sources]] in the config (watch, sqs, pubsub, azure_queue) and
+    from push hooks on the listen address; see the README's "Running as a service"."""
+    runner = Daemon(app, listen=listen)
+    runner.install_signal_handlers()
+    runner.run()

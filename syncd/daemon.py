@@ -1,0 +1,409 @@
+"""`syncd daemon`: event sources, periodic rescans and the preprocessing workers, one loop.
+
+Every source hands `Delivery` batches to one inbox; the loop applies them with the one
+`Applier` (in this thread, with its own catalogue connection), then does what is due:
+
+- rescans: at start, of every dataset never synced and of every watched local folder (its
+  events while the daemon was down are gone); then every `rescan_interval_seconds`; and of
+  one folder when a source says something happened there that it could not report object
+  by object. Rescans run in threads of their own, so a long listing never delays events;
+  keys that events touched while a rescan ran are checked again once it ends, so a stale
+  listing never has the last word.
+- the reaper: missing items older than `move_window_seconds` (time for a matching create to
+  turn the delete into a move) lose their `.dataloop/` artifacts and preprocessing results,
+  and are removed with `on_delete = "remove"`.
+
+Signal handlers only set a flag; the loop notices it within `TICK` seconds and stops:
+sources first (nothing new comes in), then what is already received is applied, the workers
+finish or release their jobs, and the catalogue is closed. Acknowledged means applied: a
+kill -9 at any moment loses nothing a queue or hook was told was done.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from drivers import Driver
+
+from .applier import Applier, ApplyError, Change, artifact_keys, delete_artifacts
+from .app import App
+from .catalogue import Catalogue, Dataset, epoch_iso, now_iso
+from .daemon_config import parse_listen
+from .events import Delivery, ObjectUpdated
+from .indexer import SyncResult, sync_dataset
+from .metrics import Metrics
+from .sources import Router, Source, build_sources
+
+log = logging.getLogger(__name__)
+
+TICK = 0.2  # seconds the loop waits for events before doing its scheduled work
+MAX_BATCH = 1000  # events applied in one transaction
+TOUCHED_LIMIT = 50_000  # keys remembered during a rescan; past that, rescan again
+STALLED = 60.0  # seconds without a loop turn after which /healthz says 503
+
+
+class Stopping(Exception):
+    """The daemon is stopping: a rescan in progress gives up (its transaction rolls back)."""
+
+
+@dataclass
+class _Rescan:
+    dataset: str
+    prefix: str
+    thread: threading.Thread | None = None
+    result: SyncResult | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Daemon:
+    def __init__(self, app: App, *, listen: str | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sources: list[Source] | None = None, workers=None):
+        self.app = app
+        self.config = app.config
+        self.settings = app.config.daemon
+        self.clock = clock
+        self.listen = self.settings.listen if listen is None else listen
+        self.inbox: queue.Queue[Delivery] = queue.Queue()
+        self.metrics = Metrics(self.config.catalogue.path)
+        self.sources = build_sources(self.config) if sources is None else sources
+        self.workers = workers
+        self.http = None
+        self._stop = threading.Event()
+        self._stopped = False
+        self._resolved: dict[str, tuple[Dataset, Driver]] = {}
+        self.applier = Applier(app.catalogue, self.resolve, clock=clock,
+                               move_window=self.settings.move_window_seconds)
+        self._next_rescan: dict[str, float] = {}
+        self._wanted: dict[str, set[str]] = {}  # dataset -> folder prefixes to rescan
+        self._rescans: dict[str, _Rescan] = {}
+        self._touched: dict[str, set[str] | None] = {}
+        self._reap_dirty = True
+        self._next_reap = 0.0
+        self.heartbeat = clock()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def resolve(self, name: str) -> tuple[Dataset, Driver]:
+        if name not in self._resolved:
+            self._resolved[name] = (self.app.dataset(name), self.app.dataset_driver(name))
+        return self._resolved[name]
+
+    def submit(self, delivery: Delivery) -> None:
+        """Sources call this from their own threads."""
+        if self._stopped:
+            delivery.finish(Stopping("the daemon is stopping"))
+        else:
+            self.inbox.put(delivery)
+
+    def request_stop(self, *_args) -> None:
+        """Safe from a signal handler: it only sets a flag."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def health(self) -> tuple[bool, dict]:
+        age = self.clock() - self.heartbeat
+        ok = age < STALLED and not self._stop.is_set()
+        return ok, {"status": "ok" if ok else ("stopping" if self._stop.is_set() else "stalled"),
+                    "loop_age_seconds": round(age, 3), "pending_deliveries": self.inbox.qsize(),
+                    "rescans_running": sorted(self._rescans)}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        names = [d.name for d in self.config.datasets]
+        watched = {d.name for s in self.config.sources if s.kind == "watch"
+                   for d in self.config.datasets if d.driver == s.driver}
+        now, wall = self.clock(), time.time()
+        for name in names:
+            dataset, _ = self.resolve(name)
+            interval = self._interval(name)
+            if dataset.synced_at is None or name in watched:
+                self._next_rescan[name] = now  # never synced, or its events while down are lost
+            elif interval:
+                age = wall - _parse_iso(dataset.synced_at)
+                self._next_rescan[name] = now + max(0.0, interval - age)
+        if self.listen:
+            from .sources.http import HookServer
+
+            host, port = parse_listen(self.listen)
+            token = self.settings.hook_token.get_secret_value() if self.settings.hook_token else None
+            if not token:
+                log.warning("[daemon] hook_token is not set: every /hooks/ request gets 401")
+            self.http = HookServer(host, port, token=token, router=Router(self.config),
+                                   submit=self.submit, metrics=self.metrics, health=self.health,
+                                   sns_confirm_hosts=self.settings.sns_confirm_hosts)
+            self.http.start()
+        for source in self.sources:
+            source.start(self.submit)
+        if self.workers is not None:
+            self.workers.start()
+        log.info("daemon started: %d datasets, %d event sources%s", len(names), len(self.sources),
+                 ", workers running" if self.workers is not None else "")
+
+    def run(self) -> None:
+        """Run until asked to stop (a signal, or request_stop)."""
+        self.start()
+        try:
+            while not self._stop.is_set():
+                self.run_once()
+        finally:
+            self.shutdown()
+
+    def run_once(self, now: float | None = None, timeout: float = TICK) -> None:
+        """One turn: apply what arrived within `timeout` seconds, then do what is due."""
+        deliveries = self._take(timeout)
+        if deliveries:
+            self._apply(deliveries)
+        now = self.clock() if now is None else now
+        self._finish_rescans(now)
+        self._start_rescans(now)
+        if self._reap_dirty and now >= self._next_reap:
+            self._next_reap = now + max(1.0, self.settings.move_window_seconds / 2)
+            self._reap()
+        self.heartbeat = self.clock()
+
+    def shutdown(self) -> None:
+        if self._stopped:
+            return
+        log.info("daemon stopping")
+        started = time.monotonic()
+        if self.http is not None:
+            self.http.stop()
+        for source in self.sources:
+            source.stop()
+        for source in self.sources:
+            source.join(timeout=1.0)
+        self._stopped = True
+        self._stop.set()
+        # Apply what the sources already handed over (a watched folder's events cannot be
+        # delivered again); anything later is refused and stays queued where it came from.
+        while deliveries := self._take(0):
+            self._apply(deliveries)
+        if self.workers is not None:
+            self.workers.stop()
+        for rescan in self._rescans.values():
+            rescan.done.wait(max(0.1, 3.0 - (time.monotonic() - started)))
+        self.applier.close()
+        self.app.close()
+        log.info("daemon stopped (%.1f s)", time.monotonic() - started)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _take(self, timeout: float) -> list[Delivery]:
+        try:
+            first = self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
+        except queue.Empty:
+            return []
+        deliveries, count = [first], len(first.events)
+        while count < MAX_BATCH:
+            try:
+                delivery = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            deliveries.append(delivery)
+            count += len(delivery.events)
+        return deliveries
+
+    def _apply(self, deliveries: list[Delivery]) -> None:
+        events = [event for delivery in deliveries for event in delivery.events]
+        try:
+            changes = self.applier.apply(events)
+        except Exception as error:  # noqa: BLE001 - one bad delivery must not stop the rest
+            if len(deliveries) > 1:
+                for delivery in deliveries:
+                    self._apply([delivery])
+                return
+            self.metrics.failed_batches.inc()
+            log.warning("%d events not applied: %s", len(events), error,
+                        exc_info=not isinstance(error, ApplyError))
+            deliveries[0].finish(error)
+            return
+        for delivery in deliveries:
+            delivery.finish()
+        self._account(changes)
+
+    def _account(self, changes: list[Change]) -> None:
+        wall = time.time()
+        for change in changes:
+            event = change.event
+            if change.action == "rescan":
+                self._wanted.setdefault(event.dataset, set()).add(
+                    event.key.strip("/") + "/" if event.key.strip("/") else "")
+                continue
+            self.metrics.events.labels(event.dataset, event.source, change.action).inc()
+            if change.changed:
+                self.metrics.lag.labels(event.source).observe(
+                    max(0.0, wall - (event.occurred or event.received)))
+            if change.action in ("deleted", "moved"):
+                self._reap_dirty = True
+            touched = self._touched.get(event.dataset)
+            if touched is not None:
+                keys = [event.key] + ([event.old_key] if hasattr(event, "old_key") else [])
+                touched.update(keys)
+                if len(touched) > TOUCHED_LIMIT:
+                    self._touched[event.dataset] = None
+                    self._wanted.setdefault(event.dataset, set()).add("")
+
+    # -- rescans --------------------------------------------------------------------------
+
+    def _interval(self, name: str) -> float:
+        own = self.config.dataset(name).rescan_interval_seconds
+        return self.settings.rescan_interval_seconds if own is None else own
+
+    def _start_rescans(self, now: float) -> None:
+        for name, due in self._next_rescan.items():
+            if due <= now:
+                self._wanted.setdefault(name, set()).add("")
+        for name in list(self._wanted):
+            if name in self._rescans or self._stop.is_set():
+                continue
+            prefixes = self._wanted.pop(name)
+            prefix = "" if "" in prefixes else _common_prefix(prefixes)
+            if prefix == "":
+                self._next_rescan.pop(name, None)
+            self._launch(name, prefix)
+
+    def _launch(self, name: str, prefix: str) -> None:
+        rescan = _Rescan(name, prefix)
+        self._touched[name] = set()
+        dataset, driver = self.resolve(name)
+        path = self.config.catalogue.path
+        max_delete = self.config.sync.max_delete_percent
+
+        def progress(_count: int) -> None:
+            if self._stop.is_set():
+                raise Stopping("the daemon is stopping")
+
+        def run() -> None:
+            try:
+                with Catalogue(path) as catalogue:
+                    rescan.result = sync_dataset(catalogue, dataset, driver, prefix=prefix,
+                                                 max_delete_percent=max_delete, progress=progress)
+            except BaseException as error:  # noqa: BLE001 - reported by the loop
+                rescan.error = error
+            finally:
+                rescan.done.set()
+
+        rescan.thread = threading.Thread(target=run, name=f"syncd-rescan-{name}", daemon=True)
+        self._rescans[name] = rescan
+        log.info("%s: rescanning %s", name, "/" + prefix, extra={"dataset": name})
+        rescan.thread.start()
+
+    def _finish_rescans(self, now: float) -> None:
+        for name, rescan in list(self._rescans.items()):
+            if not rescan.done.is_set():
+                continue
+            del self._rescans[name]
+            touched = self._touched.pop(name, None)
+            scope = "full" if rescan.prefix == "" else "folder"
+            if rescan.error is not None:
+                if isinstance(rescan.error, Stopping):
+                    continue
+                self.metrics.rescans.labels(name, scope, "failed").inc()
+                log.warning("%s: rescan of /%s failed: %s", name, rescan.prefix, rescan.error,
+                            extra={"dataset": name})
+                if scope == "full" and self._interval(name):
+                    self._next_rescan[name] = now + min(60.0, self._interval(name))
+                continue
+            result = rescan.result
+            self.metrics.rescans.labels(name, scope, "ok").inc()
+            level = logging.INFO if (result.created or result.updated or result.moved
+                                     or result.deleted or result.errors) else logging.DEBUG
+            log.log(level, "%s: rescanned /%s: listed %d, created %d, updated %d, moved %d, "
+                    "deleted %d, errors %d (%.2f s)", name, rescan.prefix, result.listed,
+                    result.created, result.updated, result.moved, result.deleted, result.errors,
+                    result.seconds, extra={"dataset": name})
+            if result.deletes_skipped:
+                log.warning("%s: %s", name, result.deletes_skipped, extra={"dataset": name})
+            if result.deleted or result.moved:
+                self._reap_dirty = True
+            if scope == "full":
+                self.metrics.last_rescan.labels(name).set(time.time())
+                if self._interval(name):
+                    self._next_rescan[name] = now + self._interval(name)
+                self._requeue_orphans(name)
+            if touched:
+                # The listing may predate these events: ask storage again.
+                wall = time.time()
+                self._apply([Delivery(tuple(
+                    ObjectUpdated(dataset=name, key=key, source="recheck", received=wall)
+                    for key in sorted(touched)))])
+
+    def _requeue_orphans(self, name: str) -> None:
+        """Present items without preprocessing results or any live job (a missing item the
+        rescan found again, after the reaper had cleaned it) get a job."""
+        dataset, _ = self.resolve(name)
+        now = now_iso()
+        with self.app.catalogue.transaction(immediate=True) as conn:
+            conn.execute(
+                """INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)
+                   SELECT pk, 'preprocess', 'pending', ?, ? FROM items i
+                   WHERE i.dataset_id = ? AND i.state = 'present' AND i.system IS NULL
+                     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.item_pk = i.pk
+                                     AND j.kind = 'preprocess' AND j.state != 'cancelled')""",
+                (now, now, dataset.id),
+            )
+
+    # -- the reaper -----------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        remove = self.settings.on_delete == "remove"
+        cutoff = epoch_iso(time.time() - self.settings.move_window_seconds)
+        conn = self.app.catalogue.conn
+        waiting = False
+        for dataset_config in self.config.datasets:
+            dataset, driver = self.resolve(dataset_config.name)
+            now = now_iso()
+            with self.app.catalogue.transaction(immediate=True):
+                rows = conn.execute(
+                    f"""SELECT pk, system, updated_at <= ? FROM items
+                        WHERE dataset_id = ? AND state = 'missing'
+                          {'' if remove else 'AND system IS NOT NULL'}""",
+                    (cutoff, dataset.id),
+                ).fetchall()
+                due = [(pk, system) for pk, system, old in rows if old]
+                waiting |= len(due) < len(rows)
+                for pk, _ in due:
+                    if remove:
+                        conn.execute("UPDATE jobs SET state = 'cancelled', updated_at = ? "
+                                     "WHERE item_pk = ? AND state = 'pending'", (now, pk))
+                        conn.execute("DELETE FROM items WHERE pk = ?", (pk,))
+                    else:
+                        conn.execute("UPDATE items SET system = NULL WHERE pk = ?", (pk,))
+            if not due:
+                continue
+            keys = [key for _, system in due for key in artifact_keys(system)]
+            delete_artifacts(driver, keys, dataset=dataset.name)
+            self.metrics.reaped.labels(dataset.name).inc(len(due))
+            log.info("%s: %s %d missing items%s", dataset.name,
+                     "removed" if remove else "cleaned up", len(due),
+                     f" and {len(keys)} artifacts" if keys else "", extra={"dataset": dataset.name})
+        self._reap_dirty = waiting
+
+
+def _parse_iso(value: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _common_prefix(prefixes: set[str]) -> str:
+    """The deepest folder prefix ('a/b/') holding all of `prefixes`; '' = everything."""
+    parts = [p.strip("/").split("/") for p in prefixes]
+    common: list[str] = []
+    for segment in zip(*parts, strict=False):
+        if len(set(segment)) != 1:
+            break
+        common.append(segment[0])
+    return "/".join(common) + "/" if common else ""

@@ -1,0 +1,198 @@
+"""`syncd daemon` with real inotify on temp folders: events reach the catalogue."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import put_file
+from daemon_support import (
+    DaemonProcess, ThreadDaemon, daemon_config, free_port, items, jobs, wait_for,
+)
+from syncd.app import App
+from syncd.daemon import Daemon
+
+
+@pytest.fixture
+def cfg(tmp_path, storage):
+    return daemon_config(tmp_path, storage, daemon="debounce_seconds = 0.05")
+
+
+def present(cfg_path, tmp_path):
+    return {k for k, v in items(tmp_path / "catalogue.db").items() if v["state"] == "present"}
+
+
+def test_create_modify_move_delete_reach_the_catalogue(tmp_path, storage, cfg):
+    db = tmp_path / "catalogue.db"
+    with ThreadDaemon(cfg):
+        put_file(storage, "cats/a.jpg", "one")
+        item = wait_for(lambda: items(db).get("/cats/a.jpg"), what="created")
+        (storage / "cats/a.jpg").write_text("two, longer")
+        wait_for(lambda: items(db)["/cats/a.jpg"]["metadata"]["system"]["size"] == 11, what="modified")
+        os.makedirs(storage / "dogs")
+        os.rename(storage / "cats/a.jpg", storage / "dogs/b.jpg")
+        moved = wait_for(lambda: items(db).get("/dogs/b.jpg"), what="moved")
+        assert moved["id"] == item["id"]
+        wait_for(lambda: "/cats/a.jpg" not in items(db), what="old path gone")
+        (storage / "dogs/b.jpg").unlink()
+        wait_for(lambda: items(db)["/dogs/b.jpg"]["state"] == "missing", what="deleted")
+    assert len(items(db)) == 1
+
+
+def test_burst_into_new_nested_folders_converges(tmp_path, storage, cfg):
+    db = tmp_path / "catalogue.db"
+    expected = set()
+    with ThreadDaemon(cfg):
+        for i in range(4):
+            for j in range(25):
+                key = f"burst/{i}/deep/{j}.bin"
+                put_file(storage, key, f"{i}-{j}")
+                expected.add("/" + key)
+        wait_for(lambda: set(items(db)) == expected, what="all burst files")
+    pks = [pk for pk, state in jobs(db) if state == "pending"]
+    assert len(pks) == len(set(pks)) == len(expected)  # one job an item, no duplicates
+
+
+def test_artifacts_folder_is_never_catalogued(tmp_path, storage, cfg):
+    db = tmp_path / "catalogue.db"
+    with ThreadDaemon(cfg):
+        put_file(storage, ".dataloop/thumbnails/x.jpg", "t")
+        put_file(storage, "real.jpg", "r")
+        wait_for(lambda: "/real.jpg" in items(db))
+    assert list(items(db)) == ["/real.jpg"]
+
+
+def test_start_syncs_new_datasets_and_catches_up_watched_folders(tmp_path, storage, cfg):
+    db = tmp_path / "catalogue.db"
+    put_file(storage, "before.jpg", "b")
+    with ThreadDaemon(cfg):
+        wait_for(lambda: "/before.jpg" in items(db), what="initial sync")
+    put_file(storage, "while-down.jpg", "w")
+    (storage / "before.jpg").unlink()
+    with ThreadDaemon(cfg):
+        wait_for(lambda: "/while-down.jpg" in items(db)
+                 and items(db)["/before.jpg"]["state"] == "missing", what="catch-up rescan")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_periodic_rescan_follows_the_injected_clock(tmp_path, storage):
+    cfg = daemon_config(tmp_path, storage, watch=False, daemon="rescan_interval_seconds = 100")
+    db = tmp_path / "catalogue.db"
+    clock = Clock()
+    with App.from_file(cfg) as app:
+        daemon = Daemon(app, clock=clock)
+        daemon.start()
+        try:
+            def turn():
+                daemon.run_once(timeout=0.01)
+                return not daemon._rescans
+
+            daemon.run_once(timeout=0)  # never synced: the initial sync starts
+            wait_for(turn, what="initial sync")
+            put_file(storage, "later.jpg", "l")
+            clock.now = 99
+            daemon.run_once(timeout=0)
+            assert not daemon._rescans and "/later.jpg" not in items(db)
+            clock.now = 101
+            daemon.run_once(timeout=0)
+            assert daemon._rescans  # due: started
+            wait_for(turn, what="periodic rescan")
+            assert "/later.jpg" in items(db)
+        finally:
+            daemon.shutdown()
+
+
+def test_restart_keeps_the_rescan_schedule(tmp_path, storage):
+    """A dataset synced recently is not rescanned at once by a restarted daemon."""
+    cfg = daemon_config(tmp_path, storage, watch=False, daemon="rescan_interval_seconds = 3600")
+    with App.from_file(cfg) as app:
+        app.sync("photos")
+        daemon = Daemon(app, clock=Clock())
+        daemon.start()
+        try:
+            daemon.run_once(timeout=0)
+            assert not daemon._rescans
+            assert 3500 < daemon._next_rescan["photos"] <= 3600
+        finally:
+            daemon.shutdown()
+
+
+def _thumbnail(db, storage, filename):
+    """Pretend a worker preprocessed the item: an artifact and results pointing at it."""
+    from syncd.catalogue import Catalogue
+
+    with Catalogue(db) as catalogue:
+        row = catalogue.conn.execute("SELECT pk FROM items WHERE filename = ?", (filename,)).fetchone()
+        key = f".dataloop/thumbnails/{catalogue.item_id(row[0])}.jpg"
+        put_file(storage, key, "thumb")
+        catalogue.conn.execute("UPDATE items SET system = ? WHERE pk = ?",
+                               (json.dumps({"thumbnailId": key, "width": 1}), row[0]))
+        catalogue.conn.execute("UPDATE jobs SET state = 'done' WHERE item_pk = ?", (row[0],))
+    return storage / key
+
+
+@pytest.mark.parametrize("mode", ["missing", "remove"])
+def test_deleted_items_lose_artifacts_after_the_move_window(tmp_path, storage, mode):
+    cfg = daemon_config(tmp_path, storage,
+                        daemon=f'on_delete = "{mode}"\nmove_window_seconds = 0.5\ndebounce_seconds = 0.05')
+    db = tmp_path / "catalogue.db"
+    with ThreadDaemon(cfg):
+        put_file(storage, "a.jpg", "a")
+        wait_for(lambda: "/a.jpg" in items(db))
+        thumbnail = _thumbnail(db, storage, "/a.jpg")
+        (storage / "a.jpg").unlink()
+        wait_for(lambda: not thumbnail.exists(), what="artifact cleaned")
+        if mode == "remove":
+            wait_for(lambda: "/a.jpg" not in items(db), what="item removed")
+        else:
+            item = wait_for(lambda: items(db).get("/a.jpg"))
+            assert item["state"] == "missing" and "thumbnailId" not in item["metadata"]["system"]
+
+
+def test_moved_item_keeps_its_artifacts(tmp_path, storage):
+    cfg = daemon_config(tmp_path, storage, daemon="move_window_seconds = 0.2\ndebounce_seconds = 0.05")
+    db = tmp_path / "catalogue.db"
+    with ThreadDaemon(cfg):
+        put_file(storage, "a.jpg", "a")
+        wait_for(lambda: "/a.jpg" in items(db))
+        thumbnail = _thumbnail(db, storage, "/a.jpg")
+        os.rename(storage / "a.jpg", storage / "b.jpg")
+        wait_for(lambda: set(items(db)) == {"/b.jpg"}, what="moved")
+    assert thumbnail.exists()
+    assert items(db)["/b.jpg"]["metadata"]["system"]["thumbnailId"]
+    assert [state for _, state in jobs(db)] == ["done"]
+
+
+def test_sigterm_stops_cleanly_and_logs_json(tmp_path, storage, cfg):
+    db = tmp_path / "catalogue.db"
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log").start()
+    try:
+        put_file(storage, "cats/a.jpg", "a")
+        wait_for(lambda: "/cats/a.jpg" in items(db))
+        assert daemon.terminate(signal.SIGTERM) == 0
+    finally:
+        daemon.close()
+    records = daemon.log_records()
+    created = [r for r in records if r.get("item") and "created /cats/a.jpg" in r["message"]]
+    assert created and created[0]["dataset"] == "photos" and created[0]["level"] == "info"
+    assert records[-1]["message"].startswith("daemon stopped")
+
+
+def test_sigint_stops_too(tmp_path, storage, cfg):
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log").start()
+    try:
+        assert daemon.terminate(signal.SIGINT) == 0
+    finally:
+        daemon.close()
+    assert "daemon stopped" in daemon.log_text()
