@@ -198,7 +198,14 @@ class Applier:
         filename = "/" + key
         row = self._row(dataset, filename)
         if info is None:
-            if row is None or row["state"] != "present":
+            if row is None:
+                return Change(event, "unchanged", filename, None)
+            if row["state"] != "present":
+                # Already marked missing (by a rescan racing this event): a copy made just
+                # before is still this item, moved.
+                merged = self._merge_recent(dataset, row, now, cleanups)
+                if merged is not None:
+                    return Change(event, "moved", merged, self._id(row), old_filename=filename)
                 return Change(event, "unchanged", filename, self._id(row))
             self._cancel_pending(row["pk"], now)
             conn.execute("UPDATE items SET state = 'missing', updated_at = ? WHERE pk = ?",
@@ -240,8 +247,9 @@ class Applier:
         old_info = facts[(event.dataset, event.old_key)]
         info = facts[(event.dataset, event.key)]
         source = self._row(dataset, "/" + event.old_key)
+        # The source saw the rename itself, so the item moves even if an earlier event of
+        # this burst already marked it missing, or a write just before changed its content.
         if (info is not None and old_info is None and source is not None
-                and source["state"] == "present"
                 and self._row(dataset, "/" + event.key) is None):
             filename = "/" + event.key
             same_content = (source["size"], source["etag"], source["md5"]) == (info.size, info.etag, info.md5)
@@ -249,6 +257,8 @@ class Applier:
             if not same_content:
                 self._cancel_pending(source["pk"], now)
                 self._add_job(source["pk"], now)
+            elif source["state"] != "present":
+                self._ensure_job(source["pk"], now)
             return [Change(event, "moved", filename, self._id(source), old_filename=source["filename"])]
         return [
             self._reconcile(event, dataset, event.old_key, old_info, now, cleanups),

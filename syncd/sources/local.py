@@ -17,6 +17,7 @@ import os
 import posixpath
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -44,6 +45,9 @@ from . import Source, Submit
 log = logging.getLogger(__name__)
 
 MAX_DELAY = 1.0  # seconds: a path written to without pause is still handed over this often
+FOLDER_SETTLE = 1.0  # seconds a folder event waits (for a quiet folder) before its rescan
+# watchdog warns when a folder created during a burst is watched twice; it copes with it.
+warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning)
 WATCHED = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileDeletedEvent, FileMovedEvent,
            DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
 
@@ -177,8 +181,12 @@ class WatchSource(Source, FileSystemEventHandler):
     def _due(self, now: float) -> tuple[list[tuple[tuple[str, str], _Pending]], float | None]:
         due, wait = [], None
         for slot, entry in list(self._pending.items()):
-            quiet = self.debounce * (3 if entry.kind == "folder" else 1)
-            deadline = min(entry.last + quiet, entry.first + MAX_DELAY)
+            if entry.kind == "folder":
+                # Late enough that the burst's own object events are applied first: the
+                # rescan only picks up what they missed (and cannot split a move in two).
+                deadline = entry.last + max(FOLDER_SETTLE, self.debounce)
+            else:
+                deadline = min(entry.last + self.debounce, entry.first + MAX_DELAY)
             if entry.ready or deadline <= now:
                 due.append((slot, self._pending.pop(slot)))
             else:
