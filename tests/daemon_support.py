@@ -151,3 +151,11 @@ class DaemonProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+def synced(catalogue_path, dataset="photos") -> bool:
+    """True once the dataset has had a full sync (the daemon's startup sync, say)."""
+    with Catalogue(catalogue_path) as catalogue:
+        row = catalogue.conn.execute(
+            "SELECT synced_at FROM datasets WHERE name = ?", (dataset,)).fetchone()
+        return bool(row and row[0])

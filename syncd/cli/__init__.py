@@ -24,11 +24,11 @@ def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format:
 
 
 from . import items, sync  # noqa: E402  (commands register themselves on `cli`)
-from . import daemon  # noqa: E402,F401
+from . import daemon, downstream  # noqa: E402,F401
 
 
 def main() -> None:
     cli(prog_name="syncd")
 
 
-__all__ = ["cli", "main", "items", "sync", "daemon"]
+__all__ = ["cli", "main", "items", "sync", "daemon", "downstream"]

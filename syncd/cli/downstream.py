@@ -1,0 +1,45 @@
+"""`syncd put` and `syncd rm`: downstream changes, through the driver's permissions."""
+
+from __future__ import annotations
+
+import click
+
+from .. import downstream
+from ..app import App
+from . import cli
+from .common import emit_json, json_option, pass_app
+
+
+@cli.command("put")
+@click.argument("dataset")
+@click.argument("local", type=click.Path(exists=True, dir_okay=False, readable=True))
+@click.option("--as", "remote", metavar="REMOTE",
+              help="Path in the dataset (/cats/a.jpg, or a folder ending in /); default: /NAME.")
+@json_option
+@pass_app
+def put(app: App, dataset: str, local: str, remote: str | None, as_json: bool) -> None:
+    """Write LOCAL to the dataset's storage and catalogue it; it is queued for preprocessing."""
+    item, change = downstream.put(app, dataset, local, remote)
+    if as_json:
+        emit_json(item)
+    else:
+        click.echo(f"{change.action if change.action != 'unchanged' else 'put'} "
+                   f"{item['filename']} (item {item['id']})")
+
+
+@cli.command("rm")
+@click.argument("dataset")
+@click.argument("remote")
+@json_option
+@pass_app
+def rm(app: App, dataset: str, remote: str, as_json: bool) -> None:
+    """Remove the item REMOTE; delete its binary only if the driver has allow_delete = true."""
+    removed = downstream.remove(app, dataset, remote)
+    if as_json:
+        emit_json(removed.as_json())
+        return
+    click.echo(f"removed {removed.filename} (item {removed.id})")
+    if not removed.binary_deleted:
+        driver = app.config.dataset(dataset).driver
+        click.echo(f"  the binary stays in storage (driver {driver!r} has allow_delete = false);"
+                   " the next sync lists it again", err=True)

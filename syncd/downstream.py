@@ -1,0 +1,100 @@
+"""Downstream: changes made through syncd, written to storage and to the catalogue.
+
+`put` writes through the driver (so its permissions apply), then records the ObjectInfo the
+driver returned through the same applier the daemon uses: the daemon's own event for the
+write (inotify, a bucket notification) then finds the item already matching storage and
+changes nothing, and a later rescan sees no difference either. `remove` deletes the item
+and, only when the driver has `allow_delete = true`, the binary in storage ("by default,
+we will NOT delete your binaries").
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drivers import InvalidKey, NotFound
+from drivers.base import check_key, is_hidden
+
+from .app import App
+from .applier import Applier, Change, artifact_keys, delete_artifacts
+from .catalogue import normalize_filename, now_iso
+from .errors import NotFoundError
+from .events import ObjectCreated
+
+
+def remote_key(local: Path, remote: str | None) -> str:
+    """The key a local file is put at: `remote` ('/cats/a.jpg', or a folder ending in '/'),
+    else the file's own name at the top of the dataset."""
+    if not remote:
+        key = local.name
+    elif remote.endswith("/"):
+        key = remote.strip("/") + "/" + local.name if remote.strip("/") else local.name
+    else:
+        key = remote.lstrip("/")
+    check_key(key)
+    if is_hidden(key):
+        raise InvalidKey(f"{key!r} is inside syncd's artifacts folder")
+    return key
+
+
+def _applier(app: App) -> Applier:
+    return Applier(app.catalogue, lambda name: (app.dataset(name), app.dataset_driver(name)))
+
+
+def put(app: App, dataset: str, local: str | os.PathLike[str], remote: str | None = None
+        ) -> tuple[dict[str, Any], Change]:
+    """Write `local` to the dataset's storage and catalogue it (with a preprocessing job)."""
+    path = Path(local)
+    key = remote_key(path, remote)
+    driver = app.dataset_driver(dataset)
+    app.dataset(dataset)
+    content_type = mimetypes.guess_type(path.name)[0]
+    with open(path, "rb") as stream:
+        info = driver.put(key, stream, content_type=content_type)
+    applier = _applier(app)
+    try:
+        change = applier.reconcile(
+            ObjectCreated(dataset=dataset, key=key, source="downstream", received=time.time(),
+                          etag=info.etag, size=info.size), info)
+    finally:
+        applier.close()
+    return app.catalogue.get_item(app.dataset(dataset), "/" + key), change
+
+
+@dataclass(frozen=True)
+class Removed:
+    filename: str
+    id: str
+    binary_deleted: bool  # False: allow_delete is off (or it was already gone)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"filename": self.filename, "id": self.id, "binary_deleted": self.binary_deleted}
+
+
+def remove(app: App, dataset: str, remote: str) -> Removed:
+    """Remove an item; delete its binary too when the driver has allow_delete = true."""
+    ds = app.dataset(dataset)
+    driver = app.dataset_driver(dataset)
+    filename = normalize_filename(remote)
+    row = app.catalogue.item_row(ds, filename)
+    if row is None:
+        raise NotFoundError(f"no item {filename!r} in dataset {dataset!r}")
+    deleted = False
+    if driver.options.allow_delete:
+        try:
+            driver.delete(filename.lstrip("/"))  # PermissionDenied: nothing changes
+            deleted = True
+        except NotFound:
+            pass
+    now = now_iso()
+    with app.catalogue.transaction(immediate=True) as conn:
+        conn.execute("UPDATE jobs SET state = 'cancelled', updated_at = ? "
+                     "WHERE item_pk = ? AND state = 'pending'", (now, row["pk"]))
+        conn.execute("DELETE FROM items WHERE pk = ?", (row["pk"],))
+    delete_artifacts(driver, artifact_keys(row["system"]), dataset=dataset)
+    return Removed(filename, app.catalogue.item_id(row["pk"]), deleted)

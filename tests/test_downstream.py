@@ -1,0 +1,103 @@
+"""`syncd put` / `syncd rm`: through the driver's permissions, never re-imported."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import Runner, put_file, write_config
+from daemon_support import ThreadDaemon, daemon_config, items, jobs, synced, wait_for
+
+
+def config(tmp_path, storage, *, permissions='["list", "get", "put", "delete"]', allow_delete="false"):
+    return write_config(tmp_path / "syncd.toml", f"""
+        [catalogue]
+        path = "{tmp_path / 'catalogue.db'}"
+
+        [[drivers]]
+        name = "disk"
+        kind = "local"
+        root = "{storage}"
+        permissions = {permissions}
+        allow_delete = {allow_delete}
+
+        [[datasets]]
+        name = "photos"
+        driver = "disk"
+        """)
+
+
+@pytest.fixture
+def local_file(tmp_path):
+    path = tmp_path / "upload" / "new photo.jpg"
+    path.parent.mkdir()
+    path.write_bytes(b"jpeg bytes")
+    return path
+
+
+def test_put_writes_storage_and_catalogue(tmp_path, storage, local_file, run):
+    [item] = run.json_lines("put", "photos", str(local_file))
+    assert item["filename"] == "/new photo.jpg" and item["state"] == "present"
+    assert (storage / "new photo.jpg").read_bytes() == b"jpeg bytes"
+    [item] = run.json_lines("put", "photos", str(local_file), "--as", "/cats/renamed.jpg")
+    assert (storage / "cats/renamed.jpg").exists() and item["filename"] == "/cats/renamed.jpg"
+    [item] = run.json_lines("put", "photos", str(local_file), "--as", "dogs/")
+    assert item["filename"] == "/dogs/new photo.jpg"
+    assert [state for _, state in jobs(tmp_path / "catalogue.db")] == ["pending"] * 3
+    # A sync afterwards finds storage and catalogue in agreement: nothing to import.
+    [result] = run.json_lines("sync")
+    assert (result["created"], result["updated"], result["unchanged"]) == (0, 0, 3)
+
+
+def test_put_refused_by_permissions_changes_nothing(tmp_path, storage, local_file):
+    run = Runner(config(tmp_path, storage, permissions='["list", "get"]'))
+    result = run("put", "photos", str(local_file), expect=4)
+    assert "put" in result.stderr and not any(storage.iterdir())
+    assert items(tmp_path / "catalogue.db") == {}
+
+
+def test_put_into_the_artifacts_folder_is_refused(tmp_path, local_file, run):
+    result = run("put", "photos", str(local_file), "--as", "/.dataloop/x.jpg", expect=4)
+    assert "artifacts" in result.stderr
+
+
+def test_daemon_does_not_reimport_its_own_write(tmp_path, storage, local_file):
+    cfg = daemon_config(tmp_path, storage, daemon="debounce_seconds = 0.05")
+    db = tmp_path / "catalogue.db"
+    with ThreadDaemon(cfg) as daemon:
+        wait_for(lambda: synced(db) and not daemon._rescans, what="startup sync")
+        Runner(cfg)("put", "photos", str(local_file), "--as", "/cats/a.jpg")
+
+        def seen():
+            samples = daemon.metrics.events.collect()[0].samples
+            return [s for s in samples if s.labels["source"] == "watch" and s.value]
+
+        wait_for(seen, what="the daemon saw the write")
+    assert list(items(db)) == ["/cats/a.jpg"]
+    assert [state for _, state in jobs(db)] == ["pending"]
+
+
+def test_rm_keeps_the_binary_without_allow_delete(tmp_path, storage, local_file, run):
+    run("put", "photos", str(local_file), "--as", "/a.jpg")
+    result = run("rm", "photos", "/a.jpg")
+    assert "stays in storage" in result.stderr
+    assert (storage / "a.jpg").exists() and items(tmp_path / "catalogue.db") == {}
+    assert [state for _, state in jobs(tmp_path / "catalogue.db")] == ["cancelled"]
+    run("rm", "photos", "/a.jpg", expect=3)
+
+
+def test_rm_deletes_the_binary_with_allow_delete(tmp_path, storage, local_file):
+    run = Runner(config(tmp_path, storage, allow_delete="true"))
+    run("put", "photos", str(local_file), "--as", "/cats/a.jpg")
+    put_file(storage, ".dataloop/thumbnails/t.jpg", "thumb")
+    [removed] = run.json_lines("rm", "photos", "cats/a.jpg")
+    assert removed["binary_deleted"] is True and removed["filename"] == "/cats/a.jpg"
+    assert not (storage / "cats").exists()  # the local driver prunes emptied folders
+    assert items(tmp_path / "catalogue.db") == {}
+
+
+def test_rm_without_delete_permission_changes_nothing(tmp_path, storage, local_file):
+    run = Runner(config(tmp_path, storage, permissions='["list", "get", "put"]', allow_delete="true"))
+    run("put", "photos", str(local_file), "--as", "/a.jpg")
+    result = run("rm", "photos", "/a.jpg", expect=4)
+    assert "delete" in result.stderr
+    assert (storage / "a.jpg").exists() and "/a.jpg" in items(tmp_path / "catalogue.db")
