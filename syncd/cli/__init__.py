@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from .. import __version__
@@ -26,7 +28,13 @@ def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format:
 from . import items, sync  # noqa: E402  (commands register themselves on `cli`)
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM unwinds like Ctrl-C: open transactions roll back, sync runs are closed.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="syncd")
 
 
