@@ -137,8 +137,8 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
             result.deleted += plan.gone_missing - plan.moves_from_missing
         result.unchanged = result.listed - result.created - result.moved - result.updated
         result.samples = _samples(conn, plan)
-        present = catalogue.count_items(dataset)["present"]
-        if result.deleted and present and 100.0 * result.deleted / present > max_delete_percent:
+        present = catalogue.count_items(dataset)["present"] if result.deleted else 0
+        if present and 100.0 * result.deleted / present > max_delete_percent:
             result.deletes_skipped = (
                 f"{result.deleted} of {present} items would be deleted, more than"
                 f" sync.max_delete_percent = {max_delete_percent}%"
