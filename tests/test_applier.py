@@ -188,13 +188,14 @@ def test_rescan_racing_the_applier_keeps_one_item(app, applier, storage, monkeyp
     import syncd.indexer as indexer
 
     put_file(storage, "new.jpg", "n")
-    real_classify = indexer._classify
+    real_plan = indexer._plan
 
-    def classify_then_event(conn, dataset, scope):
-        real_classify(conn, dataset, scope)
+    def plan_then_event(*args):
+        plan = real_plan(*args)
         applier.apply([ev(ObjectCreated, "new.jpg")])
+        return plan
 
-    monkeypatch.setattr(indexer, "_classify", classify_then_event)
+    monkeypatch.setattr(indexer, "_plan", plan_then_event)
     result = app.sync("photos")
     assert result.created == 1
     assert list(items(app)) == ["/new.jpg"]

@@ -53,7 +53,7 @@ def test_defaults_and_values(tmp_path, monkeypatch):
     ('[daemon]\nrescan_every = 5', "daemon.rescan_every: unknown key"),
     ('[[sources]]\nkind = "watch"\ndriver = "nope"', "sources[0].driver"),
     ('[[sources]]\nkind = "sqs"', "queue_url: missing"),
-    ('[[sources]]\nkind = "kafka"', "sources.0"),
+    ('[[sources]]\nkind = "kafka"', "sources[0]"),
     ('[[sources]]\nkind = "pubsub"\nsubscription = "bad"', "subscription"),
     ('[[datasets]]\nname = "x"\ndriver = "disk"\nrescan_interval_seconds = -1', "rescan_interval_seconds"),
 ])

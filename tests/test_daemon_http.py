@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from conftest import put_file
-from daemon_support import ThreadDaemon, daemon_config, free_port, items, wait_for
+from daemon_support import ThreadDaemon, daemon_config, free_port, items, synced, wait_for
 
 TOKEN = "hook-token-value-1234"
 
@@ -73,6 +73,7 @@ def hook(tmp_path, storage, confirm):
         sns_confirm_hosts = ["127.0.0.1:{confirm.port}"]
         """)
     with ThreadDaemon(cfg):
+        wait_for(lambda: synced(tmp_path / "catalogue.db"), what="startup sync")
         yield f"http://127.0.0.1:{port}"
 
 

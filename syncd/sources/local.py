@@ -45,6 +45,7 @@ from . import Source, Submit
 log = logging.getLogger(__name__)
 
 MAX_DELAY = 1.0  # seconds: a path written to without pause is still handed over this often
+TEMP_PREFIX = ".syncd-"  # the local driver writes beside the target, then renames into place
 FOLDER_SETTLE = 1.0  # seconds a folder event waits (for a quiet folder) before its rescan
 # watchdog warns when a folder created during a burst is watched twice; it copes with it.
 warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning)
@@ -112,7 +113,9 @@ class WatchSource(Source, FileSystemEventHandler):
         if relative == "." or relative.startswith(".." + os.sep) or relative == "..":
             return None
         key = relative.replace(os.sep, "/")
-        return None if is_hidden(key) else key
+        if is_hidden(key) or posixpath.basename(key).startswith(TEMP_PREFIX):
+            return None
+        return key
 
     def dispatch(self, event: FileSystemEvent) -> None:
         src = self._key(event.src_path)
