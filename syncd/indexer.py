@@ -14,10 +14,16 @@ whatever the bucket's size); the diff is a handful of set-based SQL statements:
 Created and content-changed items get a preprocessing job in the same transaction as the
 item itself, so a crash can never lose a trigger. Nothing is deleted when the listing
 failed part-way, and items under a folder that could not be read are left alone.
+
+Link files: a small `.json` file among the created and content-changed paths is read, and if
+it is a link in the reference's format (syncd.links) its item gets `type = 'link'` and the
+link in its system metadata, in the same transaction as the item row. Other files are never
+read, so a sync of non-JSON files costs what it did.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +33,7 @@ from drivers import Driver, DriverError, NotFound, PermissionDenied, Unreachable
 
 from .catalogue import Catalogue, Dataset, now_iso
 from .errors import SyncError
+from .links import MAX_LINK_BYTES, link_system, read_links
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +116,7 @@ def sync_dataset(
             )
             result.deleted = 0
         if not dry_run:
+            _read_link_files(conn, driver)
             _apply(catalogue, dataset, prune=prune, deletes=result.deletes_skipped is None)
             _record_errors(catalogue, dataset, run_id, errors)
     except DriverError as error:
@@ -148,7 +156,7 @@ def _create_temp_tables(conn) -> None:
 
 
 def _drop_temp_tables(conn) -> None:
-    for table in ("listing", "unlisted", "fresh", "gone", "moves", "changed"):
+    for table in ("listing", "unlisted", "fresh", "gone", "moves", "changed", "link_info"):
         conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
 
@@ -285,6 +293,7 @@ def _apply(catalogue: Catalogue, dataset: Dataset, *, prune: bool, deletes: bool
                FROM temp.changed c WHERE items.pk = c.pk""",
             (now,),
         )
+        _apply_link_files(conn, dataset.id)
         if deletes:
             _apply_deletes(conn, now, prune=prune)
         conn.execute("UPDATE datasets SET synced_at = ? WHERE id = ?", (now, dataset.id))
@@ -307,6 +316,48 @@ def _apply(catalogue: Catalogue, dataset: Dataset, *, prune: bool, deletes: bool
                    SELECT pk, 'preprocess', 'pending', ?, ? FROM items WHERE pk > ?""",
                 (now, now, before),
             )
+            _apply_link_files(conn, dataset.id, after_pk=before)
+
+
+# -- link files ----------------------------------------------------------------------------
+
+def _read_link_files(conn, driver: Driver) -> None:
+    """Read the small .json files among created and content-changed paths into temp.link_info:
+    the links, and the link items whose file is no longer a link."""
+    conn.execute("CREATE TEMP TABLE link_info (path TEXT PRIMARY KEY, type TEXT NOT NULL, patch TEXT NOT NULL)")
+    candidates = conn.execute(
+        """SELECT path, NULL FROM temp.fresh WHERE path LIKE '%.json' AND size <= :max
+           UNION ALL
+           SELECT i.filename, i.type FROM temp.changed c JOIN items i ON i.pk = c.pk
+           WHERE c.content_changed AND ((i.filename LIKE '%.json' AND c.size <= :max) OR i.type = 'link')""",
+        {"max": MAX_LINK_BYTES},
+    ).fetchall()
+    if not candidates:
+        return
+    if "get" not in getattr(driver, "permissions", ("get",)):
+        log.warning("driver %r has no 'get' permission: %d JSON files not read as links",
+                    driver.name, len(candidates))
+        return
+    links = read_links(driver, [path[1:] for path, _ in candidates])
+    rows = []
+    for path, old_type in candidates:
+        if links.get(path[1:]):
+            rows.append((path, "link", json.dumps(link_system(links[path[1:]]))))
+        elif old_type == "link":
+            rows.append((path, "file", '{"mimetype": null}'))  # shebang goes too
+    conn.executemany("INSERT OR REPLACE INTO temp.link_info VALUES (?, ?, ?)", rows)
+
+
+def _apply_link_files(conn, dataset_id: int, *, after_pk: int = 0) -> None:
+    if not conn.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'link_info'").fetchone():
+        return
+    conn.execute(
+        """UPDATE items SET type = li.type,
+                  system = json_patch(json_patch(coalesce(items.system, '{}'), '{"shebang": null}'), li.patch)
+           FROM temp.link_info li
+           WHERE items.dataset_id = ? AND items.filename = li.path AND items.pk > ?""",
+        (dataset_id, after_pk),
+    )
 
 
 def _apply_deletes(conn, now: str, *, prune: bool) -> None:
