@@ -277,9 +277,12 @@ def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder
                     yield row, error
 
         def on_outcome(outcome: Outcome) -> None:
-            tally.count(outcome)
             if outcome.status == "failed":
+                where = outcome.ref.where(source)
+                if not outcome.error.startswith(where):
+                    outcome.error = f"{where}: {outcome.error}"
                 failures_file.add(outcome.ref.raw, outcome.error)
+            tally.count(outcome)
 
         try:
             run_tasks(catalogue, ds, driver, tasks(), batch_size=batch_size, on_outcome=on_outcome)
