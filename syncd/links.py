@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from drivers import Driver, DriverError
 
 from .errors import InputError
+from .fetch import Fetched, Fetcher
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,14 @@ def item_link_info(item: dict[str, Any]) -> dict[str, Any] | None:
     return item["metadata"]["system"].get("shebang", {}).get("linkInfo")
 
 
-def looks_like_link_file(key: str, size: int | None) -> bool:
-    return key.lower().endswith(".json") and size is not None and size <= MAX_LINK_BYTES
+def open_linked(item: dict[str, Any], fetcher: Fetcher) -> Fetched:
+    """The linked binary of a link item, fetched under the [fetch] policy (refused addresses,
+    size cap, timeouts, retries), for preprocessing; it is never written to storage.
+    Close the result. Raises LinkError if the item is not a URL link, else FetchError."""
+    info = item_link_info(item)
+    if not info or info.get("type") != "url" or not isinstance(info.get("ref"), str):
+        raise LinkError(f"{item.get('filename')}: not a URL link item")
+    return fetcher.fetch(info["ref"])
 
 
 def read_links(driver: Driver, keys: Iterable[str]) -> dict[str, dict[str, Any] | None]:

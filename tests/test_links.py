@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from conftest import put_file
+from local_http import http_server  # noqa: F401 - the fixture
 from syncd.errors import InputError
 from syncd.imports import import_link_files
 from syncd.links import (
@@ -232,3 +233,23 @@ def test_dry_run_reads_no_link_file(app, storage):
 
 def test_input_error_is_a_syncd_error_with_exit_code_2():
     assert issubclass(LinkError, InputError) and InputError.exit_code == 2
+
+
+# -- the linked binary, for preprocessing ---------------------------------------------------
+
+def test_a_linked_items_binary_is_fetched_safely_and_not_stored(app, storage, tmp_path, http_server):
+    from syncd.fetch import Fetcher, FetchPolicy, FetchRefused
+    from syncd.links import open_linked
+
+    url = http_server.route("/photo.jpg", b"\xff\xd8linked binary")
+    source = tmp_path / "p_link.json"
+    source.write_bytes(link_bytes(url_link_info(url)))
+    import_link_files(app, "photos", [source])
+    item = items_by_path(app)["/p_link.json"]
+    with open_linked(item, Fetcher(FetchPolicy(allow_hosts=("127.0.0.1",), timeout_seconds=5))) as fetched:
+        assert fetched.read() == b"\xff\xd8linked binary"
+    assert sorted(p.name for p in storage.rglob("*")) == ["p_link.json"]  # the binary is not stored
+    with pytest.raises(FetchRefused, match="loopback"):  # the default policy allows no local host
+        open_linked(item, Fetcher())
+    with pytest.raises(LinkError, match="not a URL link item"):
+        open_linked({"filename": "/a.jpg", "type": "file", "metadata": {"system": {}}}, Fetcher())
