@@ -142,6 +142,9 @@ def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
                 pending[pool.submit(_stage, driver, task, known)] = (ref, task)
                 drain(2 * batch_size - 1)  # a bounded window: flat memory for any input size
             drain(0)
+        except Exception:
+            drain(0)  # the input broke off: what is under way is still recorded
+            raise
         except BaseException:
             for future in pending:
                 future.cancel()

@@ -255,3 +255,14 @@ def test_item_metadata_must_be_an_object(fetch_app, tmp_path):
     errors = sorted(row[-1] for row in read_csv(result.failures)[1:])
     assert errors == ["m.csv row 1 (line 2): item_metadata: expected a JSON object",
                       "m.csv row 2 (line 3): item_metadata: not valid JSON: NaN is not JSON"]
+
+
+def test_a_csv_that_breaks_off_midway_keeps_what_was_imported(fetch_app, storage, tmp_path):
+    source = tmp_path / "half.csv"
+    good = b"".join(b"https://h.example/%d.jpg,n%d\n" % (i, i) for i in range(1000))  # past the first read
+    source.write_bytes(b"URL,name\n" + good + b"https://h.example/b.jpg,b\xff\xfe\n")
+    with pytest.raises(InputError, match=r"half.csv line \d+: not UTF-8 text .*rows after it were not read"):
+        import_csv(fetch_app, "photos", source, batch_size=4)
+    # Rows read before the fault were imported and catalogued: storage and catalogue agree.
+    stored = sorted(p.relative_to(storage).as_posix() for p in storage.rglob("*") if p.is_file())
+    assert stored and stored == sorted(f.lstrip("/") for f in items_by_path(fetch_app))
