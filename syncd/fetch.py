@@ -156,7 +156,7 @@ class Fetcher:
     """Fetches URLs under a FetchPolicy. Thread-safe: holds no connection between fetches."""
 
     def __init__(self, policy: FetchPolicy = FetchPolicy(), *, resolver: Resolver = system_resolver,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, ssl_context: ssl.SSLContext | None = None):
         self.policy = policy
         self.resolver = resolver
         self.sleep = sleep
@@ -168,7 +168,7 @@ class Fetcher:
                 self._allow_networks.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
                 self._allow_names.add(entry)
-        self._ssl = ssl.create_default_context()
+        self._ssl = ssl_context or ssl.create_default_context()
 
     # -- checks, before anything is sent ----------------------------------------------------
 

@@ -277,3 +277,75 @@ def test_a_silent_server_times_out():
         with pytest.raises(FetchFailed, match="timed out") as error:
             fetcher.fetch(f"http://127.0.0.1:{port}/")
         assert error.value.retriable
+
+
+# -- TLS: connected to the checked address, certificate checked against the host name -------
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """An HTTPS server on 127.0.0.1 whose self-signed certificate names files.test."""
+    import datetime
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "files.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("files.test")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = f"secure {self.headers['Host']}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_file, key_file)
+    httpd.socket = server_context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    client_context = ssl.create_default_context(cafile=str(cert_file))
+    yield httpd.server_address[1], client_context
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_host_name(tls_server):
+    port, context = tls_server
+    fetcher = RecordingFetcher(FetchPolicy(allow_hosts=("files.test",), timeout_seconds=5),
+                               resolver=fake_resolver({"files.test": ["127.0.0.1"]}), ssl_context=context)
+    with fetcher.fetch(f"https://files.test:{port}/a.jpg") as fetched:
+        assert fetched.read() == f"secure files.test:{port}".encode()
+    assert fetcher.connections == [("127.0.0.1", port)]
+
+
+def test_https_with_a_certificate_for_another_name_fails_without_retry(tls_server):
+    port, context = tls_server
+    fetcher = RecordingFetcher(FetchPolicy(allow_hosts=("other.test",), timeout_seconds=5),
+                               resolver=fake_resolver({"other.test": ["127.0.0.1"]}), ssl_context=context)
+    with pytest.raises(FetchFailed, match="TLS certificate not valid") as error:
+        fetcher.fetch(f"https://other.test:{port}/a.jpg")
+    assert not error.value.retriable and len(fetcher.connections) == 1
