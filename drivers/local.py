@@ -132,11 +132,11 @@ class LocalDriver(Driver):
             pages = self._pages_find(start, folder, on_error)
         else:
             pages = _paged(self._walk_scandir(start, folder, on_error))
-        for page in pages:
+        for block in pages:
             if name_prefix:
-                page = [info for info in page if info.key.startswith(name_prefix)]
-            if page:
-                yield page
+                block = [info for info in block if info.key.startswith(name_prefix)]
+            for start in range(0, len(block), PAGE_SIZE):
+                yield block[start : start + PAGE_SIZE]
 
     def _pages_find(self, start: str, folder: str, on_error: OnError) -> Iterator[list[ObjectInfo]]:
         """Run GNU find and parse its output a block at a time.

@@ -23,6 +23,7 @@ read, so a sync of non-JSON files costs what it did.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -30,6 +31,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+
+import filelock
 
 from drivers import Driver, DriverError, NotFound, PermissionDenied, Unreachable
 
@@ -87,6 +90,39 @@ def sync_dataset(
     progress: Progress | None = None,
 ) -> SyncResult:
     """List `driver` (under `prefix`) and bring `dataset`'s items in line with it."""
+    with _dataset_lock(catalogue, dataset):
+        return _sync_locked(catalogue, dataset, driver, prefix=prefix, dry_run=dry_run,
+                            prune=prune, max_delete_percent=max_delete_percent, progress=progress)
+
+
+@contextlib.contextmanager
+def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
+    """One sync of a dataset at a time, across processes; the OS frees the lock if the
+    holder dies, so a killed sync never blocks the next one."""
+    if str(catalogue.path) == ":memory:":
+        yield
+        return
+    lock = filelock.FileLock(f"{catalogue.path}.sync-{dataset.id}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        log.info("%s: waiting for another sync of this dataset to finish", dataset.name)
+        lock.acquire()
+    try:
+        # Runs still marked running were left by a process that died mid-sync.
+        with catalogue.transaction(immediate=True) as conn:
+            conn.execute(
+                "UPDATE sync_runs SET status = 'interrupted', finished_at = ? "
+                "WHERE dataset_id = ? AND status = 'running'",
+                (now_iso(), dataset.id),
+            )
+        yield
+    finally:
+        lock.release()
+
+
+def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
+                 progress) -> SyncResult:
     started = time.monotonic()
     result = SyncResult(dataset.name, dry_run=dry_run, pruned=prune)
     conn = catalogue.conn
@@ -108,8 +144,8 @@ def sync_dataset(
             result.deleted += plan.gone_missing - plan.moves_from_missing
         result.unchanged = result.listed - result.created - result.moved - result.updated
         result.samples = _samples(conn, plan)
-        present = catalogue.count_items(dataset)["present"]
-        if result.deleted and present and 100.0 * result.deleted / present > max_delete_percent:
+        present = catalogue.count_items(dataset)["present"] if result.deleted else 0
+        if present and 100.0 * result.deleted / present > max_delete_percent:
             result.deletes_skipped = (
                 f"{result.deleted} of {present} items would be deleted, more than"
                 f" sync.max_delete_percent = {max_delete_percent}%"
@@ -125,7 +161,8 @@ def sync_dataset(
         raise SyncError(_describe_failure(driver, error)) from error
     except BaseException as error:
         if run_id is not None:
-            _finish_run(catalogue, run_id, result, "failed", f"{type(error).__name__}: {error}")
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            _finish_run(catalogue, run_id, result, status, f"{type(error).__name__}: {error}")
         raise
     finally:
         _drop_temp_tables(conn)
