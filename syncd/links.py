@@ -14,14 +14,17 @@ platform keeps it, in `metadata.system.shebang.linkInfo` (and `metadata.system.m
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import mimetypes
 import os
+import posixpath
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, BinaryIO
+from urllib.parse import unquote, urlsplit
 
 from drivers import Driver, DriverError
 
@@ -140,10 +143,50 @@ def open_linked(item: dict[str, Any], fetcher: Fetcher) -> Fetched:
     """The linked binary of a link item, fetched under the [fetch] policy (refused addresses,
     size cap, timeouts, retries), for preprocessing; it is never written to storage.
     Close the result. Raises LinkError if the item is not a URL link, else FetchError."""
+    return fetcher.fetch(_link_url(item))
+
+
+def _link_url(item: dict[str, Any]) -> str:
     info = item_link_info(item)
     if not info or info.get("type") != "url" or not isinstance(info.get("ref"), str):
         raise LinkError(f"{item.get('filename')}: not a URL link item")
-    return fetcher.fetch(info["ref"])
+    return info["ref"]
+
+
+class LinkedSource:
+    """A link item's binary as a byte source for preprocessing (the `ByteSource` shape of
+    preprocess.pipeline: `name`, `size`, `open(offset, length)`).
+
+    Fetched once, on the first `open`, through the safe fetcher, and held in a spooled
+    temporary file until `close`: the binary is never written to storage. `name` is the
+    URL's file name, for the hints a name gives (the item's own name is `<x>_link.json`)."""
+
+    def __init__(self, item: dict[str, Any], fetcher: Fetcher):
+        self.item, self.fetcher, self.url = item, fetcher, _link_url(item)
+        self.name = posixpath.basename(unquote(urlsplit(self.url).path)) or item.get("name", "")
+        self.size: int | None = None
+        self._fetched: Fetched | None = None
+        self._lock = threading.Lock()
+
+    def open(self, offset: int = 0, length: int | None = None) -> BinaryIO:
+        with self._lock:
+            if self._fetched is None:
+                self._fetched = self.fetcher.fetch(self.url)
+                self.size = self._fetched.size
+            body = self._fetched.body
+            body.seek(offset)
+            return io.BytesIO(body.read(-1 if length is None else length))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fetched is not None:
+                self._fetched.close()
+
+    def __enter__(self) -> LinkedSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def read_links(driver: Driver, keys: Iterable[str]) -> dict[str, dict[str, Any] | None]:

@@ -253,3 +253,20 @@ def test_a_linked_items_binary_is_fetched_safely_and_not_stored(app, storage, tm
         open_linked(item, Fetcher())
     with pytest.raises(LinkError, match="not a URL link item"):
         open_linked({"filename": "/a.jpg", "type": "file", "metadata": {"system": {}}}, Fetcher())
+
+
+def test_linked_source_fetches_once_and_serves_ranges(app, tmp_path, http_server):
+    from syncd.fetch import Fetcher, FetchPolicy
+    from syncd.links import LinkedSource
+
+    url = http_server.route("/dir/photo%201.jpg", b"0123456789")
+    source = tmp_path / "p_link.json"
+    source.write_bytes(link_bytes(url_link_info(url)))
+    import_link_files(app, "photos", [source])
+    item = items_by_path(app)["/p_link.json"]
+    with LinkedSource(item, Fetcher(FetchPolicy(allow_hosts=("127.0.0.1",), timeout_seconds=5))) as linked:
+        assert (linked.name, linked.size) == ("photo 1.jpg", None)
+        assert linked.open(0, 4).read() == b"0123"
+        assert linked.open(6).read() == b"6789"
+        assert linked.size == 10
+    assert http_server.hits == ["/dir/photo%201.jpg"]  # one fetch for every range
