@@ -20,6 +20,7 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_length: bool = True  # False: no Content-Length, the body ends when the connection does
+    barrier: threading.Barrier | None = None  # answer only once this many requests wait together
 
 
 class LocalServer:
@@ -37,7 +38,13 @@ class LocalServer:
                     server.hosts.append(self.headers.get("Host", ""))
                     queue = server.routes.get(self.path.split("?")[0])
                     response = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else Response(404)
-                self.send_response(response.status)
+                status = response.status
+                if response.barrier is not None:
+                    try:
+                        response.barrier.wait(timeout=10)
+                    except threading.BrokenBarrierError:
+                        status = 504
+                self.send_response(status)
                 for name, value in response.headers.items():
                     self.send_header(name, value)
                 if response.content_length:

@@ -266,3 +266,17 @@ def test_a_csv_that_breaks_off_midway_keeps_what_was_imported(fetch_app, storage
     # Rows read before the fault were imported and catalogued: storage and catalogue agree.
     stored = sorted(p.relative_to(storage).as_posix() for p in storage.rglob("*") if p.is_file())
     assert stored and stored == sorted(f.lstrip("/") for f in items_by_path(fetch_app))
+
+
+def test_rows_are_fetched_concurrently_up_to_the_batch_size(fetch_app, storage, tmp_path, http_server):
+    import threading
+
+    together = threading.Barrier(4)  # the server answers only when 4 requests wait at once
+    rows = []
+    for i in range(8):
+        http_server.route(f"/{i}.bin", Response(body=b"%d" % i, barrier=together))
+        rows.append([http_server.url(f"/{i}.bin"), "upload"])
+    source = write_csv(tmp_path / "par.csv", ["URL", "action"], rows)
+    result = import_csv(fetch_app, "photos", source, batch_size=4, fetcher=fast_fetcher(attempts=1))
+    assert counts(result) == (8, 8, 0, 0, 0)
+    assert sorted(p.name for p in (storage / "par").iterdir()) == [f"{i}.bin" for i in range(8)]
