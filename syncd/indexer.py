@@ -14,11 +14,6 @@ whatever the bucket's size); the diff is a handful of set-based SQL statements:
 Created and content-changed items get a preprocessing job in the same transaction as the
 item itself, so a crash can never lose a trigger. Nothing is deleted when the listing
 failed part-way, and items under a folder that could not be read are left alone.
-
-Link files: a small `.json` file among the created and content-changed paths is read, and if
-it is a link in the reference's format (syncd.links) its item gets `type = 'link'` and the
-link in its system metadata, in the same transaction as the item row. Other files are never
-read, so a sync of non-JSON files costs what it did.
 """
 
 from __future__ import annotations
@@ -36,9 +31,9 @@ import filelock
 
 from drivers import Driver, DriverError, NotFound, PermissionDenied, Unreachable
 
+from . import links
 from .catalogue import Catalogue, Dataset, now_iso
 from .errors import SyncError
-from .links import MAX_LINK_BYTES, link_system, read_links
 
 log = logging.getLogger(__name__)
 
@@ -412,6 +407,10 @@ def _apply(catalogue: Catalogue, dataset: Dataset, plan: Plan, *, prune: bool, d
 
 
 # -- link files ----------------------------------------------------------------------------
+# A small `.json` file among the created and content-changed paths is read, and if it is a
+# link in the reference's format (syncd.links) its item gets `type = 'link'` and the link in
+# its system metadata, in the same transaction as the item row. Other files are never read,
+# so a sync of non-JSON files costs what it did.
 
 def _read_link_files(conn, driver: Driver, plan: Plan) -> None:
     """Read the small .json files among created and content-changed paths into temp.link_info:
@@ -423,18 +422,18 @@ def _read_link_files(conn, driver: Driver, plan: Plan) -> None:
             SELECT i.filename, i.type FROM temp.diff d JOIN items i ON i.pk = d.pk
             JOIN temp.listing l ON l.n = d.n
             WHERE d.content_changed AND ((i.filename LIKE '%.json' AND l.size <= :max) OR i.type = 'link')"""
-    candidates = conn.execute(sql, {"max": MAX_LINK_BYTES}).fetchall() if plan.fresh or plan.changed else []
+    candidates = conn.execute(sql, {"max": links.MAX_LINK_BYTES}).fetchall() if plan.fresh or plan.changed else []
     if not candidates:
         return
     if "get" not in getattr(driver, "permissions", ("get",)):
         log.warning("driver %r has no 'get' permission: %d JSON files not read as links",
                     driver.name, len(candidates))
         return
-    links = read_links(driver, [path[1:] for path, _ in candidates])
+    found = links.read_links(driver, [path[1:] for path, _ in candidates])
     rows = []
     for path, old_type in candidates:
-        if links.get(path[1:]):
-            rows.append((path, "link", json.dumps(link_system(links[path[1:]]))))
+        if found.get(path[1:]):
+            rows.append((path, "link", json.dumps(links.link_system(found[path[1:]]))))
         elif old_type == "link":
             rows.append((path, "file", '{"mimetype": null}'))  # shebang goes too
     conn.executemany("INSERT OR REPLACE INTO temp.link_info VALUES (?, ?, ?)", rows)
