@@ -26,6 +26,7 @@ def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format:
 
 
 from . import items, sync  # noqa: E402  (commands register themselves on `cli`)
+from . import imports  # noqa: E402, F401
 from . import daemon, downstream  # noqa: E402,F401
 
 
