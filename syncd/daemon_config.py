@@ -65,7 +65,9 @@ class SqsSource(_Section):
     queue_url: str = Field(min_length=1)
     region: str | None = None
     endpoint_url: str | None = None  # SQS-compatible services and emulators
-    profile: str | None = None
+    profile: str | None = None  # else boto3's own chain: environment, config files, roles
+    access_key_id: SecretStr | None = None  # usually unset, as for the S3 driver
+    secret_access_key: SecretStr | None = None
     wait_seconds: int = Field(default=10, ge=0, le=20)  # long polling
     max_messages: int = Field(default=10, ge=1, le=10)
     visibility_timeout: int = Field(default=60, ge=1)  # seconds a received message stays hidden

@@ -1,0 +1,79 @@
+"""Azure blob events: an Event Grid subscription delivering to a Storage Queue.
+
+Storage Queues have no long polling: an empty queue is polled again after a pause that grows
+to `poll_seconds`. A message (one Event Grid event, base64-encoded JSON as Event Grid writes
+it) is deleted only once its events are applied; one that is not an Event Grid event is
+logged and deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from . import PollingSource, Router
+from .formats import FormatError, parse_queue_message
+
+log = logging.getLogger(__name__)
+
+FIRST_PAUSE = 0.05  # seconds after the first empty poll; doubles up to poll_seconds
+
+
+class AzureQueueSource(PollingSource):
+    def __init__(self, name: str, spec, router: Router):
+        super().__init__(name)
+        self.spec = spec
+        self.router = router
+        self.client = None
+        self._pause = FIRST_PAUSE
+
+    def open(self) -> None:
+        from azure.storage.queue import QueueClient
+
+        spec = self.spec
+        if spec.connection_string is not None:
+            self.client = QueueClient.from_connection_string(
+                spec.connection_string.get_secret_value(), spec.queue)
+        else:
+            if spec.sas_token is not None:
+                credential = spec.sas_token.get_secret_value()
+            else:
+                from azure.identity import DefaultAzureCredential  # optional dependency
+
+                credential = DefaultAzureCredential()
+            self.client = QueueClient(spec.account_url, spec.queue, credential=credential)
+        log.info("%s: receiving from queue %s", self.name, spec.queue)
+
+    def poll(self) -> None:
+        spec = self.spec
+        messages = list(self.client.receive_messages(
+            messages_per_page=spec.max_messages, max_messages=spec.max_messages,
+            visibility_timeout=spec.visibility_timeout))
+        if not messages:
+            self._stop.wait(self._pause)
+            self._pause = min(self._pause * 2, spec.poll_seconds)
+            return
+        self._pause = FIRST_PAUSE
+        events, useful, poison = [], [], []
+        for message in messages:
+            try:
+                notices = parse_queue_message(message.content)
+            except FormatError as error:
+                log.warning("%s: deleting a message that is not an Event Grid event (%s)",
+                            self.name, error)
+                poison.append(message)
+                continue
+            events.extend(self.router.deliveries(notices, source="azure-queue"))
+            useful.append(message)
+        applied = self.hand_over(tuple(events))
+        for message in (useful + poison) if applied else poison:
+            self.client.delete_message(message)
+        if not applied and self.stopping:
+            for message in useful:
+                try:
+                    self.client.update_message(message, visibility_timeout=0)
+                except Exception as error:  # noqa: BLE001 - back after the visibility timeout
+                    log.debug("%s: could not release a message: %s", self.name, error)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
