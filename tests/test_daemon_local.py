@@ -197,3 +197,43 @@ def test_sigint_stops_too(tmp_path, storage, cfg):
     finally:
         daemon.close()
     assert "daemon stopped" in daemon.log_text()
+
+
+def test_a_failing_delivery_is_not_acknowledged_and_spares_the_rest(tmp_path, storage, monkeypatch):
+    """Storage failing for one delivery's key: that delivery reports the error (its source
+    leaves the messages queued); the other deliveries of the same batch are applied."""
+    from drivers import Unreachable
+    from syncd.events import Delivery, ObjectCreated
+
+    cfg = daemon_config(tmp_path, storage, watch=False)
+    db = tmp_path / "catalogue.db"
+    with App.from_file(cfg) as app:
+        app.sync("photos")  # synced: no startup rescan to race with
+        put_file(storage, "good.jpg", "g")
+        put_file(storage, "bad.jpg", "b")
+        daemon = Daemon(app)
+        daemon.start()
+        try:
+            driver = daemon.resolve("photos")[1]
+            real_stat = driver.stat
+
+            def stat(key):
+                if key == "bad.jpg":
+                    raise Unreachable("connection refused")
+                return real_stat(key)
+
+            monkeypatch.setattr(driver, "stat", stat)
+            now = time.time()
+            bad = Delivery((ObjectCreated(dataset="photos", key="bad.jpg", source="t", received=now),))
+            good = Delivery((ObjectCreated(dataset="photos", key="good.jpg", source="t", received=now),))
+            daemon.submit(bad)
+            daemon.submit(good)
+            daemon.run_once(timeout=1)
+            assert good.wait(0) and not bad.wait(0)
+            assert "connection refused" in str(bad.error)
+            assert "/good.jpg" in items(db) and "/bad.jpg" not in items(db)
+            assert daemon.metrics.failed_batches._value.get() == 1
+            daemon.request_stop()
+            assert daemon.health()[0] is False
+        finally:
+            daemon.shutdown()
