@@ -140,7 +140,7 @@ class AzureDriver(CloudDriver):
     # -- listing --------------------------------------------------------------------------
 
     def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
-        blobs = self.container.list_blobs(name_starts_with=prefix or None, results_per_page=1000)
+        blobs = self.container.list_blobs(name_starts_with=prefix or None, results_per_page=self.page_size)
         for page in blobs.by_page():
             yield [_info(blob) for blob in page]
 

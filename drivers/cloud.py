@@ -82,6 +82,7 @@ class CloudDriver(Driver):
 
     # Can `_pages` start listing after the hidden folder (S3 StartAfter, GCS startOffset)?
     skips_hidden: ClassVar[bool] = False
+    page_size: int = 1000  # objects a listing request asks for (the services' maximum)
 
     def __init__(self, options: CloudOptions):
         super().__init__(options)
@@ -133,24 +134,23 @@ class CloudDriver(Driver):
             return
         listed = False
         with self._mapped(f"listing {self.describe()}"):
+            pages = self._pages(full)
             if self.skips_hidden and self._hidden.startswith(full):
-                # Everything before the hidden folder, then everything after it: thumbnails
-                # (one per image) are never sent over the wire.
-                for page in self._pages(full):
-                    before = [info for info in page if info.key < self._hidden]
-                    if before:
-                        listed = True
-                        yield self._keys(before)
-                    if len(before) < len(page):
+                # A page that ends inside the hidden folder: list on from past its end, so
+                # that thumbnails (one per image) are not sent over the wire page after page.
+                for page in pages:
+                    listed = listed or bool(page)
+                    if keys := self._keys(page):
+                        yield keys
+                    if page and page[-1].key.startswith(self._hidden):
+                        pages = self._pages(full, after_hidden=self._hidden)
                         break
-                pages = self._pages(full, after_hidden=self._hidden)
-            else:
-                pages = self._pages(full)
+                else:
+                    pages = iter(())
             for page in pages:
                 listed = listed or bool(page)
-                page = self._keys(page)
-                if page:
-                    yield page
+                if keys := self._keys(page):
+                    yield keys
         if not listed and not prefix and self.base:
             self._refuse_file_path()
 

@@ -108,7 +108,7 @@ class GCSDriver(CloudDriver):
 
     def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
         blobs = self.client.list_blobs(
-            self.options.bucket, prefix=prefix or None, page_size=1000, fields=LIST_FIELDS,
+            self.options.bucket, prefix=prefix or None, page_size=self.page_size, fields=LIST_FIELDS,
             # startOffset is inclusive: '0' is the character after '/'.
             start_offset=after_hidden[:-1] + "0" if after_hidden else None,
             retry=self.retry, timeout=self.timeout,

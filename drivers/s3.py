@@ -186,7 +186,9 @@ class S3Driver(CloudDriver):
 
     def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
         paginator = self.client.get_paginator("list_objects_v2")
-        arguments = {"Bucket": self.bucket, "Prefix": prefix}
+        arguments = {"Bucket": self.bucket, "PaginationConfig": {"PageSize": self.page_size}}
+        if prefix:
+            arguments["Prefix"] = prefix
         if after_hidden:
             # Keys are listed in UTF-8 byte order: this is after every key under the folder
             # but a few absurd ones, which the caller filters out anyway.

@@ -93,8 +93,10 @@ def test_odd_keys_round_trip(store):
     assert keys(driver) == []
 
 
-def test_hidden_folder_folder_markers_and_other_folders_are_not_listed(store):
+@pytest.mark.parametrize("page_size", [1000, 2])
+def test_hidden_folder_folder_markers_and_other_folders_are_not_listed(store, page_size):
     driver = store.make()
+    driver.inner.page_size = page_size  # 2: pages end inside the hidden folder
     for key in ["a.txt", "-dash.txt", ".a", ".dataloop0.txt", ".dataloopy/x", "z.txt",
                 "sub/.dataloop/kept.txt", ".dataloop/thumbnails/a.jpg", ".dataloop/x.json"]:
         driver.put(key, key.encode())
