@@ -20,6 +20,7 @@ import google.api_core.exceptions as gexc
 import google.auth.exceptions
 import requests.exceptions
 from google.auth.credentials import AnonymousCredentials
+from google.oauth2 import service_account
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 from pydantic import Field
@@ -62,6 +63,7 @@ class GCSOptions(CloudOptions):
     credentials_file: str | None = None  # service-account key file; None: ADC
     anonymous: bool = False  # no credentials at all: public buckets, emulators
     retry_seconds: float = Field(default=120.0, gt=0)  # retry throttling and 5xx this long
+    retry_backoff_seconds: float = Field(default=1.0, gt=0)  # first wait; doubles each time
 
 
 class GCSDriver(CloudDriver):
@@ -72,7 +74,8 @@ class GCSDriver(CloudDriver):
     def __init__(self, options: GCSOptions):
         super().__init__(options)
         self.options: GCSOptions = options
-        self.retry = DEFAULT_RETRY.with_timeout(options.retry_seconds)
+        self.retry = DEFAULT_RETRY.with_timeout(options.retry_seconds).with_delay(
+            initial=options.retry_backoff_seconds)
         self.timeout = options.timeout_seconds
 
     def describe(self) -> str:
@@ -88,10 +91,16 @@ class GCSDriver(CloudDriver):
             if o.anonymous:
                 credentials, project = AnonymousCredentials(), o.project or "anonymous"
             elif o.credentials_file:
-                credentials, project = google.auth.load_credentials_from_file(
-                    o.credentials_file,
-                    scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
-                project = o.project or project
+                try:
+                    credentials = service_account.Credentials.from_service_account_file(
+                        o.credentials_file,
+                        scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
+                except (OSError, ValueError) as error:
+                    raise Unreachable(
+                        f"credentials_file {o.credentials_file}: not a usable service-account"
+                        f" key file ({type(error).__name__})", code="BadCredentialsFile",
+                    ) from error
+                project = o.project or credentials.project_id
             else:
                 credentials, project = None, o.project  # the client runs google.auth.default()
             options = {"api_endpoint": o.endpoint_url} if o.endpoint_url else None

@@ -169,7 +169,7 @@ class S3Driver(CloudDriver):
             extra = {"request_checksum_calculation": "when_required",
                      "response_checksum_validation": "when_required"}
         config = Config(
-            retries={"mode": o.retry_mode, "max_attempts": o.max_attempts},
+            retries={"mode": o.retry_mode, "total_max_attempts": o.max_attempts},
             connect_timeout=o.timeout_seconds,
             read_timeout=o.timeout_seconds,
             s3={"addressing_style": o.addressing_style},
