@@ -162,7 +162,7 @@ class AzureDriver(CloudDriver):
                 if error.error_code == "InvalidRange":  # offset at or past the end
                     return empty_stream()
                 raise
-        return buffered(StreamReader(download, on_close=lambda: None))
+        return buffered(StreamReader(download))
 
     def put(self, key, data, *, content_type=None, overwrite=True):
         name = self._name(key)

@@ -186,13 +186,6 @@ class CloudDriver(Driver):
             info = self._head(name)
         return info._replace(key=key)
 
-    def exists(self, key: str) -> bool:
-        try:
-            self.stat(key)
-        except NotFound:
-            return False
-        return True
-
 
 class RangeReader(io.RawIOBase):
     """A read-only stream over `fetch(start, end_inclusive) -> bytes`, one request per
@@ -238,10 +231,9 @@ class RangeReader(io.RawIOBase):
 class StreamReader(io.RawIOBase):
     """A read-only stream over an SDK object with `read(size)` (and maybe `close()`)."""
 
-    def __init__(self, source, on_close: Callable[[], None] | None = None):
+    def __init__(self, source):
         super().__init__()
         self._source = source
-        self._on_close = on_close
 
     def readable(self) -> bool:
         return True
@@ -252,11 +244,8 @@ class StreamReader(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
-        if not self.closed:
-            if self._on_close:
-                self._on_close()
-            elif hasattr(self._source, "close"):
-                self._source.close()
+        if not self.closed and hasattr(self._source, "close"):
+            self._source.close()
         super().close()
 
 

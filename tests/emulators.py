@@ -130,9 +130,7 @@ class Endpoint:
         return drivers.open_driver(options)
 
     def toml(self, bucket: str, **keys: Any) -> str:
-        return "[[drivers]]\n" + "".join(
-            f"{key} = {json.dumps(value)}\n" for key, value in self.options(bucket, **keys).items()
-        )
+        return driver_toml(self.options(bucket, **keys))
 
     def new_bucket(self, name: str | None = None) -> str:
         name = name or unique_name()
@@ -143,6 +141,12 @@ class Endpoint:
         else:
             azure_service(self).create_container(name)
         return name
+
+
+def driver_toml(options: dict[str, Any]) -> str:
+    """A `[[drivers]]` table as TOML text (JSON strings, numbers and lists are valid TOML)."""
+    return "[[drivers]]\n" + "".join(f"{key} = {json.dumps(value)}\n"
+                                       for key, value in options.items())
 
 
 def s3_client(endpoint: Endpoint, **keys: Any):
@@ -330,9 +334,7 @@ class Store:
         return drivers.open_driver(options)
 
     def toml(self, **keys: Any) -> str:
-        return "[[drivers]]\n" + "".join(
-            f"{key} = {json.dumps(value)}\n" for key, value in self.options(**keys).items()
-        )
+        return driver_toml(self.options(**keys))
 
     def rename(self, old: str, new: str) -> None:
         """Rename an object the way the storage's own tools do (local: rename(2); clouds:
