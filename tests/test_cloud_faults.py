@@ -163,3 +163,14 @@ def test_azure_sas_signature_never_appears_in_errors(azure_endpoint):
         list(driver.list())
     assert "SUPERSECRETSIGNATURE" not in str(error.value)
     assert "SUPERSECRETSIGNATURE" not in repr(driver.options)
+
+
+def test_redact_masks_url_signatures_and_configured_secrets():
+    from drivers.cloud import redact
+
+    message = ("HTTPConnectionPool(host='acct.blob.core.windows.net', port=443): Max retries "
+               "exceeded with url: /c?restype=container&sv=2024&sp=rl&sig=AbC%2Bsecret%3D "
+               "(key wJalrXUtnFEMI/K7MDENG)")
+    masked = redact(message, ("wJalrXUtnFEMI/K7MDENG", None))
+    assert "AbC%2Bsecret" not in masked and "sig=***" in masked
+    assert "wJalrXUtnFEMI" not in masked and "restype=container" in masked
