@@ -27,6 +27,7 @@ def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format:
 
 from . import items, sync  # noqa: E402  (commands register themselves on `cli`)
 from . import imports  # noqa: E402, F401
+from . import drivers  # noqa: E402
 
 
 def _terminate(signum, frame) -> None:
@@ -39,4 +40,4 @@ def main() -> None:
     cli(prog_name="syncd")
 
 
-__all__ = ["cli", "main", "items", "sync"]
+__all__ = ["cli", "main", "items", "sync", "drivers"]
