@@ -274,6 +274,8 @@ class Catalogue:
             "size": row["size"],
             "etag": row["etag"],
             "md5": row["md5"],
+            # False for S3 multipart ETags ("…-N") and every non-S3 etag: not a content MD5.
+            "etagIsMd5": row["md5"] is not None and row["etag"] == row["md5"],
             "modified": epoch_iso(row["mtime"]),
         }
         if row["system"]:
