@@ -71,6 +71,7 @@ class SqsSource(_Section):
     wait_seconds: int = Field(default=10, ge=0, le=20)  # long polling
     max_messages: int = Field(default=10, ge=1, le=10)
     visibility_timeout: int = Field(default=60, ge=1)  # seconds a received message stays hidden
+    receivers: int = Field(default=4, ge=1, le=32)  # long polls at once (throughput)
 
 
 class PubSubSource(_Section):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Submit = Callable[[Delivery], None]
+_OPEN_LOCK = threading.Lock()
 APPLY_TIMEOUT = 120.0  # seconds a source waits for its delivery to be applied
 
 _STORAGE = {"s3": ("s3", "bucket"), "gcs": ("gcs", "bucket"), "azure": ("azure", "container")}
@@ -116,43 +117,54 @@ class Source:
 class PollingSource(Source):
     """A source with one thread that receives, hands over and acknowledges in a loop."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, *, threads: int = 1):
         self.name = name
+        self.threads = threads  # receivers polling at once (each hands over its own batch)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._submit: Submit | None = None
-        self._failures = 0
+        self._running = 0  # receivers inside _run
 
     def start(self, submit: Submit) -> None:
         self._submit = submit
-        self._thread = threading.Thread(target=self._run, name=f"syncd-{self.name}", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"syncd-{self.name}-{i}", daemon=True)
+                         for i in range(self.threads)]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
     def _run(self) -> None:
-        self.open()
+        with _OPEN_LOCK:
+            if self._running == 0:
+                self.open()  # one client, shared by the receivers (the SDKs' are thread-safe)
+            self._running += 1
+        failures = 0
         try:
             while not self._stop.is_set():
                 try:
                     self.poll()
-                    self._failures = 0
+                    failures = 0
                 except Exception as error:  # noqa: BLE001 - a source retries, it never dies
-                    self._failures += 1
-                    pause = min(30.0, 0.5 * 2 ** min(self._failures, 6))
+                    failures += 1
+                    pause = min(30.0, 0.5 * 2 ** min(failures, 6))
                     log.warning("%s: %s (retrying in %.1f s)", self.name, error, pause)
                     self._stop.wait(pause)
         finally:
-            self.close()
+            with _OPEN_LOCK:
+                self._running -= 1
+                if self._running == 0:
+                    self.close()
 
     def hand_over(self, events: tuple[Event, ...]) -> bool:
         """Give events to the daemon and wait until they are applied: True once they are

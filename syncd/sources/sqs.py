@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 class SqsQueueSource(PollingSource):
     def __init__(self, name: str, spec, router: Router):
-        super().__init__(name)
+        super().__init__(name, threads=spec.receivers)
         self.spec = spec
         self.router = router
         self.client = None
