@@ -148,3 +148,17 @@ def test_router_moves_and_folders():
     assert all(isinstance(e, FolderChanged) for e in folder + above)
     assert isinstance(r.events(Notice("updated", "gcs", "gb", "x"), source="t")[0], ObjectUpdated)
     assert isinstance(r.events(Notice("deleted", "gcs", "gb", "x"), source="t")[0], ObjectDeleted)
+
+
+def test_router_matches_the_azure_account_where_both_say():
+    from pydantic import SecretStr
+
+    from syncd.sources.formats import Notice
+
+    drivers = [SimpleNamespace(name="az", kind="azure", container="photos", path="",
+                               connection_string=SecretStr("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=k"),
+                               account_url=None)]
+    r = Router(SimpleNamespace(drivers=drivers, datasets=[SimpleNamespace(name="p", driver="az")]))
+    assert r.events(Notice("created", "azure", "photos", "a.jpg", account="acct"), source="t")
+    assert r.events(Notice("created", "azure", "photos", "a.jpg"), source="t")  # the event does not say
+    assert r.events(Notice("created", "azure", "photos", "a.jpg", account="other"), source="t") == []

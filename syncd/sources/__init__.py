@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from drivers.base import is_hidden
 
@@ -48,7 +49,7 @@ class Router:
             if not storage or not bucket:
                 continue
             prefix = options.path + "/" if options.path else ""
-            account = getattr(options, "account_name", None)
+            account = _azure_account(options) if options.kind == "azure" else None
             self.routes.setdefault((storage[0], bucket), []).append((dataset.name, prefix, account))
 
     def events(self, notice: Notice, *, source: str, received: float | None = None) -> list[Event]:
@@ -88,6 +89,22 @@ class Router:
     def deliveries(self, notices: Iterable[Notice], *, source: str) -> tuple[Event, ...]:
         received = time.time()
         return tuple(e for n in notices for e in self.events(n, source=source, received=received))
+
+
+def _azure_account(options) -> str | None:
+    """The storage account an Azure driver points at, to match events' topics against."""
+    secret = getattr(options, "connection_string", None)
+    if secret is not None:
+        for part in secret.get_secret_value().split(";"):
+            name, _, value = part.partition("=")
+            if name.strip().lower() == "accountname" and value:
+                return value.strip()
+    url = getattr(options, "account_url", None)
+    if url:
+        host = urlsplit(url).hostname or ""
+        if host.endswith(".core.windows.net"):
+            return host.split(".")[0]
+    return None
 
 
 def _relative(key: str, prefix: str) -> str | None:
