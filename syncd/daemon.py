@@ -194,6 +194,9 @@ class Daemon:
             self.workers.stop()
         for rescan in self._rescans.values():
             rescan.done.wait(max(0.1, 3.0 - (time.monotonic() - started)))
+        while deliveries := self._take(0):  # raced the flag: refused, so never acknowledged
+            for delivery in deliveries:
+                delivery.finish(Stopping("the daemon is stopping"))
         self.applier.close()
         self.app.close()
         log.info("daemon stopped (%.1f s)", time.monotonic() - started)
