@@ -122,6 +122,33 @@ def test_s3_notifications_through_sqs(tmp_path, s3_setup):
     assert states.count("pending") == 0 and states.count("cancelled") == len(states)
 
 
+def test_duplicate_and_out_of_order_sqs_deliveries_are_safe(tmp_path, s3_setup):
+    s = s3_setup
+    s["s3"].put_bucket_notification_configuration(Bucket=s["bucket"], NotificationConfiguration={})
+    db = tmp_path / "catalogue.db"
+
+    def send(event_name, key):
+        s["sqs"].send_message(QueueUrl=s["queue_url"], MessageBody=json.dumps({"Records": [{
+            "eventSource": "aws:s3", "eventName": event_name,
+            "s3": {"bucket": {"name": s["bucket"]}, "object": {"key": key}}}]}))
+
+    with ThreadDaemon(cloud_config(tmp_path, s["driver"], sources=s["source"])):
+        wait_for(lambda: synced(db))
+        s["s3"].put_object(Bucket=s["bucket"], Key="a.jpg", Body=b"a")
+        send("ObjectRemoved:Delete", "a.jpg")  # late delete of an earlier version: object is there
+        send("ObjectCreated:Put", "a.jpg")
+        send("ObjectCreated:Put", "a.jpg")  # duplicate delivery
+        wait_for(lambda: queue_drained(s["sqs"], s["queue_url"]), what="all applied")
+        assert [v["state"] for v in items(db).values()] == ["present"]
+        assert [state for _, state in jobs(db)] == ["pending"]
+        s["s3"].delete_object(Bucket=s["bucket"], Key="a.jpg")
+        send("ObjectRemoved:Delete", "a.jpg")
+        send("ObjectCreated:Put", "a.jpg")  # the create arrives after the delete
+        wait_for(lambda: queue_drained(s["sqs"], s["queue_url"]), what="all applied")
+        assert items(db)["/a.jpg"]["state"] == "missing"
+    assert len(items(db)) == 1
+
+
 def test_sns_wrapped_s3_notifications_through_sqs(tmp_path, s3_setup, s3_endpoint):
     import boto3
 
