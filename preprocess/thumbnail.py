@@ -1,4 +1,5 @@
-"""Thumbnails: the image's first frame, shrunk to fit a square, shown upright, as JPEG or WebP.
+"""Thumbnails: the image's first frame, shrunk to fit a square, shown upright, as an RGB JPEG
+(or WebP, RGBA where the image has transparency).
 
 Speed comes from decoding less: a JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT
 scaling (Pillow's `draft`), the largest reduction that still leaves at least the thumbnail's
@@ -122,11 +123,11 @@ def _to_rgb(image: Image.Image, icc: bytes | None, *, keep_alpha: bool,
         return _from_cmyk(image, icc)
     if image.mode in ("RGBA", "LA"):
         if keep_alpha:
-            return image
+            return image.convert("RGBA")
         flat = Image.new("RGB", image.size, background)
         flat.paste(image.convert("RGBA"), mask=image.getchannel("A"))
         return flat
-    return image
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _from_cmyk(image: Image.Image, icc: bytes | None) -> Image.Image:

@@ -24,10 +24,11 @@ def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format:
 
 
 from . import items, sync  # noqa: E402  (commands register themselves on `cli`)
+from . import jobs  # noqa: E402
 
 
 def main() -> None:
     cli(prog_name="syncd")
 
 
-__all__ = ["cli", "main", "items", "sync"]
+__all__ = ["cli", "main", "items", "jobs", "sync"]
