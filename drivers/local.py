@@ -43,6 +43,7 @@ from .base import (
 )
 
 COPY_CHUNK = 1024 * 1024  # bytes
+FIND_BLOCK = 1024 * 1024  # bytes of find's output parsed at a time
 
 
 class LocalOptions(DriverOptions):
@@ -126,62 +127,90 @@ class LocalDriver(Driver):
         start = os.path.join(self.base, folder) if folder else str(self.base)
         if not os.path.isdir(start):
             return
-        walk = self._walk_find if self._find else self._walk_scandir
-        page: list[ObjectInfo] = []
-        for info in walk(start, folder, on_error):
-            if prefix and not info.key.startswith(prefix):
-                continue
-            page.append(info)
-            if len(page) >= PAGE_SIZE:
-                yield page
-                page = []
-        if page:
-            yield page
+        name_prefix = prefix if prefix and not prefix.endswith("/") else ""
+        if self._find:
+            pages = self._pages_find(start, folder, on_error)
+        else:
+            pages = _paged(self._walk_scandir(start, folder, on_error))
+        for block in pages:
+            if name_prefix:
+                block = [info for info in block if info.key.startswith(name_prefix)]
+            for start in range(0, len(block), PAGE_SIZE):
+                yield block[start : start + PAGE_SIZE]
 
-    def _walk_find(self, start: str, folder: str, on_error: OnError) -> Iterator[ObjectInfo]:
+    def _pages_find(self, start: str, folder: str, on_error: OnError) -> Iterator[list[ObjectInfo]]:
+        """Run GNU find and parse its output a block at a time.
+
+        Each record is five NUL-terminated fields and one more NUL; no field is ever empty,
+        so a double NUL marks the end of a record and a block can be cut there."""
         key_prefix = folder + "/" if folder else ""
         hidden = re.sub(r"([*?\[\\])", r"\\\1", os.path.join(self.base, HIDDEN_FOLDER))
         command = [
             self._find, "-P", start, "-mindepth", "1",
             "(", "-path", hidden, "-prune", ")", "-o",
             "(", "-type", "f", "-o", "-type", "l", ")",
-            "-printf", r"%y\0%s\0%T@\0%i\0%P\0",
+            "-printf", r"%y\0%s\0%T@\0%i\0%P\0\0",
         ]
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"LC_ALL": "C"}
         )
-        tail = b""
+        _widen_pipe(process.stdout.fileno())
+        buffer = b""
         try:
-            while chunk := process.stdout.read(1 << 20):
-                fields = (tail + chunk).split(b"\0")
-                complete = len(fields) - 1 - (len(fields) - 1) % 5
-                tail = b"\0".join(fields[complete:])
-                for i in range(0, complete, 5):
-                    kind, size, mtime, inode, name = fields[i : i + 5]
-                    try:
-                        key = key_prefix + name.decode()
-                    except UnicodeDecodeError:
-                        on_error(key_prefix + name.decode(errors="backslashreplace"),
-                                 "file name is not valid UTF-8")
-                        continue
-                    if kind == b"l":
-                        info = self._resolve_link(key, on_error)
-                        if info is not None:
-                            yield info
-                        continue
-                    seconds, _, fraction = mtime.partition(b".")
-                    mtime_ns = int(seconds + fraction[:9].ljust(9, b"0"))
-                    yield ObjectInfo(key, int(size), mtime_ns / 1e9, f"{int(inode)}-{mtime_ns}", None)
+            # os.read returns what is there, so find keeps writing while a block is parsed.
+            while chunk := os.read(process.stdout.fileno(), FIND_BLOCK):
+                buffer += chunk
+                end = buffer.rfind(b"\0\0")
+                if end > 0:
+                    block, buffer = buffer[:end], buffer[end + 2 :]
+                    yield self._parse_find_block(block, key_prefix, on_error)
+            if buffer.endswith(b"\0\0") and len(buffer) > 2:
+                yield self._parse_find_block(buffer[:-2], key_prefix, on_error)
         finally:
             process.stdout.close()
             errors = process.stderr.read().decode(errors="replace")
             process.stderr.close()
+            process.kill()
             process.wait()
         for line in errors.splitlines():
             # "find: '/root/a/b': Permission denied"
             path, _, reason = line.removeprefix("find: ").rpartition(": ")
             path = path.strip("'‘’")
             on_error(os.path.relpath(path, self.base) if path else "", reason or line)
+
+    def _parse_find_block(self, block: bytes, key_prefix: str, on_error: OnError) -> list[ObjectInfo]:
+        try:
+            fields = (block.decode() + "\0").split("\0")
+        except UnicodeDecodeError:
+            return self._parse_find_records(block, key_prefix, on_error)
+        page = []
+        append = page.append
+        fields_iter = iter(fields)
+        for kind, size, mtime, inode, name, _ in zip(*[fields_iter] * 6, strict=True):
+            if kind != "f":
+                info = self._resolve_link(key_prefix + name, on_error)
+                if info is not None:
+                    append(info)
+                continue
+            seconds, _, fraction = mtime.partition(".")
+            mtime_ns = seconds + fraction[:9]  # GNU find prints 10 digits (checked at start)
+            append(ObjectInfo(key_prefix + name, int(size), int(mtime_ns) / 1e9,
+                              inode + "-" + mtime_ns, None))
+        return page
+
+    def _parse_find_records(self, block: bytes, key_prefix: str, on_error: OnError) -> list[ObjectInfo]:
+        """The slow path, for a block holding a name that is not UTF-8."""
+        page = []
+        for record in block.split(b"\0\0"):
+            try:
+                record.decode()
+            except UnicodeDecodeError:
+                name = record.split(b"\0", 4)[-1]
+                on_error(key_prefix + name.decode(errors="backslashreplace"),
+                         "file name is not valid UTF-8")
+                continue
+            page.extend(self._parse_find_block(record, key_prefix, on_error))
+        return page
 
     def _walk_scandir(self, start: str, folder: str, on_error: OnError) -> Iterator[ObjectInfo]:
         stack = [(start, folder + "/" if folder else "")]
@@ -307,6 +336,27 @@ class LocalDriver(Driver):
             directory = os.path.dirname(directory)
 
 
+def _widen_pipe(fd: int) -> None:
+    """Let a child run up to a megabyte ahead of its reader (Linux; elsewhere a no-op)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, FIND_BLOCK)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+def _paged(infos: Iterator[ObjectInfo]) -> Iterator[list[ObjectInfo]]:
+    page: list[ObjectInfo] = []
+    for info in infos:
+        page.append(info)
+        if len(page) >= PAGE_SIZE:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
     return ObjectInfo(key, st.st_size, st.st_mtime_ns / 1e9, f"{st.st_ino}-{st.st_mtime_ns}", None)
 
@@ -321,10 +371,12 @@ def _gnu_find() -> bool:
         ok = False
         if path and os.environ.get("SYNCD_LOCAL_LISTER", "find") == "find":
             try:
-                ok = subprocess.run(
-                    [path, "/", "-maxdepth", "0", "-printf", "%y"],
+                # -printf exists, and %T@ has the 10 fractional digits the parser expects.
+                output = subprocess.run(
+                    [path, "/", "-maxdepth", "0", "-printf", "%y %T@"],
                     capture_output=True, timeout=5,
-                ).stdout == b"d"
+                ).stdout
+                ok = re.fullmatch(rb"d \d+\.\d{10}", output) is not None
             except (OSError, subprocess.SubprocessError):
                 ok = False
         _gnu_find_cache.append(ok)

@@ -76,7 +76,7 @@ MIGRATIONS: list[str] = [
         dataset_id INTEGER NOT NULL REFERENCES datasets(id),
         started_at TEXT NOT NULL,
         finished_at TEXT,
-        status TEXT NOT NULL,              -- running | ok | failed | dry-run
+        status TEXT NOT NULL,              -- running | ok | failed | interrupted
         listed INTEGER, created INTEGER, updated INTEGER, moved INTEGER,
         deleted INTEGER, unchanged INTEGER, errors INTEGER,
         message TEXT

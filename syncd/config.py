@@ -208,7 +208,9 @@ def _describe(error: ValidationError) -> str:
     """Pydantic's errors as 'key.path: message'; input values are left out (secrets)."""
     parts = []
     for detail in error.errors(include_input=False, include_url=False):
-        key = ".".join(str(part) for part in detail["loc"] if part not in ("function-after",))
+        key = ""
+        for part in detail["loc"]:
+            key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
         message = detail["msg"]
         if detail["type"] == "extra_forbidden":
             message = "unknown key"

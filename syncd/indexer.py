@@ -19,10 +19,15 @@ failed part-way, and items under a folder that could not be read are left alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+
+import filelock
 
 from drivers import Driver, DriverError, NotFound, PermissionDenied, Unreachable
 
@@ -38,6 +43,7 @@ CONTENT_KEY = """(CASE WHEN md5 IS NOT NULL AND md5 != '' THEN 'md5:' || md5
                  END)"""
 INSERT_CHUNK = 50_000  # created items written per transaction
 SAMPLE = 20  # changed paths remembered per kind of change, for --dry-run and logs
+PREFETCH_PAGES = 16  # listing pages read ahead of the catalogue writes
 
 
 @dataclass
@@ -79,11 +85,43 @@ def sync_dataset(
     progress: Progress | None = None,
 ) -> SyncResult:
     """List `driver` (under `prefix`) and bring `dataset`'s items in line with it."""
+    with _dataset_lock(catalogue, dataset):
+        return _sync_locked(catalogue, dataset, driver, prefix=prefix, dry_run=dry_run,
+                            prune=prune, max_delete_percent=max_delete_percent, progress=progress)
+
+
+@contextlib.contextmanager
+def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
+    """One sync of a dataset at a time, across processes; the OS frees the lock if the
+    holder dies, so a killed sync never blocks the next one."""
+    if str(catalogue.path) == ":memory:":
+        yield
+        return
+    lock = filelock.FileLock(f"{catalogue.path}.sync-{dataset.id}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        log.info("%s: waiting for another sync of this dataset to finish", dataset.name)
+        lock.acquire()
+    try:
+        # Runs still marked running were left by a process that died mid-sync.
+        with catalogue.transaction(immediate=True) as conn:
+            conn.execute(
+                "UPDATE sync_runs SET status = 'interrupted', finished_at = ? "
+                "WHERE dataset_id = ? AND status = 'running'",
+                (now_iso(), dataset.id),
+            )
+        yield
+    finally:
+        lock.release()
+
+
+def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
+                 progress) -> SyncResult:
     started = time.monotonic()
     result = SyncResult(dataset.name, dry_run=dry_run, pruned=prune)
     conn = catalogue.conn
     run_id = None if dry_run else _start_run(catalogue, dataset)
-    scope = "/" + prefix
     try:
         _create_temp_tables(conn)
         errors: list[tuple[str, str]] = []
@@ -92,26 +130,24 @@ def sync_dataset(
         for path, reason in errors:
             log.warning("%s: cannot list %s: %s", dataset.name, path or "/", reason)
         conn.executemany("INSERT INTO temp.unlisted VALUES ('/' || ?)", [(p,) for p, _ in errors])
-        conn.execute("CREATE INDEX temp.listing_path ON listing(path)")
-        _classify(conn, dataset, scope)
-        counts = _counts(conn)
-        result.created = counts["fresh"] - counts["moves"]
-        result.moved = counts["moves"]
-        result.updated = counts["changed"]
-        result.deleted = counts["gone_present"] - counts["moves_from_present"]
+        plan = _plan(conn, dataset, Scope(prefix), result.listed)
+        result.created = plan.fresh - plan.moves
+        result.moved = plan.moves
+        result.updated = plan.changed
+        result.deleted = plan.gone_present - plan.moves_from_present
         if prune:
-            result.deleted += counts["gone_missing"] - counts["moves_from_missing"]
+            result.deleted += plan.gone_missing - plan.moves_from_missing
         result.unchanged = result.listed - result.created - result.moved - result.updated
-        result.samples = _samples(conn)
-        present = catalogue.count_items(dataset)["present"]
-        if result.deleted and present and 100.0 * result.deleted / present > max_delete_percent:
+        result.samples = _samples(conn, plan)
+        present = catalogue.count_items(dataset)["present"] if result.deleted else 0
+        if present and 100.0 * result.deleted / present > max_delete_percent:
             result.deletes_skipped = (
                 f"{result.deleted} of {present} items would be deleted, more than"
                 f" sync.max_delete_percent = {max_delete_percent}%"
             )
             result.deleted = 0
         if not dry_run:
-            _apply(catalogue, dataset, prune=prune, deletes=result.deletes_skipped is None)
+            _apply(catalogue, dataset, plan, prune=prune, deletes=result.deletes_skipped is None)
             _record_errors(catalogue, dataset, run_id, errors)
     except DriverError as error:
         if run_id is not None:
@@ -119,7 +155,8 @@ def sync_dataset(
         raise SyncError(_describe_failure(driver, error)) from error
     except BaseException as error:
         if run_id is not None:
-            _finish_run(catalogue, run_id, result, "failed", f"{type(error).__name__}: {error}")
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            _finish_run(catalogue, run_id, result, status, f"{type(error).__name__}: {error}")
         raise
     finally:
         _drop_temp_tables(conn)
@@ -139,18 +176,30 @@ def _describe_failure(driver: Driver, error: DriverError) -> str:
     return f"driver {driver.name!r} ({driver.describe()}): {what}: {error}"
 
 
+class Scope:
+    """The filenames under a listing prefix, as an index range: filename >= low AND < high."""
+
+    def __init__(self, prefix: str):
+        self.low = "/" + prefix
+        self.high = self.low[:-1] + chr(ord(self.low[-1]) + 1)
+
+
 # -- the listing --------------------------------------------------------------------------
+
+TEMP_TABLES = ("listing", "unlisted", "diff", "gone", "moves")
+
 
 def _create_temp_tables(conn) -> None:
     _drop_temp_tables(conn)
     conn.execute(
-        "CREATE TEMP TABLE listing (path TEXT NOT NULL, size INTEGER, mtime REAL, etag TEXT, md5 TEXT)"
+        """CREATE TEMP TABLE listing (n INTEGER PRIMARY KEY, path TEXT NOT NULL, size INTEGER,
+                                      mtime REAL, etag TEXT, md5 TEXT)"""
     )
     conn.execute("CREATE TEMP TABLE unlisted (path TEXT NOT NULL)")
 
 
 def _drop_temp_tables(conn) -> None:
-    for table in ("listing", "unlisted", "fresh", "gone", "moves", "changed"):
+    for table in TEMP_TABLES:
         conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
 
@@ -158,10 +207,10 @@ def _load_listing(conn, driver, prefix, errors, result, progress) -> None:
     def on_error(key: str, reason: str) -> None:
         errors.append((key, reason))
 
-    insert = "INSERT INTO temp.listing VALUES ('/' || ?, ?, ?, ?, ?)"
+    insert = "INSERT INTO temp.listing (path, size, mtime, etag, md5) VALUES ('/' || ?, ?, ?, ?, ?)"
     conn.execute("BEGIN")
     try:
-        for page in driver.list_pages(prefix, on_error=on_error):
+        for page in prefetched(driver.list_pages(prefix, on_error=on_error)):
             conn.executemany(insert, page)
             result.listed += len(page)
             if progress:
@@ -172,42 +221,108 @@ def _load_listing(conn, driver, prefix, errors, result, progress) -> None:
     conn.execute("COMMIT")
 
 
+_END = object()
+
+
+def prefetched(pages: Iterator[list], depth: int = PREFETCH_PAGES) -> Iterator[list]:
+    """Iterate `pages` in a thread, `depth` pages ahead, so that listing (a child process,
+    network waits, parsing) overlaps the catalogue writes, which release the GIL."""
+    slots: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        slots.put(page, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_END)
+        except BaseException as error:  # handed to the consumer, raised there
+            slots.put(error)
+        finally:
+            close = getattr(pages, "close", None)
+            if close:
+                close()
+
+    thread = threading.Thread(target=produce, name="syncd-listing", daemon=True)
+    thread.start()
+    try:
+        while (item := slots.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 # -- the diff -----------------------------------------------------------------------------
 
-def _classify(conn, dataset: Dataset, scope: str) -> None:
+@dataclass
+class Plan:
+    initial: bool = False  # no item in scope before: every listed path is created
+    fresh: int = 0  # listed paths with no item
+    changed: int = 0
+    gone_present: int = 0
+    gone_missing: int = 0
+    moves: int = 0
+    moves_from_present: int = 0
+    moves_from_missing: int = 0
+
+
+def _plan(conn, dataset: Dataset, scope: Scope, listed: int) -> Plan:
     ds = dataset.id
-    # Listed paths with no item at all.
+    plan = Plan()
+    existing = conn.execute(
+        "SELECT count(*) FROM items WHERE dataset_id = ? AND filename >= ? AND filename < ?",
+        (ds, scope.low, scope.high),
+    ).fetchone()[0]
+    if existing == 0:
+        plan.initial = True
+        plan.fresh = listed
+        return plan
+    # One pass over the listing: the paths with no item (pk NULL) and those whose item
+    # differs or is a ghost that came back.
+    conn.execute("CREATE TEMP TABLE diff (n INTEGER PRIMARY KEY, pk INTEGER, content_changed INTEGER)")
     conn.execute(
-        """CREATE TEMP TABLE fresh AS
-           SELECT l.rowid AS n, l.* FROM temp.listing l
-           WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.dataset_id = ? AND i.filename = l.path)""",
+        """INSERT INTO temp.diff
+           SELECT l.n, i.pk, (i.state != 'present' OR i.size IS NOT l.size
+                              OR i.etag IS NOT l.etag OR i.md5 IS NOT l.md5)
+           FROM temp.listing l LEFT JOIN items i ON i.dataset_id = ? AND i.filename = l.path
+           WHERE i.pk IS NULL OR i.state != 'present' OR i.size IS NOT l.size
+                 OR i.mtime IS NOT l.mtime OR i.etag IS NOT l.etag OR i.md5 IS NOT l.md5""",
         (ds,),
     )
-    # Listed paths whose item differs, or is a ghost that came back.
-    conn.execute(
-        """CREATE TEMP TABLE changed AS
-           SELECT i.pk, l.size, l.mtime, l.etag, l.md5,
-                  (i.state != 'present' OR i.size IS NOT l.size OR i.etag IS NOT l.etag
-                   OR i.md5 IS NOT l.md5) AS content_changed
-           FROM temp.listing l JOIN items i ON i.dataset_id = ? AND i.filename = l.path
-           WHERE i.state != 'present' OR i.size IS NOT l.size OR i.mtime IS NOT l.mtime
-                 OR i.etag IS NOT l.etag OR i.md5 IS NOT l.md5""",
-        (ds,),
-    )
+    plan.fresh, plan.changed = conn.execute(
+        "SELECT count(*) - count(pk), count(pk) FROM temp.diff"
+    ).fetchone()
+    conn.execute("CREATE TEMP TABLE moves (pk INTEGER, state TEXT, n INTEGER)")
+    conn.execute("CREATE TEMP TABLE gone (pk INTEGER PRIMARY KEY, state TEXT, size INTEGER, etag TEXT, md5 TEXT)")
+    if existing == listed - plan.fresh:
+        return plan  # every item in scope was listed: nothing is gone
     # Items in scope that were not listed, except under a path that could not be read.
+    conn.execute("CREATE INDEX temp.listing_path ON listing(path)")
     conn.execute(
-        """CREATE TEMP TABLE gone AS
+        """INSERT INTO temp.gone
            SELECT i.pk, i.state, i.size, i.etag, i.md5 FROM items i
-           WHERE i.dataset_id = ? AND substr(i.filename, 1, length(?)) = ?
+           WHERE i.dataset_id = ? AND i.filename >= ? AND i.filename < ?
              AND NOT EXISTS (SELECT 1 FROM temp.listing l WHERE l.path = i.filename)
              AND NOT EXISTS (SELECT 1 FROM temp.unlisted u
                              WHERE u.path = '/' OR i.filename = u.path
                                 OR substr(i.filename, 1, length(u.path) + 1) = u.path || '/')""",
-        (ds, scope, scope),
+        (ds, scope.low, scope.high),
     )
-    # Pair gone items with fresh paths of the same content, one to one; present items first.
-    conn.execute("CREATE TEMP TABLE moves (pk INTEGER, state TEXT, n INTEGER)")
-    if conn.execute("SELECT 1 FROM temp.gone LIMIT 1").fetchone():
+    plan.gone_present, plan.gone_missing = conn.execute(
+        "SELECT total(state = 'present'), total(state != 'present') FROM temp.gone"
+    ).fetchone()
+    plan.gone_present, plan.gone_missing = int(plan.gone_present), int(plan.gone_missing)
+    if plan.fresh and (plan.gone_present or plan.gone_missing):
+        # Pair gone items with fresh paths of the same content, one to one, present first.
         conn.execute(
             f"""INSERT INTO temp.moves
                WITH g AS (
@@ -216,37 +331,38 @@ def _classify(conn, dataset: Dataset, scope: str) -> None:
                                              ORDER BY state = 'present' DESC, pk) AS r
                    FROM temp.gone WHERE {CONTENT_KEY} IS NOT NULL),
                f AS (
-                   SELECT n, {CONTENT_KEY} AS k,
-                          row_number() OVER (PARTITION BY {CONTENT_KEY} ORDER BY n) AS r
-                   FROM temp.fresh WHERE {CONTENT_KEY} IS NOT NULL)
+                   SELECT l.n, {CONTENT_KEY} AS k,
+                          row_number() OVER (PARTITION BY {CONTENT_KEY} ORDER BY l.n) AS r
+                   FROM temp.diff d JOIN temp.listing l ON l.n = d.n
+                   WHERE d.pk IS NULL AND {CONTENT_KEY} IS NOT NULL)
                SELECT g.pk, g.state, f.n FROM g JOIN f ON g.k = f.k AND g.r = f.r"""
         )
+        plan.moves, plan.moves_from_present = conn.execute(
+            "SELECT count(*), total(state = 'present') FROM temp.moves"
+        ).fetchone()
+        plan.moves_from_present = int(plan.moves_from_present)
+        plan.moves_from_missing = plan.moves - plan.moves_from_present
+    return plan
 
 
-def _counts(conn) -> dict[str, int]:
-    row = conn.execute(
-        """SELECT (SELECT count(*) FROM temp.fresh),
-                  (SELECT count(*) FROM temp.moves),
-                  (SELECT count(*) FROM temp.moves WHERE state = 'present'),
-                  (SELECT count(*) FROM temp.moves WHERE state != 'present'),
-                  (SELECT count(*) FROM temp.changed),
-                  (SELECT count(*) FROM temp.gone WHERE state = 'present'),
-                  (SELECT count(*) FROM temp.gone WHERE state != 'present')"""
-    ).fetchone()
-    keys = ("fresh", "moves", "moves_from_present", "moves_from_missing", "changed",
-            "gone_present", "gone_missing")
-    return dict(zip(keys, row, strict=True))
+def _fresh_rows(plan: Plan) -> str:
+    """SQL selecting the listing rows that become new items (not moves)."""
+    if plan.initial:
+        return "SELECT l.* FROM temp.listing l"
+    return ("SELECT l.* FROM temp.diff d JOIN temp.listing l ON l.n = d.n "
+            "WHERE d.pk IS NULL AND d.n NOT IN (SELECT n FROM temp.moves)")
 
 
-def _samples(conn) -> dict[str, list[str]]:
-    queries = {
-        "created": "SELECT path FROM temp.fresh WHERE n NOT IN (SELECT n FROM temp.moves)",
-        "updated": "SELECT i.filename FROM temp.changed c JOIN items i ON i.pk = c.pk",
-        "moved": "SELECT i.filename || ' -> ' || f.path FROM temp.moves m "
-                 "JOIN items i ON i.pk = m.pk JOIN temp.fresh f ON f.n = m.n",
-        "deleted": "SELECT i.filename FROM temp.gone g JOIN items i ON i.pk = g.pk "
-                   "WHERE g.state = 'present' AND g.pk NOT IN (SELECT pk FROM temp.moves)",
-    }
+def _samples(conn, plan: Plan) -> dict[str, list[str]]:
+    queries = {"created": f"SELECT path FROM ({_fresh_rows(plan)})"}
+    if not plan.initial:
+        queries |= {
+            "updated": "SELECT i.filename FROM temp.diff d JOIN items i ON i.pk = d.pk",
+            "moved": "SELECT i.filename || ' -> ' || l.path FROM temp.moves m "
+                     "JOIN items i ON i.pk = m.pk JOIN temp.listing l ON l.n = m.n",
+            "deleted": "SELECT i.filename FROM temp.gone g JOIN items i ON i.pk = g.pk "
+                       "WHERE g.state = 'present' AND g.pk NOT IN (SELECT pk FROM temp.moves)",
+        }
     samples = {}
     for kind, sql in queries.items():
         rows = [row[0] for row in conn.execute(f"{sql} LIMIT {SAMPLE}")]
@@ -257,51 +373,27 @@ def _samples(conn) -> dict[str, list[str]]:
 
 # -- applying it --------------------------------------------------------------------------
 
-def _apply(catalogue: Catalogue, dataset: Dataset, *, prune: bool, deletes: bool) -> None:
+def _apply(catalogue: Catalogue, dataset: Dataset, plan: Plan, *, prune: bool, deletes: bool) -> None:
     conn = catalogue.conn
     now = now_iso()
     with catalogue.transaction(immediate=True):
-        # Moves: the item takes its new path (and the new listing facts); no new job, the
-        # content is the same.
-        conn.execute(
-            """UPDATE items SET filename = f.path, size = f.size, mtime = f.mtime, etag = f.etag,
-                      md5 = f.md5, state = 'present', updated_at = ?
-               FROM temp.moves m JOIN temp.fresh f ON f.n = m.n WHERE items.pk = m.pk""",
-            (now,),
-        )
-        # Updates: a content change gets a new job; an older pending job for it is superseded.
-        conn.execute(
-            """UPDATE jobs SET state = 'cancelled', updated_at = ?
-               WHERE state = 'pending' AND kind = 'preprocess'
-                 AND item_pk IN (SELECT pk FROM temp.changed WHERE content_changed)""",
-            (now,),
-        )
-        conn.execute(
-            """INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)
-               SELECT pk, 'preprocess', 'pending', ?, ? FROM temp.changed WHERE content_changed""",
-            (now, now),
-        )
-        conn.execute(
-            """UPDATE items SET size = c.size, mtime = c.mtime, etag = c.etag, md5 = c.md5,
-                      state = 'present', updated_at = ?
-               FROM temp.changed c WHERE items.pk = c.pk""",
-            (now,),
-        )
-        if deletes:
-            _apply_deletes(conn, now, prune=prune)
+        if not plan.initial:
+            _apply_changes(conn, now)
+            if deletes:
+                _apply_deletes(conn, now, prune=prune)
         conn.execute("UPDATE datasets SET synced_at = ? WHERE id = ?", (now, dataset.id))
     # Created items, in chunks so that a very large first sync does not hold the write
     # lock for long; each chunk writes its items and their jobs together.
-    last = conn.execute("SELECT coalesce(max(n), 0) FROM temp.fresh").fetchone()[0]
+    last = conn.execute("SELECT coalesce(max(n), 0) FROM temp.listing").fetchone()[0]
+    fresh = _fresh_rows(plan)
     for low in range(1, last + 1, INSERT_CHUNK):
         with catalogue.transaction(immediate=True):
             before = conn.execute("SELECT coalesce(max(pk), 0) FROM items").fetchone()[0]
             conn.execute(
-                """INSERT INTO items (dataset_id, filename, size, mtime, etag, md5,
-                                      created_at, updated_at)
-                   SELECT ?, path, size, mtime, etag, md5, ?, ? FROM temp.fresh
-                   WHERE n BETWEEN ? AND ? AND n NOT IN (SELECT n FROM temp.moves)
-                   ORDER BY n""",
+                f"""INSERT INTO items (dataset_id, filename, size, mtime, etag, md5,
+                                       created_at, updated_at)
+                    SELECT ?, path, size, mtime, etag, md5, ?, ? FROM ({fresh})
+                    WHERE n BETWEEN ? AND ? ORDER BY n""",
                 (dataset.id, now, now, low, low + INSERT_CHUNK - 1),
             )
             conn.execute(
@@ -309,6 +401,36 @@ def _apply(catalogue: Catalogue, dataset: Dataset, *, prune: bool, deletes: bool
                    SELECT pk, 'preprocess', 'pending', ?, ? FROM items WHERE pk > ?""",
                 (now, now, before),
             )
+
+
+def _apply_changes(conn, now: str) -> None:
+    # Moves: the item takes its new path and the new listing facts; no new job, the
+    # content is the same.
+    conn.execute(
+        """UPDATE items SET filename = l.path, size = l.size, mtime = l.mtime, etag = l.etag,
+                  md5 = l.md5, state = 'present', updated_at = ?
+           FROM temp.moves m JOIN temp.listing l ON l.n = m.n WHERE items.pk = m.pk""",
+        (now,),
+    )
+    # Updates: a content change gets a new job; an older pending job for it is superseded.
+    changed = "SELECT pk FROM temp.diff WHERE pk IS NOT NULL AND content_changed"
+    conn.execute(
+        f"""UPDATE jobs SET state = 'cancelled', updated_at = ?
+            WHERE state = 'pending' AND kind = 'preprocess' AND item_pk IN ({changed})""",
+        (now,),
+    )
+    conn.execute(
+        f"""INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)
+            SELECT pk, 'preprocess', 'pending', ?, ? FROM ({changed})""",
+        (now, now),
+    )
+    conn.execute(
+        """UPDATE items SET size = l.size, mtime = l.mtime, etag = l.etag, md5 = l.md5,
+                  state = 'present', updated_at = ?
+           FROM temp.diff d JOIN temp.listing l ON l.n = d.n
+           WHERE d.pk IS NOT NULL AND items.pk = d.pk""",
+        (now,),
+    )
 
 
 def _apply_deletes(conn, now: str, *, prune: bool) -> None:

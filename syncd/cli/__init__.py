@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from .. import __version__
@@ -27,7 +29,13 @@ from . import items, sync  # noqa: E402  (commands register themselves on `cli`)
 from . import jobs  # noqa: E402
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM unwinds like Ctrl-C: open transactions roll back, sync runs are closed.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="syncd")
 
 

@@ -1,0 +1,153 @@
+"""Sync speed and memory against `find`, measured in the same run.
+
+Builds a tree of N files, then times, each in a fresh `python -m syncd` process:
+  1. the initial sync into an empty catalogue,
+  2. a no-op re-sync,
+  3. a re-sync after 1% of the files changed (a third modified, a third deleted, a third
+     renamed),
+beside `find ROOT -type f -printf '%s %T@ %p\\n'` on the same tree (the floor), and prints
+each as items/s and as a ratio to the floor, with the process's peak RSS.
+
+    python bench/sync_bench.py              # 200,000 files
+    python bench/sync_bench.py --million    # 1,000,000 files
+    python bench/sync_bench.py -n 50000 --keep /tmp/tree
+
+Targets on a 2-core machine: initial sync within 3x the floor, no-op re-sync within 2x,
+peak RSS under 150 MB and not growing between 200k and 1M items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FILES_PER_FOLDER = 200
+
+
+def build_tree(root: Path, count: int) -> None:
+    started = time.monotonic()
+    payload = b"x" * 64
+    for index in range(count):
+        folder = root / f"d{index // FILES_PER_FOLDER:05d}"
+        if index % FILES_PER_FOLDER == 0:
+            folder.mkdir(parents=True)
+        (folder / f"img_{index:07d}.jpg").write_bytes(payload)
+    print(f"built {count:,} files in {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+def floor_seconds(root: Path, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run(["find", str(root), "-type", "f", "-printf", r"%s %T@ %p\n"],
+                       stdout=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run_sync(config: Path, *extra: str) -> tuple[dict, float, float]:
+    """One `syncd sync` in a fresh process: (its JSON line, wall seconds, peak RSS in MB)."""
+    command = [sys.executable, "-m", "syncd", "--config", str(config), "sync", "--json", *extra]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"sync failed with status {status}: {output!r}")
+    result = json.loads(output.splitlines()[0])
+    return result, wall, usage.ru_maxrss / 1024
+
+
+def churn(root: Path, count: int) -> dict[str, int]:
+    """Change 1% of the files: a third modified, a third deleted, a third renamed."""
+    changed = max(3, count // 100)
+    step = count // changed
+    expected = {"updated": 0, "deleted": 0, "moved": 0}
+    for n, index in enumerate(range(0, count, step)):
+        path = root / f"d{index // FILES_PER_FOLDER:05d}" / f"img_{index:07d}.jpg"
+        action = ("updated", "deleted", "moved")[n % 3]
+        if action == "updated":
+            with path.open("ab") as file:
+                file.write(b"more")
+        elif action == "deleted":
+            path.unlink()
+        else:
+            path.rename(path.with_name("renamed_" + path.name))
+        expected[action] += 1
+    return expected
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", "--files", type=int, default=200_000)
+    parser.add_argument("--million", action="store_true", help="1,000,000 files")
+    parser.add_argument("--keep", type=Path, help="build the tree here and keep it")
+    args = parser.parse_args()
+    count = 1_000_000 if args.million else args.files
+
+    work = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
+    root = args.keep or work / "tree"
+    try:
+        if not (root / "d00000").exists():
+            build_tree(root, count)
+        config = work / "syncd.toml"
+        config.write_text(
+            f'[catalogue]\npath = "{work / "catalogue.db"}"\n\n'
+            f'[[drivers]]\nname = "bench"\nkind = "local"\nroot = "{root}"\n\n'
+            f'[[datasets]]\nname = "bench"\ndriver = "bench"\n'
+        )
+        no_jobs = ["--no-preprocess"] if _has_flag("--no-preprocess") else []
+        floor = floor_seconds(root)
+        rows = []
+        result, wall, rss = run_sync(config, *no_jobs)
+        assert result["created"] == count, result
+        rows.append(("initial sync", result, wall, rss, floor, 3.0))
+        result, wall, rss = run_sync(config, *no_jobs)
+        assert result["unchanged"] == count, result
+        rows.append(("no-op re-sync", result, wall, rss, floor, 2.0))
+        expected = churn(root, count)
+        floor_after = floor_seconds(root)
+        result, wall, rss = run_sync(config, *no_jobs)
+        for key, value in expected.items():
+            assert result[key] == value, (key, result, expected)
+        rows.append(("1% changed re-sync", result, wall, rss, floor_after, None))
+
+        print(f"\nsync benchmark: {count:,} files, {os.cpu_count()} cores; "
+              f"floor = find -printf, median of 3: {floor:.3f} s\n")
+        print(f"{'phase':<20}{'sync s':>9}{'items/s':>12}{'x floor':>9}{'target':>8}"
+              f"{'wall s':>8}{'peak RSS MB':>13}")
+        for name, result, wall, rss, floor_s, target in rows:
+            seconds = result["seconds"]
+            print(f"{name:<20}{seconds:>9.3f}{result['listed'] / seconds:>12,.0f}"
+                  f"{seconds / floor_s:>9.2f}{(f'{target:.1f}x' if target else '-'):>8}"
+                  f"{wall:>8.2f}{rss:>13.1f}")
+        print("\n'sync s' is the time syncd reports for the sync itself; 'wall s' adds Python"
+              " start-up and imports.")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            shutil.rmtree(work / "catalogue.db", ignore_errors=True)
+            for leftover in work.glob("*"):
+                if leftover != root:
+                    shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
+
+
+def _has_flag(flag: str) -> bool:
+    help_text = subprocess.run([sys.executable, "-m", "syncd", "sync", "--help"], cwd=REPO,
+                               capture_output=True, text=True).stdout
+    return flag in help_text
+
+
+if __name__ == "__main__":
+    main()
