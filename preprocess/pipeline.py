@@ -50,6 +50,8 @@ class BytesSource:
         self.size = len(self.data)
 
     def open(self, offset: int = 0, length: int | None = None) -> BinaryIO:
+        if offset == 0 and length is None:
+            return io.BytesIO(self.data)  # shares the bytes, no copy
         end = None if length is None else offset + length
         return io.BytesIO(self.data[offset:end])
 
@@ -182,8 +184,10 @@ class _Reader:
 
     def read_all(self) -> bytes:
         if not self.complete:
-            with self.source.open(len(self._data)) as stream:
-                self._data += stream.read()
+            # One read of the whole file: re-reading the head costs less than copying
+            # megabytes to join it to the rest.
+            with self.source.open(0) as stream:
+                self._data = stream.read()
             self.size = len(self._data)
         return self._data
 

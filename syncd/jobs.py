@@ -38,6 +38,7 @@ PREPROCESS, CLEANUP = "preprocess", "cleanup"
 STATES = ("pending", "running", "done", "failed", "cancelled")
 OPEN_STATES = ("pending", "running")
 THUMBNAILS = ".dataloop/thumbnails"
+DEAD_CHECK_SECONDS = 5.0  # how often a runner looks for dead runners' jobs to take over
 
 Clock = Callable[[], float]  # seconds since the epoch
 
@@ -70,6 +71,8 @@ class JobQueue:
         self.max_attempts = max_attempts
         self.clock = clock
         self.owner = owner or runner_id()
+        self._dead: list[str] = []  # runner ids found dead, refreshed every DEAD_CHECK_SECONDS
+        self._dead_checked = -float("inf")
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -78,7 +81,10 @@ class JobQueue:
         if limit <= 0:
             return []
         now = self.clock()
-        dead = self._dead_owners()
+        if time.monotonic() >= self._dead_checked + DEAD_CHECK_SECONDS:
+            self._dead = self._dead_owners()
+            self._dead_checked = time.monotonic()
+        dead = self._dead
         stale = _stale_condition(len(dead))
         stale_j = _stale_condition(len(dead), table="j.")
         scope, scope_args = _dataset_scope(datasets)

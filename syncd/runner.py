@@ -33,7 +33,7 @@ import preprocess
 from .catalogue import Dataset, now_iso
 from .errors import ConfigError, SyncdError
 from .jobs import CLEANUP, PREPROCESS, Job, JobQueue
-from .worker import Preprocessor, Task, TaskResult, init_worker, run_task
+from .worker import Preprocessor, Task, TaskResult, init_worker, ping, run_task
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ SYSTEM_KEYS = frozenset({
 })
 ROW_KEYS = frozenset({"originalname", "size"})  # item_json derives these from the item row
 POLL_SECONDS = 0.5  # --wait: how often to look for jobs held by other runners
+IN_FLIGHT_PER_WORKER = 4  # tasks submitted ahead, per worker...
+IN_FLIGHT_MIN = 16  # ...and at least this many (claims are one transaction per batch)
 
 
 @dataclass
@@ -81,13 +83,19 @@ class InlineExecutor(Executor):
         return future
 
 
+# Imported once by the fork server, so each worker starts with them loaded. Only libraries:
+# Python 3.11's fork server does not use the parent's sys.path, so it could find another
+# copy of syncd than the parent's; workers import syncd themselves, with the right path.
+PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "pydantic", "filetype"]
+
+
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes forked from a clean server process that has the worker code loaded
-    (fast to start, and safe however many threads the parent runs)."""
+    """Worker processes forked from a clean server process (fast to start, and safe however
+    many threads the parent runs)."""
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload(["syncd.worker"])
+        context.set_forkserver_preload(PRELOAD)
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
 
 
@@ -146,13 +154,13 @@ class Runner:
             self.factory: ExecutorFactory | None = (
                 InlineExecutor if workers == 0 else lambda: process_pool(workers)
             )
-            self.capacity = max(1, workers * 2)
         elif isinstance(executor, Executor):
             self.factory, self._given = None, executor
-            self.capacity = 2 * getattr(executor, "_max_workers", os.cpu_count() or 1)
+            workers = getattr(executor, "_max_workers", workers)
         else:
             self.factory = executor
-            self.capacity = 2 * (os.cpu_count() or 1)
+        # Tasks in flight: enough to keep every worker busy between two claims.
+        self.capacity = max(IN_FLIGHT_MIN, IN_FLIGHT_PER_WORKER * workers)
         self._pool: Executor | None = None
         self._processes: list = []
 
@@ -192,7 +200,7 @@ class Runner:
                     self.result.worker_deaths += 1
                     if solo:
                         job, task = crashed[0]
-                        finished.append((job, task, TaskResult(job.id, "retry", errors=[
+                        finished.append((job, task, TaskResult(job.id, "retry", retry_delay=0, errors=[
                             f"the worker process died ({reason})"])))
                         log.warning("job %d (%s) killed its worker process (%s)", job.id,
                                     task.key or task.kind, reason)
@@ -234,9 +242,22 @@ class Runner:
                 self._pool = self._given
             else:
                 self._pool = self.factory()
+                self._check_pool()
         future = self._pool.submit(run_task, task)
         self._processes = list(getattr(self._pool, "_processes", {}).values())
         return future
+
+    def _check_pool(self) -> None:
+        """A new pool must run a no-op: workers that die before any task (they cannot import
+        syncd, say) would otherwise fail every job in turn as if each had killed them."""
+        try:
+            self._pool.submit(ping).result()
+        except BrokenExecutor:
+            self._processes = list(getattr(self._pool, "_processes", {}).values())
+            reason = self._death_reason()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+            raise SyncdError(f"worker processes cannot start: a new worker {reason}") from None
 
     def _collect(self, done, inflight):
         finished, crashed = [], []
@@ -247,21 +268,24 @@ class Runner:
             except BrokenExecutor:
                 crashed.append((job, task))
             except Exception as error:  # noqa: BLE001 - the executor failed this one task
-                finished.append((job, task, TaskResult(job.id, "retry", errors=[
+                finished.append((job, task, TaskResult(job.id, "retry", retry_delay=0, errors=[
                     f"the worker failed: {type(error).__name__}: {error}"])))
         return finished, crashed
 
-    def _replace_pool(self) -> str:
-        """Drop the broken pool (a new one is made at the next submit); say why it broke."""
+    def _death_reason(self) -> str:
         reason = "exited abruptly"
         for process in self._processes:
             code = getattr(process, "exitcode", None)
             if code is not None and code < 0:
                 name = signal.Signals(-code).name
-                reason = f"killed by {name}" + (": out of memory?" if name == "SIGKILL" else "")
-                break
+                return f"killed by {name}" + (": out of memory?" if name == "SIGKILL" else "")
             if code:
                 reason = f"exit code {code}"
+        return reason
+
+    def _replace_pool(self) -> str:
+        """Drop the broken pool (a new one is made at the next submit); say why it broke."""
+        reason = self._death_reason()
         if self.factory is None:
             raise SyncdError(f"the executor broke: a worker process {reason}")
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -319,8 +343,9 @@ class Runner:
 
     def _record_one(self, conn, job: Job, task: Task | None, result: TaskResult) -> int:
         if result.state == "retry":
-            delay = 0.0 if result.errors[0].startswith("the worker") else (
-                self.config.preprocess.retry_delay_seconds * 2 ** (job.attempts - 1))
+            delay = result.retry_delay
+            if delay is None:
+                delay = self.config.preprocess.retry_delay_seconds * 2 ** (job.attempts - 1)
             if self.queue.retry_later(conn, job, result.error, delay):
                 self.result.retried += 1
                 return 0

@@ -74,6 +74,7 @@ class TaskResult:
     user: dict[str, Any] = field(default_factory=dict)  # key ("user" = top level) -> dict
     errors: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)  # cleanup: keys now gone from storage
+    retry_delay: float | None = None  # retry: seconds to wait (None: the configured backoff)
 
     @property
     def error(self) -> str | None:
@@ -101,6 +102,11 @@ def _exit_with_parent(parent) -> None:
         while _active:
             _idle.wait()
         os._exit(0)
+
+
+def ping() -> bool:
+    """A no-op: proves a new worker process can start and run tasks."""
+    return True
 
 
 def run_task(task: Task) -> TaskResult:
