@@ -28,6 +28,9 @@ from .guard import PermissionGuard
 # local-only setup never imports a cloud SDK.
 KINDS: dict[str, str] = {
     "local": "drivers.local:LocalOptions:LocalDriver",
+    "s3": "drivers.s3:S3Options:S3Driver",
+    "gcs": "drivers.gcs:GCSOptions:GCSDriver",
+    "azure": "drivers.azure:AzureOptions:AzureDriver",
 }
 
 

@@ -114,6 +114,9 @@ class LocalDriver(Driver):
 
     def _check_base(self) -> None:
         if not self.base.is_dir():
+            if self.base.exists():
+                raise NotFound(f"{self.base} is a file, not a folder; syncd syncs folders:"
+                               " set path to the folder that holds it", code="NotAFolder")
             raise NotFound(f"folder {self.base} does not exist", code="NoSuchFolder")
 
     # -- listing --------------------------------------------------------------------------
@@ -124,6 +127,8 @@ class LocalDriver(Driver):
         folder, _, _ = prefix.rpartition("/")
         if folder:
             check_key(folder)
+            if is_hidden(folder):
+                return
         start = os.path.join(self.base, folder) if folder else str(self.base)
         if not os.path.isdir(start):
             return

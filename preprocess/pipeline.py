@@ -161,6 +161,8 @@ class _Reader:
         self.size = source.size
         with source.open(0, head_bytes) as stream:
             self.head = stream.read()
+        if self.size is None:
+            self.size = source.size  # some sources learn it on the first read
         if len(self.head) < head_bytes:
             self.size = len(self.head)
         self._data = self.head  # everything read so far, from offset 0

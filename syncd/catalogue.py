@@ -245,16 +245,21 @@ class Catalogue:
         return self.item_json(dataset, row)
 
     def iter_items(
-        self, dataset: Dataset, *, include_missing: bool = True, batch: int = 1000
+        self, dataset: Dataset, *, include_missing: bool = True, batch: int = 1000,
+        where: tuple[str, tuple] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every item of a dataset in filename order, read in pages (flat memory)."""
+        """Every item of a dataset in filename order, read in pages (flat memory).
+
+        `where` is an extra SQL condition on the items table and its arguments
+        (see syncd.usermeta.where_clause)."""
         after = ""
         state_filter = "" if include_missing else "AND state = 'present'"
+        extra_sql, extra_args = (f"AND ({where[0]})", tuple(where[1])) if where else ("", ())
         while True:
             cursor = self.conn.execute(
                 f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename > ? "
-                f"{state_filter} ORDER BY filename LIMIT ?",
-                (dataset.id, after, batch),
+                f"{state_filter} {extra_sql} ORDER BY filename LIMIT ?",
+                (dataset.id, after, *extra_args, batch),
             )
             cursor.row_factory = sqlite3.Row
             rows = cursor.fetchall()
@@ -281,11 +286,14 @@ class Catalogue:
             "size": row["size"],
             "etag": row["etag"],
             "md5": row["md5"],
+            # False for S3 multipart ETags ("…-N") and every non-S3 etag: not a content MD5.
+            "etagIsMd5": row["md5"] is not None and row["etag"] == row["md5"],
             "modified": epoch_iso(row["mtime"]),
         }
         if row["system"]:
             system.update(json.loads(row["system"]))
-        return {
+        description = system.pop("description", None)  # a root property in the reference's shape
+        item = {
             "id": self.item_id(row["pk"]),
             "dataset": dataset.name,
             "filename": filename,
@@ -300,6 +308,9 @@ class Catalogue:
                 "user": json.loads(row["user"]) if row["user"] else {},
             },
         }
+        if description is not None:
+            item["description"] = description
+        return item
 
     def listing_errors(self, dataset: Dataset, run_id: int | None = None) -> list[dict[str, str]]:
         sql = "SELECT path, reason, at FROM listing_errors WHERE dataset_id = ?"

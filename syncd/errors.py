@@ -25,3 +25,9 @@ class SyncError(SyncdError):
     """A sync could not complete (storage unreachable, permission denied, ...)."""
 
     exit_code = 4
+
+
+class InputError(SyncdError):
+    """A file given as input (link JSON, CSV, metadata JSON) is malformed; the message names it."""
+
+    exit_code = 2

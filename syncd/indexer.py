@@ -20,6 +20,7 @@ failed part-way, and items under a folder that could not be read are left alone.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -31,6 +32,7 @@ import filelock
 
 from drivers import Driver, DriverError, NotFound, PermissionDenied, Unreachable
 
+from . import links
 from .catalogue import Catalogue, Dataset, now_iso
 from .errors import SyncError
 from .jobs import enqueue_cleanup
@@ -147,6 +149,7 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
             )
             result.deleted = 0
         if not dry_run:
+            _read_link_files(conn, driver, plan)
             _apply(catalogue, dataset, plan, prune=prune, deletes=result.deletes_skipped is None)
             _record_errors(catalogue, dataset, run_id, errors)
     except DriverError as error:
@@ -186,7 +189,7 @@ class Scope:
 
 # -- the listing --------------------------------------------------------------------------
 
-TEMP_TABLES = ("listing", "unlisted", "diff", "gone", "moves")
+TEMP_TABLES = ("listing", "unlisted", "diff", "gone", "moves", "link_info")
 
 
 def _create_temp_tables(conn) -> None:
@@ -379,6 +382,7 @@ def _apply(catalogue: Catalogue, dataset: Dataset, plan: Plan, *, prune: bool, d
     with catalogue.transaction(immediate=True):
         if not plan.initial:
             _apply_changes(conn, now)
+            _apply_link_files(conn, dataset.id)
             if deletes:
                 _apply_deletes(conn, now, prune=prune)
         conn.execute("UPDATE datasets SET synced_at = ? WHERE id = ?", (now, dataset.id))
@@ -401,6 +405,52 @@ def _apply(catalogue: Catalogue, dataset: Dataset, plan: Plan, *, prune: bool, d
                    SELECT pk, 'preprocess', 'pending', ?, ? FROM items WHERE pk > ?""",
                 (now, now, before),
             )
+            _apply_link_files(conn, dataset.id, after_pk=before)
+
+
+# -- link files ----------------------------------------------------------------------------
+# A small `.json` file among the created and content-changed paths is read, and if it is a
+# link in the reference's format (syncd.links) its item gets `type = 'link'` and the link in
+# its system metadata, in the same transaction as the item row. Other files are never read,
+# so a sync of non-JSON files costs what it did.
+
+def _read_link_files(conn, driver: Driver, plan: Plan) -> None:
+    """Read the small .json files among created and content-changed paths into temp.link_info:
+    the links, and the link items whose file is no longer a link."""
+    conn.execute("CREATE TEMP TABLE link_info (path TEXT PRIMARY KEY, type TEXT NOT NULL, patch TEXT NOT NULL)")
+    sql = f"SELECT path, NULL FROM ({_fresh_rows(plan)}) WHERE path LIKE '%.json' AND size <= :max"
+    if not plan.initial:
+        sql += """ UNION ALL
+            SELECT i.filename, i.type FROM temp.diff d JOIN items i ON i.pk = d.pk
+            JOIN temp.listing l ON l.n = d.n
+            WHERE d.content_changed AND ((i.filename LIKE '%.json' AND l.size <= :max) OR i.type = 'link')"""
+    candidates = conn.execute(sql, {"max": links.MAX_LINK_BYTES}).fetchall() if plan.fresh or plan.changed else []
+    if not candidates:
+        return
+    if "get" not in getattr(driver, "permissions", ("get",)):
+        log.warning("driver %r has no 'get' permission: %d JSON files not read as links",
+                    driver.name, len(candidates))
+        return
+    found = links.read_links(driver, [path[1:] for path, _ in candidates])
+    rows = []
+    for path, old_type in candidates:
+        if found.get(path[1:]):
+            rows.append((path, "link", json.dumps(links.link_system(found[path[1:]]))))
+        elif old_type == "link":
+            rows.append((path, "file", '{"mimetype": null}'))  # shebang goes too
+    conn.executemany("INSERT OR REPLACE INTO temp.link_info VALUES (?, ?, ?)", rows)
+
+
+def _apply_link_files(conn, dataset_id: int, *, after_pk: int = 0) -> None:
+    if not conn.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'link_info'").fetchone():
+        return
+    conn.execute(
+        """UPDATE items SET type = li.type,
+                  system = json_patch(json_patch(coalesce(items.system, '{}'), '{"shebang": null}'), li.patch)
+           FROM temp.link_info li
+           WHERE items.dataset_id = ? AND items.filename = li.path AND items.pk > ?""",
+        (dataset_id, after_pk),
+    )
 
 
 def _apply_changes(conn, now: str) -> None:

@@ -254,8 +254,8 @@ class Runner:
             self._pool.submit(ping).result()
         except BrokenExecutor:
             self._processes = list(getattr(self._pool, "_processes", {}).values())
-            reason = self._death_reason()
             self._pool.shutdown(wait=True, cancel_futures=True)
+            reason = self._death_reason()
             self._pool = None
             raise SyncdError(f"worker processes cannot start: a new worker {reason}") from None
 
@@ -273,6 +273,8 @@ class Runner:
         return finished, crashed
 
     def _death_reason(self) -> str:
+        """Why a worker of the broken pool died. Only after the pool's shutdown: the pool's
+        own thread reads the exit statuses, and a second reader at the same time gets none."""
         reason = "exited abruptly"
         for process in self._processes:
             code = getattr(process, "exitcode", None)
@@ -285,10 +287,10 @@ class Runner:
 
     def _replace_pool(self) -> str:
         """Drop the broken pool (a new one is made at the next submit); say why it broke."""
-        reason = self._death_reason()
         if self.factory is None:
-            raise SyncdError(f"the executor broke: a worker process {reason}")
+            raise SyncdError("the executor broke: a worker process died")
         self._pool.shutdown(wait=True, cancel_futures=True)
+        reason = self._death_reason()
         self._pool, self._processes = None, []
         return reason
 
@@ -314,7 +316,8 @@ class Runner:
             return Task(
                 job.id, PREPROCESS, self.config.driver(dataset_config.driver),
                 item_id=item["id"], item_type=row["type"], key=row["filename"].lstrip("/"),
-                size=row["size"], item=item, options=self.options,
+                size=None if row["type"] == "link" else row["size"], item=item, options=self.options,
+                fetch=self.config.fetch,
                 preprocessors=tuple(
                     Preprocessor(p.target, p.mimetypes, p.key, p.entry_point)
                     for p in dataset_config.preprocessors
@@ -373,9 +376,10 @@ class Runner:
             return
         system = json.loads(row[0]) if row[0] else {}
         old_thumbnail = system.get("thumbnailId")
-        for key in SYSTEM_KEYS:
-            system.pop(key, None)
-        system.update({k: v for k, v in result.system.items() if k not in ROW_KEYS})
+        if result.system:  # the file was read: its facts replace the last run's
+            for key in SYSTEM_KEYS:
+                system.pop(key, None)
+            system.update({k: v for k, v in result.system.items() if k not in ROW_KEYS})
         system["etl"] = {"status": state, "errors": result.errors, "job": job.id,
                          "attempts": job.attempts, "at": now_iso()}
         user = json.loads(row[1]) if row[1] else {}

@@ -29,11 +29,13 @@ import drivers
 import preprocess
 from drivers import Driver, DriverError, DriverOptions, NotFound, PermissionDenied
 
+from .fetch import FetchError
 from .jobs import CLEANUP, PREPROCESS, thumbnail_key
 
 # item type -> "module:function" returning a preprocess.ByteSource for (task, driver)
 BYTE_SOURCES: dict[str, str] = {
     "file": "syncd.worker:driver_source",
+    "link": "syncd.worker:link_source",
 }
 ENTRY_POINT_GROUP = "syncd.preprocessors"
 
@@ -64,6 +66,7 @@ class Task:
     options: preprocess.Options = preprocess.Options()
     preprocessors: tuple[Preprocessor, ...] = ()
     keys: tuple[str, ...] = ()  # cleanup: artifact keys to delete
+    fetch: Any = None  # the [fetch] section (syncd.config.FetchConfig), for linked items
 
 
 @dataclass
@@ -136,6 +139,9 @@ def _run(task: Task) -> TaskResult:
         return TaskResult(task.job_id, "failed", errors=[f"permission denied: {error}"])
     except (DriverError, ConnectionError, TimeoutError) as error:
         return TaskResult(task.job_id, "retry", errors=[f"storage error: {type(error).__name__}: {error}"])
+    except FetchError as error:  # a linked item's URL
+        state = "retry" if getattr(error, "retriable", False) else "failed"
+        return TaskResult(task.job_id, state, errors=[f"cannot fetch the linked file: {error}"])
     except Exception as error:  # noqa: BLE001 - a bug or an unforeseen input: record it, go on
         where = traceback.extract_tb(error.__traceback__)[-1]
         return TaskResult(task.job_id, "failed", errors=[
@@ -147,6 +153,15 @@ def _run(task: Task) -> TaskResult:
 
 def _preprocess(task: Task, driver: Driver) -> TaskResult:
     source = byte_source(task, driver)
+    try:
+        return _preprocess_source(task, driver, source)
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+
+def _preprocess_source(task: Task, driver: Driver, source: preprocess.ByteSource) -> TaskResult:
     outcome = preprocess.preprocess(source, task.options)
     result = TaskResult(task.job_id, "done", system=dict(outcome.system), errors=list(outcome.errors))
     if outcome.thumbnail is not None:
@@ -244,6 +259,16 @@ class DriverSource:
 def driver_source(task: Task, driver: Driver) -> preprocess.ByteSource:
     """Item type 'file': the object itself."""
     return DriverSource(driver, task.key, task.size)
+
+
+def link_source(task: Task, driver: Driver) -> preprocess.ByteSource:
+    """Item type 'link': the binary its URL points at, fetched under the [fetch] policy
+    (never written to storage; its thumbnail is, under the link item's id)."""
+    from .fetch import Fetcher, FetchPolicy
+    from .links import LinkedSource
+
+    policy = FetchPolicy.from_config(task.fetch) if task.fetch is not None else FetchPolicy()
+    return LinkedSource(task.item, Fetcher(policy))
 
 
 def byte_source(task: Task, driver: Driver) -> preprocess.ByteSource:

@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from syncd.app import App
 from syncd.cli import cli
 
+pytest_plugins = ["emulators"]  # S3/GCS/Azure emulator fixtures: see tests/emulators.py
+
 
 def write_config(path: Path, body: str) -> Path:
     path.write_text(textwrap.dedent(body))

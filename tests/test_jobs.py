@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 import images
-from conftest import Runner, put_file
+from conftest import Runner
+from emulators import driver_toml, new_store
+from local_http import Response, http_server  # noqa: F401 - the fixture
 from syncd.app import App
 from syncd.jobs import JobQueue
 
@@ -21,35 +23,35 @@ POOL = "workers = 2"  # a real process pool
 DEFAULTS = {"workers": 0, "retry_delay_seconds": 0}  # in-process, unless a test says otherwise
 
 
-class LocalBucket:
-    """The local driver's folder, read and written behind syncd's back."""
+class Bucket:
+    """The storage a test's dataset syncs, read and written behind syncd's back through a
+    driver of its own (every permission on): a local folder or an emulated cloud bucket."""
 
-    kind = "local"
+    def __init__(self, store):
+        self.store = store
+        self.kind = store.kind
+        self.driver = store.make(name="backdoor")
 
-    def __init__(self, root: Path):
-        self.root = root
-
-    def driver_toml(self, permissions: str) -> str:
-        return f'kind = "local"\nroot = "{self.root}"\npermissions = {permissions}'
+    def driver_toml(self, permissions: list[str]) -> str:
+        return driver_toml(self.store.options(name="store", permissions=permissions,
+                                              allow_delete=False))
 
     def put(self, key: str, data: bytes) -> None:
-        put_file(self.root, key, data)
+        self.driver.put(key, data)
 
     def get(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
+        return self.driver.read(key)
 
     def exists(self, key: str) -> bool:
-        return (self.root / key).is_file()
+        return self.driver.exists(key)
 
     def delete(self, key: str) -> None:
-        (self.root / key).unlink()
+        self.driver.delete(key)
 
 
-@pytest.fixture(params=["local"])
-def bucket(request, storage):
-    if request.param == "local":
-        return LocalBucket(storage)
-    raise NotImplementedError(request.param)
+@pytest.fixture(params=["local", "s3"])
+def bucket(request, endpoint_for, tmp_path_factory):
+    return Bucket(new_store(request.param, endpoint_for, tmp_path_factory))
 
 
 @pytest.fixture
@@ -57,14 +59,12 @@ def make_app(tmp_path, bucket):
     apps = []
 
     def make(preprocess: str = "", dataset: str = "",
-             permissions: str = '["list", "get", "put", "delete"]') -> App:
+             permissions: tuple[str, ...] = ("list", "get", "put", "delete"), extra: str = "") -> App:
         config = tmp_path / "jobs.toml"
         config.write_text(textwrap.dedent(f"""
             [catalogue]
             path = "{tmp_path / 'catalogue.db'}"
 
-            [[drivers]]
-            name = "store"
             {{driver}}
 
             [[datasets]]
@@ -74,7 +74,9 @@ def make_app(tmp_path, bucket):
 
             [preprocess]
             {{preprocess}}
-            """).format(driver=bucket.driver_toml(permissions), dataset=dataset,
+
+            {{extra}}
+            """).format(driver=bucket.driver_toml(list(permissions)), dataset=dataset, extra=extra,
                         preprocess="\n".join([preprocess] + [
                             f"{key} = {value}" for key, value in DEFAULTS.items() if key not in preprocess])))
         app = App.from_file(config)
@@ -135,6 +137,23 @@ def test_new_items_get_metadata_and_upright_thumbnails_in_storage(make_app, buck
     text = found["/docs/readme.txt"]["metadata"]["system"]
     assert (text["mimetype"], text["encoding"], text["isBinary"]) == ("text/plain", "7bit", False)
     assert "thumbnailId" not in text and "width" not in text
+
+
+@pytest.mark.parametrize("bucket", ["gcs", "azure"], indirect=True)
+def test_gcs_and_azure_buckets_get_thumbnails_and_lose_them_with_the_item(make_app, bucket):
+    bucket.put("a/photo.jpg", images.oriented_jpeg(6, 320, 160))
+    bucket.put("a/notes.txt", b"text\n")
+    app = make_app(POOL)
+    app.sync("photos")
+    assert app.run_jobs().done == 2
+    item = items(app)["/a/photo.jpg"]
+    thumb = thumbnail(bucket, item)
+    assert thumb.size == (256, 128) and images.near(images.color_at(thumb, 0.8, 0.8), images.WHITE)
+    assert item["metadata"]["system"]["width"] == 160
+    bucket.delete("a/photo.jpg")
+    app.sync("photos", prune=True)
+    assert app.run_jobs().done == 1
+    assert not bucket.exists(item["metadata"]["system"]["thumbnailId"])
 
 
 def test_bad_images_end_as_failed_jobs_and_the_queue_goes_on(make_app, bucket):
@@ -250,7 +269,7 @@ def test_deleted_items_artifacts_are_removed(make_app, bucket, prune):
 
 def test_without_delete_permission_artifacts_stay(make_app, bucket):
     bucket.put("gone.jpg", images.oriented_jpeg(1))
-    app = make_app(permissions='["list", "get", "put"]')
+    app = make_app(permissions=("list", "get", "put"))
     app.sync("photos")
     app.run_jobs()
     key = items(app)["/gone.jpg"]["metadata"]["system"]["thumbnailId"]
@@ -273,7 +292,7 @@ def test_a_pending_job_of_a_deleted_item_is_cancelled(make_app, bucket):
 
 def test_without_put_permission_the_job_fails_with_the_reason(make_app, bucket):
     bucket.put("a.jpg", images.oriented_jpeg(1))
-    app = make_app(permissions='["list", "get"]')
+    app = make_app(permissions=("list", "get"))
     app.sync("photos")
     assert app.run_jobs().failed == 1
     system = items(app)["/a.jpg"]["metadata"]["system"]
@@ -288,6 +307,31 @@ def test_thumbnails_off_reads_headers_only_and_writes_nothing(make_app, bucket):
     system = items(app)["/a.jpg"]["metadata"]["system"]
     assert system["width"] == 120 and "thumbnailId" not in system
     assert not bucket.exists(f".dataloop/thumbnails/{items(app)['/a.jpg']['id']}.jpg")
+
+
+def test_linked_items_are_preprocessed_from_their_url(make_app, bucket, http_server):
+    from syncd.links import link_bytes, url_link_info
+
+    photo = http_server.route("/shots/photo.jpg", images.oriented_jpeg(8))
+    missing = http_server.route("/shots/gone.jpg", Response(404))
+    bucket.put("p_link.json", link_bytes(url_link_info(photo)))
+    bucket.put("gone_link.json", link_bytes(url_link_info(missing)))
+    app = make_app(POOL, extra='[fetch]\nallow_hosts = ["127.0.0.1"]\ntimeout_seconds = 5')
+    app.sync("photos")
+    result = app.run_jobs()
+    assert (result.done, result.failed) == (1, 1)
+    found = items(app)
+    linked = found["/p_link.json"]
+    system = linked["metadata"]["system"]
+    assert linked["type"] == "link" and system["shebang"]["linkInfo"]["ref"] == photo
+    assert (system["width"], system["height"], system["exif"]["Orientation"]) == (80, 160, 8)
+    assert system["mimetype"] == "image/jpeg" and system["size"] == len(link_bytes(url_link_info(photo)))
+    thumb = thumbnail(bucket, linked)  # written to the bucket under the link item's id
+    assert images.near(images.color_at(thumb, 0.2, 0.2), images.RED)
+    assert not bucket.exists("photo.jpg") and not bucket.exists("shots/photo.jpg")
+    gone = found["/gone_link.json"]["metadata"]["system"]
+    assert gone["etl"]["errors"][0].startswith("cannot fetch the linked file:") and "404" in gone["etl"]["errors"][0]
+    assert gone["mimetype"] == "image/jpeg"  # the link's own, kept: nothing was read
 
 
 # -- leases, restarts, crashes -----------------------------------------------------------------

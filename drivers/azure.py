@@ -1,0 +1,226 @@
+"""Azure Blob Storage through azure-storage-blob.
+
+Credentials, the first that is set: `connection_string`; `account_url` with `sas_token` or
+`account_key`; else `account_url` with DefaultAzureCredential (environment, managed identity,
+Azure CLI login...) when the azure-identity package is installed. Retries of throttling and
+5xx answers are azure-core's ExponentialRetry (`max_attempts`, `retry_backoff_seconds`).
+
+Listings carry the Content-MD5 that Azure keeps for blobs uploaded in one request; blobs
+uploaded in blocks (over 8 MiB here) have none unless the uploader set one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import azure.core.exceptions as aexc
+from azure.storage.blob import ContainerClient, ContentSettings, ExponentialRetry
+from pydantic import Field, SecretStr, model_validator
+
+from .base import (
+    AlreadyExists,
+    DriverError,
+    Features,
+    InvalidKey,
+    NotFound,
+    ObjectInfo,
+    PermissionDenied,
+    Unreachable,
+)
+from .cloud import (
+    CHUNK_SIZE,
+    CloudDriver,
+    CloudOptions,
+    StreamReader,
+    buffered,
+    empty_stream,
+    one_line,
+    payload,
+    secret,
+)
+
+# Azure Storage error codes (x-ms-error-code) -> our errors; then by exception class.
+ERRORS: dict[str, type[DriverError]] = {
+    "BlobNotFound": NotFound,
+    "ContainerNotFound": NotFound,
+    "ResourceNotFound": NotFound,
+    "AuthorizationPermissionMismatch": PermissionDenied,
+    "AuthorizationFailure": PermissionDenied,
+    "AuthorizationResourceTypeMismatch": PermissionDenied,
+    "AuthorizationServiceMismatch": PermissionDenied,
+    "AuthorizationSourceIPMismatch": PermissionDenied,
+    "AuthorizationProtocolMismatch": PermissionDenied,
+    "InsufficientAccountPermissions": PermissionDenied,
+    "AuthenticationFailed": Unreachable,  # the credentials are refused
+    "InvalidAuthenticationInfo": Unreachable,
+    "NoAuthenticationInformation": Unreachable,
+    "AccountIsDisabled": Unreachable,
+    "BlobAlreadyExists": AlreadyExists,
+    "ConditionNotMet": AlreadyExists,
+    "InvalidResourceName": InvalidKey,
+    "InvalidUri": InvalidKey,
+}
+CLASSES: list[tuple[type[Exception], type[DriverError]]] = [
+    (aexc.ResourceNotFoundError, NotFound),
+    (aexc.ResourceExistsError, AlreadyExists),
+    (aexc.ResourceModifiedError, AlreadyExists),
+    (aexc.ClientAuthenticationError, Unreachable),
+    (aexc.ServiceRequestError, Unreachable),  # no connection
+    (aexc.ServiceResponseError, Unreachable),
+    (aexc.AzureError, DriverError),
+]
+_HINTS = {"ContainerNotFound": "no such container", "AuthenticationFailed": "credentials refused"}
+
+
+class AzureOptions(CloudOptions):
+    kind: str = "azure"
+    container: str = Field(min_length=1)
+    connection_string: SecretStr | None = None
+    account_url: str | None = None  # https://ACCOUNT.blob.core.windows.net
+    sas_token: SecretStr | None = None
+    account_key: SecretStr | None = None
+    max_attempts: int = Field(default=5, ge=1)  # tries of a throttled or 5xx request
+    retry_backoff_seconds: float = Field(default=2.0, ge=0)  # first wait; then x3 each time
+
+    @model_validator(mode="after")
+    def _credentials(self) -> AzureOptions:
+        if self.connection_string is None and not self.account_url:
+            raise ValueError("set connection_string, or account_url (with sas_token, "
+                             "account_key, or azure-identity installed)")
+        if self.endpoint_url:
+            raise ValueError("endpoint_url: Azure uses account_url (or the connection string)")
+        return self
+
+
+class AzureDriver(CloudDriver):
+    kind = "azure"
+    features = Features(conditional_put=True, content_md5=True, ranged_reads=True)
+
+    def __init__(self, options: AzureOptions):
+        super().__init__(options)
+        self.options: AzureOptions = options
+
+    def describe(self) -> str:
+        return f"azure://{self.options.container}/{self.base}"
+
+    def secrets(self) -> tuple[str | None, ...]:
+        o = self.options
+        return (secret(o.connection_string), secret(o.sas_token), secret(o.account_key))
+
+    @functools.cached_property
+    def container(self) -> ContainerClient:
+        o = self.options
+        settings = dict(
+            retry_policy=ExponentialRetry(initial_backoff=o.retry_backoff_seconds,
+                                          increment_base=3, retry_total=o.max_attempts - 1,
+                                          random_jitter_range=1),
+            connection_timeout=o.timeout_seconds,
+            read_timeout=o.timeout_seconds,
+            max_single_put_size=CHUNK_SIZE,  # larger uploads go in blocks, streamed
+            max_block_size=4 * 1024 * 1024,
+            max_single_get_size=4 * 1024 * 1024,  # the first request of a download
+            max_chunk_get_size=4 * 1024 * 1024,
+        )
+        with self._mapped(f"connecting to {self.describe()}"):
+            if o.connection_string is not None:
+                return ContainerClient.from_connection_string(
+                    secret(o.connection_string), o.container, **settings)
+            if o.sas_token is not None:
+                credential = secret(o.sas_token).lstrip("?")
+            elif o.account_key is not None:
+                credential = secret(o.account_key)  # the SDK takes the account from the URL
+            else:
+                credential = _default_credential()
+            return ContainerClient(o.account_url, o.container, credential=credential, **settings)
+
+    def translate(self, error: Exception, what: str) -> DriverError | None:
+        return translate(error, what)
+
+    # -- listing --------------------------------------------------------------------------
+
+    def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
+        blobs = self.container.list_blobs(name_starts_with=prefix or None, results_per_page=self.page_size)
+        for page in blobs.by_page():
+            yield [_info(blob) for blob in page]
+
+    def _head(self, name: str) -> ObjectInfo:
+        return _info(self.container.get_blob_client(name).get_blob_properties())
+
+    # -- objects --------------------------------------------------------------------------
+
+    def open(self, key, *, offset=0, length=None):
+        blob = self.container.get_blob_client(self._name(key))
+        if length == 0:
+            self.stat(key)
+            return empty_stream()
+        with self._mapped(key):
+            try:
+                download = blob.download_blob(offset=offset if offset or length else None, length=length,
+                                              max_concurrency=1)
+            except aexc.HttpResponseError as error:
+                if error.error_code == "InvalidRange":  # offset at or past the end
+                    return empty_stream()
+                raise
+        return buffered(StreamReader(download))
+
+    def put(self, key, data, *, content_type=None, overwrite=True):
+        name = self._name(key)
+        body, size = payload(data)
+        arguments = {}
+        if content_type:
+            arguments["content_settings"] = ContentSettings(content_type=content_type)
+        if self.options.storage_class:
+            arguments["standard_blob_tier"] = self.options.storage_class
+        with self._mapped(key):
+            # Over CHUNK_SIZE the SDK stages the stream in blocks; it is never read whole.
+            self.container.upload_blob(name, body, length=size, overwrite=overwrite,
+                                       max_concurrency=2, **arguments)
+        return self.stat(key)
+
+    def delete(self, key):
+        with self._mapped(key):
+            self.container.delete_blob(self._name(key), delete_snapshots="include")
+
+    def close(self) -> None:
+        container = self.__dict__.pop("container", None)
+        if container is not None:
+            container.close()
+
+
+def _default_credential():
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError:
+        raise Unreachable(
+            "no Azure credentials: set connection_string, sas_token or account_key, "
+            "or install azure-identity for DefaultAzureCredential", code="NoCredentials",
+        ) from None
+    return DefaultAzureCredential()
+
+
+def _info(blob) -> ObjectInfo:
+    md5 = blob.content_settings.content_md5 if blob.content_settings else None
+    etag = blob.etag.strip('"') if blob.etag else None
+    modified = blob.last_modified.timestamp() if blob.last_modified else 0.0
+    return ObjectInfo(blob.name, blob.size or 0, modified, etag, bytes(md5).hex() if md5 else None)
+
+
+def translate(error: Exception, what: str) -> DriverError | None:
+    """One azure-core error as a DriverError naming `what`; None if it is not one."""
+    code = getattr(error, "error_code", None)
+    code = str(code.value if hasattr(code, "value") else code) if code else None
+    kind = ERRORS.get(code) if code else None
+    if kind is None:
+        kind = next((k for sdk_class, k in CLASSES if isinstance(error, sdk_class)), None)
+        if kind is None:
+            return None
+    status = getattr(error, "status_code", None)
+    code = code or (str(status) if status else type(error).__name__)
+    message = one_line(getattr(error, "message", None) or getattr(error, "reason", None) or str(error))
+    if message.startswith("Operation returned an invalid status"):  # answers without a body
+        message = one_line(getattr(error, "reason", None) or message)
+    if isinstance(error, (aexc.ServiceRequestError, aexc.ServiceResponseError)):
+        message = one_line(str(error))
+    hint = _HINTS.get(code)
+    return kind(f"{what}: {code}: {message}" + (f" ({hint})" if hint else ""), code=code)

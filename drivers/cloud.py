@@ -1,0 +1,272 @@
+"""What the three cloud drivers share: options, the mapping between keys and object names,
+listing around the hidden folder, ranged reading, and error messages without secrets.
+
+A cloud driver's folder is a name prefix inside its bucket (`path`, "" = the whole bucket).
+Keys are object names with that prefix removed. Object names ending in "/" are folder markers
+(the AWS console makes them) and are never listed, nor is anything under `<path>/.dataloop/`.
+
+Each driver module keeps one table from its SDK's error codes to `drivers.base` errors and
+one `translate()` function that applies it; `CloudDriver._mapped` runs every SDK call through
+it, so the SDK's error is always the `__cause__` and its code is the DriverError's `.code`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import BinaryIO, ClassVar
+
+from pydantic import Field, SecretStr, field_validator
+
+from .base import (
+    HIDDEN_FOLDER,
+    Driver,
+    DriverError,
+    DriverOptions,
+    NotFound,
+    ObjectInfo,
+    OnError,
+    check_key,
+)
+
+CHUNK_SIZE = 8 * 1024 * 1024  # bytes: multipart threshold and part size; a read's request size
+PERMISSION_TEST_KEY = f"{HIDDEN_FOLDER}/permission-test.txt"
+
+# SAS signatures and similar secrets that SDKs and urllib3 put into URLs of error messages.
+_SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|x-amz-signature|x-amz-security-token|"
+                           r"x-amz-credential|access_token|token)=[^&\s'\"<>]+")
+
+
+class CloudOptions(DriverOptions):
+    """Keys every cloud driver has, beside `name`, `kind`, `path` and the permissions."""
+
+    endpoint_url: str | None = None  # S3-compatible services, emulators
+    storage_class: str | None = None  # puts use it; None = the bucket's default
+    timeout_seconds: float = Field(default=60.0, gt=0)  # connect and read timeout of a request
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("endpoint_url must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def redact(text: str, secrets: tuple[str | None, ...] = ()) -> str:
+    """`text` with URL signatures and the given secret values replaced by '***'."""
+    text = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", text)
+    for value in secrets:
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """The first line of an SDK's message, shortened: error lines must stay one line."""
+    line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class CloudDriver(Driver):
+    """Listing, keys and error mapping for drivers whose storage is a flat namespace of names.
+
+    Subclasses implement the SDK hooks `_pages`, `_head` and the object methods, and give
+    `translate(error, what)`, which turns an SDK error into a DriverError (or None: not ours).
+    """
+
+    # Can `_pages` start listing after the hidden folder (S3 StartAfter, GCS startOffset)?
+    skips_hidden: ClassVar[bool] = False
+    page_size: int = 1000  # objects a listing request asks for (the services' maximum)
+
+    def __init__(self, options: CloudOptions):
+        super().__init__(options)
+        self.base = options.path + "/" if options.path else ""
+        self._hidden = self.base + HIDDEN_FOLDER + "/"
+
+    # -- hooks for subclasses -------------------------------------------------------------
+
+    def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
+        """Yield pages of objects whose *name* starts with `prefix`, in name order, as the
+        service returns them. With `after_hidden`, start after every name under that folder."""
+        raise NotImplementedError
+
+    def _head(self, name: str) -> ObjectInfo:
+        """The object named `name` (full name, in `key`); raise NotFound if there is none."""
+        raise NotImplementedError
+
+    def translate(self, error: Exception, what: str) -> DriverError | None:
+        raise NotImplementedError
+
+    def secrets(self) -> tuple[str | None, ...]:
+        """Secret values that must never appear in a message."""
+        return ()
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def _name(self, key: str) -> str:
+        return self.base + check_key(key)
+
+    @contextmanager
+    def _mapped(self, what: str):
+        """Run SDK calls, turning their errors into DriverErrors that name `what`."""
+        try:
+            yield
+        except DriverError:
+            raise
+        except Exception as error:  # noqa: BLE001 - translate decides what is ours
+            mapped = self.translate(error, what)
+            if mapped is None:
+                raise
+            mapped.args = (redact(str(mapped.args[0]), self.secrets()),)
+            raise mapped from error
+
+    # -- listing --------------------------------------------------------------------------
+
+    def list_pages(self, prefix: str = "", *, on_error: OnError | None = None) -> Iterator[list[ObjectInfo]]:
+        full = self.base + prefix
+        if full.startswith(self._hidden):
+            return
+        listed = False
+        with self._mapped(f"listing {self.describe()}"):
+            pages = self._pages(full)
+            if self.skips_hidden and self._hidden.startswith(full):
+                # A page that ends inside the hidden folder: list on from past its end, so
+                # that thumbnails (one per image) are not sent over the wire page after page.
+                for page in pages:
+                    listed = listed or bool(page)
+                    if keys := self._keys(page):
+                        yield keys
+                    if page and page[-1].key.startswith(self._hidden):
+                        pages = self._pages(full, after_hidden=self._hidden)
+                        break
+                else:
+                    pages = iter(())
+            for page in pages:
+                listed = listed or bool(page)
+                if keys := self._keys(page):
+                    yield keys
+        if not listed and not prefix and self.base:
+            self._refuse_file_path()
+
+    def _keys(self, page: list[ObjectInfo]) -> list[ObjectInfo]:
+        """Object names to keys, leaving out folder markers and the hidden folder."""
+        cut = len(self.base)
+        hidden = self._hidden
+        return [
+            info._replace(key=info.key[cut:])
+            for info in page
+            if not info.key.endswith("/") and not info.key.startswith(hidden)
+        ]
+
+    def _refuse_file_path(self) -> None:
+        """An empty listing of `path`: say so clearly if `path` names a single file."""
+        name = self.base.rstrip("/")
+        try:
+            with self._mapped(f"checking path {name!r}"):
+                self._head(name)
+        except NotFound:
+            return
+        raise NotFound(
+            f"{self.describe()}: path {name!r} is a file, not a folder; syncd syncs folders:"
+            " set path to the folder that holds it",
+            code="NotAFolder",
+        )
+
+    # -- objects --------------------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo:
+        name = self._name(key)
+        with self._mapped(f"{key}"):
+            info = self._head(name)
+        return info._replace(key=key)
+
+
+class RangeReader(io.RawIOBase):
+    """A read-only stream over `fetch(start, end_inclusive) -> bytes`, one request per
+    CHUNK_SIZE bytes at most. The first request is made at once, so that opening a missing
+    object fails in `open()`, as it does for a local file."""
+
+    def __init__(self, fetch: Callable[[int, int], bytes], offset: int, length: int | None,
+                 chunk: int = CHUNK_SIZE):
+        super().__init__()
+        self._fetch = fetch
+        self._position = offset
+        self._end = None if length is None else offset + length  # exclusive
+        self._chunk = chunk
+        self._buffer = b""
+        self._eof = False
+        self._fill()
+
+    def _fill(self) -> None:
+        if self._eof:
+            return
+        size = self._chunk if self._end is None else min(self._chunk, self._end - self._position)
+        if size <= 0:
+            self._eof = True
+            return
+        data = self._fetch(self._position, self._position + size - 1)
+        self._position += len(data)
+        self._buffer += data
+        if len(data) < size:
+            self._eof = True
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        if not self._buffer:
+            self._fill()
+        count = min(len(target), len(self._buffer))
+        target[:count] = self._buffer[:count]
+        self._buffer = self._buffer[count:]
+        return count
+
+
+class StreamReader(io.RawIOBase):
+    """A read-only stream over an SDK object with `read(size)` (and maybe `close()`)."""
+
+    def __init__(self, source):
+        super().__init__()
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        data = self._source.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed and hasattr(self._source, "close"):
+            self._source.close()
+        super().close()
+
+
+def buffered(raw: io.RawIOBase) -> BinaryIO:
+    return io.BufferedReader(raw, buffer_size=64 * 1024)
+
+
+def empty_stream() -> BinaryIO:
+    return io.BytesIO(b"")
+
+
+def payload(data) -> tuple[BinaryIO | bytes, int | None]:
+    """(bytes or stream, its size if known without reading it)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data), len(data)
+    try:
+        if data.seekable():
+            here = data.tell()
+            size = data.seek(0, io.SEEK_END) - here
+            data.seek(here)
+            return data, size
+    except (AttributeError, OSError):
+        pass
+    return data, None

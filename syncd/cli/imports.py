@@ -1,0 +1,119 @@
+"""`syncd import links`, `syncd import csv`, `syncd upload`: downstream imports."""
+
+from __future__ import annotations
+
+import click
+
+from ..app import App
+from ..imports import DEFAULT_BATCH, ImportResult, import_csv, import_link_files, upload_folder
+from . import cli
+from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
+
+dataset_option = click.option("--dataset", "-d", required=True, help="The dataset to import into.")
+folder_option = click.option("--folder", default="/", show_default=True,
+                             help="Folder of the dataset to import into.")
+batch_option = click.option("--batch-size", type=click.IntRange(1, 512), default=DEFAULT_BATCH,
+                            show_default=True, help="How many are fetched and written at once.")
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Import linked items and CSV files into a dataset."""
+
+
+@import_group.command("links")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@dataset_option
+@folder_option
+@json_option
+@pass_app
+def import_links(app: App, files: tuple[str, ...], dataset: str, folder: str, as_json: bool) -> None:
+    """Import link JSON files (the reference platform's format) as linked items.
+
+    Each is written into the dataset's storage as <name>_link.json: a file already named that
+    way keeps its name, any other is named from its URL as the reference SDK does. Every file
+    is checked before anything is written. --json: one object per file."""
+    with progress_bar("links", total=len(files), unit="file") as bar:
+        result, outcomes = import_link_files(app, dataset, files, folder=folder, progress=bar.update)
+    for outcome in outcomes:
+        if as_json:
+            emit_json({"file": outcome.ref, "filename": outcome.filename, "id": outcome.item_id,
+                       "status": outcome.status, "error": outcome.error})
+        elif outcome.status == "failed":
+            click.echo(f"{outcome.ref}: failed: {outcome.error}", err=True)
+    if not as_json:
+        _report(result, "files")
+    if result.failed:
+        raise SystemExit(EXIT_PARTIAL)
+
+
+@import_group.command("csv")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@dataset_option
+@click.option("--folder", default="/", show_default=True,
+              help="Folder of the dataset in which the CSV's own folder is made.")
+@batch_option
+@click.option("--failures", type=click.Path(dir_okay=False),
+              help="Where to write the rows that failed (default: <csv name>.failures.csv beside FILE).")
+@json_option
+@pass_app
+def import_csv_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
+                       failures: str | None, as_json: bool) -> None:
+    """Import a CSV of items: one item per row, in a folder named after the CSV file.
+
+    Columns (any case): ID, URL, image_bytes, name, action (link | upload), mimetype,
+    item_metadata, item_description. Rows that fail are written to the failures file, which
+    can be imported again as it is to retry just them. --json: one summary object."""
+    with progress_bar(f"{dataset}: {file}", unit="row") as bar:
+        result = import_csv(app, dataset, file, folder=folder, batch_size=batch_size,
+                            failures=failures, progress=bar.update)
+    _finish(result, as_json, "rows")
+
+
+@cli.command("upload")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@dataset_option
+@folder_option
+@batch_option
+@click.option("--label-folders", is_flag=True,
+              help="Record each file's parent folder name as metadata.user.label.")
+@click.option("--failures", type=click.Path(dir_okay=False),
+              help="Where to write the files that failed (default: <folder name>.failures.csv beside DIRECTORY).")
+@click.option("--retry", type=click.Path(exists=True, dir_okay=False),
+              help="Upload only the files listed in this failures file.")
+@json_option
+@pass_app
+def upload(app: App, directory: str, dataset: str, folder: str, batch_size: int,
+           label_folders: bool, failures: str | None, retry: str | None, as_json: bool) -> None:
+    """Upload a local folder's files into the dataset's storage and catalogue.
+
+    Paths under DIRECTORY are kept under --folder; files whose identical content is already
+    there are skipped. --json: one summary object."""
+    with progress_bar(f"{dataset}: upload", unit="file") as bar:
+        def total(count: int) -> None:
+            bar.total = count
+            bar.refresh()
+
+        result = upload_folder(app, dataset, directory, folder=folder, batch_size=batch_size,
+                               label=label_folders, failures=failures, retry=retry,
+                               progress=bar.update, total=total)
+    _finish(result, as_json, "files")
+
+
+def _finish(result: ImportResult, as_json: bool, unit: str) -> None:
+    if as_json:
+        emit_json(result.as_json())
+    else:
+        _report(result, unit)
+    if result.failed:
+        raise SystemExit(EXIT_PARTIAL)
+
+
+def _report(result: ImportResult, unit: str) -> None:
+    click.echo(
+        f"{result.dataset}:{result.folder}: {result.total} {unit}: created {result.created}, "
+        f"updated {result.updated}, unchanged {result.unchanged}, failed {result.failed} "
+        f"({result.seconds:.2f} s)"
+    )
+    if result.failures:
+        click.echo(f"  failures written to {result.failures} (import it again to retry them)", err=True)

@@ -1,0 +1,638 @@
+"""Imports into a dataset (downstream): link files, CSV files, local folders.
+
+Each thing imported is a Task: the dataset path it goes to, how to get its bytes, and the item
+facts to record. Tasks run on a pool of `batch_size` threads (fetching, hashing and putting
+through the driver); the catalogue is written on the calling thread as each one finishes (see
+syncd.writes). A task that fails is reported with its reason and never stops the others; the
+failed CSV rows or folder files go to a failures CSV that can be fed back as it is.
+
+Re-running an import does not duplicate: an item is keyed on its path, and content already
+there (same MD5) is not written again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import posixpath
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from drivers import HIDDEN_FOLDER, Driver, DriverError
+from drivers.base import check_key
+
+from .app import App
+from .catalogue import Catalogue, Dataset
+from .errors import InputError, SyncdError
+from .fetch import Fetcher, FetchPolicy
+from .links import (
+    LINK_SUFFIX,
+    LinkError,
+    check_url,
+    link_bytes,
+    link_filename,
+    link_system,
+    parse_link,
+    url_link_info,
+    url_link_name,
+)
+from .writes import Content, ItemFacts, Stored, existing, record, store
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("ID", "URL", "image_bytes", "name", "action", "mimetype", "item_metadata",
+               "item_description")
+ERROR_COLUMN = "error"  # added by a failures file; ignored when one is imported again
+FAILURES_SUFFIX = ".failures"  # '<name>.failures.csv' beside the input
+DEFAULT_BATCH = 32
+HASH_CHUNK = 1024 * 1024  # bytes
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ImportResult:
+    dataset: str
+    source: str
+    folder: str
+    total: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    failures: str | None = None  # the failures file, if anything failed
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+@dataclass
+class Task:
+    """One object to import: its dataset path, a loader for its bytes (run on a worker
+    thread), and what to record about it."""
+
+    filename: str
+    load: Callable[[], Content]
+    facts: ItemFacts = field(default_factory=ItemFacts)
+    content_type: str | None = None
+
+
+@dataclass
+class Outcome:
+    ref: Any  # the caller's handle on the task: a CSV row, a file path
+    filename: str | None
+    status: str  # created | updated | unchanged | failed
+    item_id: str | None = None
+    error: str | None = None
+
+
+# -- the pipeline ---------------------------------------------------------------------------
+
+def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
+              tasks: Iterable[tuple[Any, Task | Exception]], *, batch_size: int = DEFAULT_BATCH,
+              on_outcome: Callable[[Outcome], None]) -> None:
+    """Run `tasks` (pairs of a ref and a Task, or of a ref and the error that made it fail
+    before it could start) `batch_size` at a time; report each Outcome on this thread."""
+    if batch_size < 1:
+        raise ValueError("batch size must be at least 1")
+
+    def finish(future: Future, ref: Any, task: Task) -> None:
+        try:
+            stored: Stored = future.result()
+            status, item_id = record(catalogue, dataset, stored, task.facts)
+        except Exception as error:  # noqa: BLE001 - one task's failure never stops the others
+            on_outcome(Outcome(ref, task.filename, "failed", error=describe(error)))
+            return
+        on_outcome(Outcome(ref, task.filename, status, item_id))
+
+    pending: dict[Future, tuple[Any, Task]] = {}
+
+    def drain(until: int) -> None:
+        while len(pending) > until:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                finish(future, *pending.pop(future))
+
+    with ThreadPoolExecutor(max_workers=batch_size, thread_name_prefix="syncd-import") as pool:
+        try:
+            for ref, task in tasks:
+                if isinstance(task, Exception):
+                    on_outcome(Outcome(ref, None, "failed", error=describe(task)))
+                    continue
+                try:
+                    known = existing(catalogue, dataset, task.filename)
+                except Exception as error:  # noqa: BLE001
+                    on_outcome(Outcome(ref, task.filename, "failed", error=describe(error)))
+                    continue
+                pending[pool.submit(_stage, driver, task, known)] = (ref, task)
+                drain(2 * batch_size - 1)  # a bounded window: flat memory for any input size
+            drain(0)
+        except Exception:
+            drain(0)  # the input broke off: what is under way is still recorded
+            raise
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _stage(driver: Driver, task: Task, known) -> Stored:
+    content = task.load()
+    try:
+        return store(driver, task.filename, content, known,
+                     content_type=task.content_type or content.content_type)
+    finally:
+        content.stream.close()
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, SyncdError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class _Tally:
+    def __init__(self, result: ImportResult, progress: Progress | None):
+        self.result, self.progress = result, progress
+
+    def count(self, outcome: Outcome) -> None:
+        result = self.result
+        result.total += 1
+        setattr(result, outcome.status, getattr(result, outcome.status) + 1)
+        if outcome.status == "failed":
+            log.warning("%s", outcome.error)
+        if self.progress:
+            self.progress(1)
+
+
+# -- failures files -------------------------------------------------------------------------
+
+class FailuresFile:
+    """A CSV of what failed: the input's own columns plus `error`. Written beside its final
+    path and moved there at the end; with nothing failed, a stale one there is removed."""
+
+    def __init__(self, path: Path, header: list[str]):
+        self.path = path
+        lowered = [h.strip().lower() for h in header]
+        self.error_index = lowered.index(ERROR_COLUMN) if ERROR_COLUMN in lowered else None
+        self.header = list(header) + ([] if self.error_index is not None else [ERROR_COLUMN])
+        self.width = len(header)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.temporary = tempfile.mkstemp(prefix=".syncd-failures-", suffix=".csv", dir=path.parent)
+        self.file = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(self.header)
+        self.count = 0
+
+    def add(self, row: list[str], error: str) -> None:
+        row = (list(row) + [""] * self.width)[: self.width]
+        if self.error_index is not None:
+            row[self.error_index] = error
+        else:
+            row.append(error)
+        self.writer.writerow(row)
+        self.count += 1
+
+    def finish(self) -> str | None:
+        self.file.close()
+        if self.count:
+            os.replace(self.temporary, self.path)
+            return str(self.path)
+        os.unlink(self.temporary)
+        if self.path.exists():
+            self.path.unlink()  # an earlier run's failures, all imported now
+        return None
+
+    def abort(self) -> None:
+        self.file.close()
+        if os.path.exists(self.temporary):
+            os.unlink(self.temporary)
+
+
+def default_failures_path(source: Path) -> Path:
+    """'<name>.failures.csv' beside `source` (a CSV file or a folder); a failures file is its
+    own default, so retrying one updates it in place."""
+    source = Path(os.path.abspath(source))
+    base = _strip_suffixes(source.name)
+    return source.with_name(f"{base}{FAILURES_SUFFIX}.csv")
+
+
+def _strip_suffixes(name: str) -> str:
+    if name.lower().endswith(".csv"):
+        name = name[:-4]
+    if name.lower().endswith(FAILURES_SUFFIX):
+        name = name[: -len(FAILURES_SUFFIX)]
+    return name
+
+
+# -- CSV import -----------------------------------------------------------------------------
+
+@dataclass
+class CsvRow:
+    number: int  # data rows counted from 1, the header not counted
+    line: int  # the file's line where the row ends
+    raw: list[str]  # the fields as read, for the failures file
+    values: dict[str, str]  # canonical column name -> field
+
+    def where(self, source: Path) -> str:
+        return f"{source.name} row {self.number} (line {self.line})"
+
+
+def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder: str = "/",
+               batch_size: int = DEFAULT_BATCH, failures: str | os.PathLike[str] | None = None,
+               progress: Progress | None = None, fetcher: Fetcher | None = None) -> ImportResult:
+    """Import a CSV file in the reference's columns into the folder named after it.
+
+    Raises InputError for a file that cannot be read as such a CSV (unknown columns, bad
+    encoding); a bad row only fails that row."""
+    source = Path(source)
+    started = time.monotonic()
+    fetcher = fetcher or Fetcher(FetchPolicy.from_config(app.config.fetch))
+    target = posixpath.join(_folder(folder), _strip_suffixes(source.name))
+    check_key(target.lstrip("/"))
+    ds, driver, catalogue = app.dataset(dataset), app.dataset_driver(dataset), app.catalogue
+    result = ImportResult(ds.name, str(source), target)
+    tally = _Tally(result, progress)
+    with _CsvReader(source) as (header, columns, rows):
+        failures_file = FailuresFile(Path(failures) if failures else default_failures_path(source), header)
+        seen: dict[str, int] = {}
+
+        def tasks() -> Iterator[tuple[CsvRow, Task | Exception]]:
+            for row in rows:
+                try:
+                    yield row, _csv_task(row, source, target, seen, fetcher)
+                except (InputError, ValueError) as error:
+                    yield row, error
+
+        def on_outcome(outcome: Outcome) -> None:
+            if outcome.status == "failed":
+                where = outcome.ref.where(source)
+                if not outcome.error.startswith(where):
+                    outcome.error = f"{where}: {outcome.error}"
+                failures_file.add(outcome.ref.raw, outcome.error)
+            tally.count(outcome)
+
+        try:
+            run_tasks(catalogue, ds, driver, tasks(), batch_size=batch_size, on_outcome=on_outcome)
+        except BaseException:
+            failures_file.abort()
+            raise
+        result.failures = failures_file.finish()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+class _CsvReader:
+    """Open a CSV, check its header: (header, columns, iterator of CsvRow)."""
+
+    def __init__(self, source: Path):
+        self.source = source
+
+    def __enter__(self):
+        source = self.source
+        try:
+            self.file = open(source, newline="", encoding="utf-8-sig")  # noqa: SIM115
+        except OSError as error:
+            raise InputError(f"{source}: cannot read: {error.strerror or error}") from None
+        csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # base64 image_bytes fields
+        self.reader = csv.reader(self.file)
+        try:
+            header = next(self.reader)
+        except StopIteration:
+            self.file.close()
+            raise InputError(f"{source}: empty: expected a header row with the columns "
+                             f"{', '.join(CSV_COLUMNS)}") from None
+        except (csv.Error, UnicodeDecodeError) as error:
+            self.file.close()
+            raise InputError(f"{source} line 1: {_reason(error)}") from None
+        try:
+            columns = _csv_columns(source, header)
+        except InputError:
+            self.file.close()
+            raise
+        return header, columns, self._rows(columns, len(header))
+
+    def _rows(self, columns: list[str | None], width: int) -> Iterator[CsvRow]:
+        number = 0
+        while True:
+            try:
+                raw = next(self.reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as error:
+                raise InputError(f"{self.source} line {self.reader.line_num + 1}: {_reason(error)}"
+                                 " (rows after it were not read)") from None
+            if not raw or all(not field.strip() for field in raw):
+                continue
+            number += 1
+            row = CsvRow(number, self.reader.line_num, raw, {})
+            if len(raw) > width:
+                row.values = {"__error__": f"{len(raw)} fields, but the header has {width}"}
+            else:
+                padded = raw + [""] * (width - len(raw))
+                row.values = {c: v for c, v in zip(columns, padded, strict=True) if c}
+            yield row
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 text ({error.reason})"
+    return str(error)
+
+
+def _csv_columns(source: Path, header: list[str]) -> list[str | None]:
+    """Each header cell's canonical column (None for `error`, which is ignored)."""
+    known = {name.lower(): name for name in CSV_COLUMNS}
+    columns: list[str | None] = []
+    unknown, first = [], {}
+    for index, cell in enumerate(header):
+        name = cell.strip()
+        if name.lower() == ERROR_COLUMN:
+            columns.append(None)
+            continue
+        canonical = known.get(name.lower())
+        if canonical is None:
+            unknown.append(f"{cell!r} (column {index + 1})")
+        elif canonical in first:
+            raise InputError(f"{source}: column {canonical!r} appears twice (columns "
+                             f"{first[canonical] + 1} and {index + 1}; names ignore case)")
+        else:
+            first[canonical] = index
+        columns.append(canonical)
+    if unknown:
+        raise InputError(f"{source}: unknown column{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(unknown)}; the columns are {', '.join(CSV_COLUMNS)}"
+                         " (any case)")
+    if "URL" not in first and "image_bytes" not in first:
+        raise InputError(f"{source}: needs a URL or an image_bytes column")
+    return columns
+
+
+def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
+              fetcher: Fetcher) -> Task:
+    where = row.where(source)
+    values = row.values
+    if "__error__" in values:
+        raise InputError(f"{where}: {values['__error__']}")
+
+    def fail(column: str, what: str) -> InputError:
+        return InputError(f"{where}: {column}: {what}")
+
+    url = values.get("URL", "").strip()
+    data = values.get("image_bytes", "").strip()
+    name = values.get("name", "").strip() or values.get("ID", "").strip()
+    mimetype = values.get("mimetype", "").strip() or None
+    action = values.get("action", "").strip().lower() or ("link" if url else "upload")
+    if action not in ("link", "upload"):
+        raise fail("action", f"expected 'link' or 'upload', got {values['action']!r}")
+    if not url and not data:
+        raise fail("URL", "empty, and so is image_bytes: a row needs one of them")
+    user = _user_metadata(values.get("item_metadata", ""), fail)
+    description = values.get("item_description") or None
+
+    if action == "link":
+        if not url:
+            raise fail("URL", "empty: action 'link' needs a URL (image_bytes can only be uploaded)")
+        if data:
+            raise fail("image_bytes", "given with action 'link': a link keeps only the URL")
+        try:
+            info = url_link_info(url, mimetype)
+        except LinkError as error:
+            raise fail("URL", str(error).split(": ", 1)[-1]) from None
+        name = name or url_link_name(url)
+        if not name:
+            raise fail("URL", f"no name can be taken from {url!r}; fill name or ID")
+        filename = posixpath.join(target, link_filename(name))
+        content = link_bytes(info)
+        task = Task(filename, lambda: Content.of_bytes(content),
+                    ItemFacts("link", link_system(info), user, description), "application/json")
+    else:
+        if data:
+            if not name:
+                raise fail("name", "empty, and so is ID: image_bytes need a name")
+            limit = fetcher.policy.max_bytes
+
+            def load(data=data, where=where) -> Content:
+                return Content.of_bytes(_decode_base64(data, where, limit))
+        else:
+            try:
+                check_url(url, where="URL")
+            except LinkError as error:
+                raise fail("URL", str(error).split(": ", 1)[-1]) from None
+            name = name or posixpath.basename(unquote(urlsplit(url).path))
+            if not name:
+                raise fail("URL", f"no name can be taken from {url!r}; fill name or ID")
+
+            def load(url=url) -> Content:
+                fetched = fetcher.fetch(url)
+                return Content(fetched.body, fetched.md5, fetched.size, fetched.content_type)
+        filename = posixpath.join(target, name)
+        mimetype = mimetype or mimetypes.guess_type(name)[0]
+        system = {"mimetype": mimetype} if mimetype else {}
+        task = Task(filename, load, ItemFacts("file", system, user, description), mimetype)
+    try:
+        check_key(task.filename.lstrip("/"))
+    except DriverError as error:
+        raise fail("name", str(error)) from None
+    if task.filename in seen:
+        raise fail("name", f"{task.filename} is already written by row {seen[task.filename]}")
+    seen[task.filename] = row.number
+    return task
+
+
+def _user_metadata(text: str, fail) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text, parse_constant=_no_constants)
+    except (json.JSONDecodeError, ValueError) as error:
+        reason = f"{error.msg} (column {error.colno})" if isinstance(error, json.JSONDecodeError) else str(error)
+        raise fail("item_metadata", f"not valid JSON: {reason}") from None
+    if not isinstance(value, dict):
+        raise fail("item_metadata", "expected a JSON object")
+    if list(value) == ["user"] and isinstance(value["user"], dict):
+        value = value["user"]  # the reference's {"user": {...}} shape
+    return value
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode_base64(data: str, where: str, limit: int) -> bytes:
+    if data.startswith("data:") and "," in data:
+        data = data.split(",", 1)[1]  # a data: URI
+    if len(data) * 3 // 4 > limit + 3:
+        raise InputError(f"{where}: image_bytes: more than [fetch] max_bytes = {limit} bytes")
+    try:
+        return base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise InputError(f"{where}: image_bytes: not valid base64: {error}") from None
+
+
+# -- link files -----------------------------------------------------------------------------
+
+def import_link_files(app: App, dataset: str, files: Iterable[str | os.PathLike[str]], *,
+                      folder: str = "/", batch_size: int = DEFAULT_BATCH,
+                      progress: Progress | None = None) -> tuple[ImportResult, list[Outcome]]:
+    """Import link JSON files as linked items. Every file is checked first: one malformed file
+    raises InputError naming it and the key, and nothing is written."""
+    started = time.monotonic()
+    base = _folder(folder)
+    tasks: list[tuple[str, Task]] = []
+    seen: dict[str, str] = {}
+    for file in map(Path, files):
+        try:
+            data = file.read_bytes()
+        except OSError as error:
+            raise InputError(f"{file}: cannot read: {error.strerror or error}") from None
+        info = parse_link(data, source=str(file))
+        name = file.name if file.name.endswith(LINK_SUFFIX) else link_filename(url_link_name(info["ref"]))
+        if name == LINK_SUFFIX:
+            raise InputError(f"{file}: metadata.linkInfo.ref: no name can be taken from "
+                             f"{info['ref']!r}; name the file <name>{LINK_SUFFIX}")
+        filename = posixpath.join(base, name)
+        if filename in seen:
+            raise InputError(f"{file}: would be written to {filename}, as {seen[filename]} is")
+        seen[filename] = str(file)
+        content = link_bytes(info)
+        tasks.append((str(file), Task(filename, lambda c=content: Content.of_bytes(c),
+                                      ItemFacts("link", link_system(info)), "application/json")))
+    ds = app.dataset(dataset)
+    result = ImportResult(ds.name, ", ".join(str(f) for f, _ in tasks), base)
+    outcomes: list[Outcome] = []
+    tally = _Tally(result, progress)
+
+    def on_outcome(outcome: Outcome) -> None:
+        tally.count(outcome)
+        outcomes.append(outcome)
+
+    run_tasks(app.catalogue, ds, app.dataset_driver(dataset), tasks, batch_size=batch_size,
+              on_outcome=on_outcome)
+    result.seconds = time.monotonic() - started
+    return result, outcomes
+
+
+# -- folder upload --------------------------------------------------------------------------
+
+def upload_folder(app: App, dataset: str, directory: str | os.PathLike[str], *, folder: str = "/",
+                  batch_size: int = DEFAULT_BATCH, label: bool = False,
+                  failures: str | os.PathLike[str] | None = None,
+                  retry: str | os.PathLike[str] | None = None,
+                  progress: Progress | None = None, total: Callable[[int], None] | None = None,
+                  ) -> ImportResult:
+    """Upload the files under `directory` into `folder` of the dataset (paths kept), skipping
+    files whose identical content is already there. With `label`, each item's
+    `metadata.user.label` is the name of the folder holding the file. With `retry`, only the
+    files listed in that failures CSV are uploaded."""
+    started = time.monotonic()
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a folder")
+    base = _folder(folder)
+    paths = _retry_paths(Path(retry)) if retry else list(_walk(directory))
+    if total:
+        total(len(paths))
+    ds = app.dataset(dataset)
+    result = ImportResult(ds.name, str(directory), base)
+    tally = _Tally(result, progress)
+    failures_file = FailuresFile(Path(failures) if failures else default_failures_path(directory),
+                                 ["path"])
+    top_name = directory.resolve().name
+
+    def tasks() -> Iterator[tuple[str, Task | Exception]]:
+        for relative in paths:
+            try:
+                yield relative, _file_task(directory, relative, base, label, top_name)
+            except (InputError, DriverError, ValueError) as error:
+                yield relative, error
+
+    def on_outcome(outcome: Outcome) -> None:
+        tally.count(outcome)
+        if outcome.status == "failed":
+            failures_file.add([outcome.ref], outcome.error)
+
+    try:
+        run_tasks(app.catalogue, ds, app.dataset_driver(dataset), tasks(), batch_size=batch_size,
+                  on_outcome=on_outcome)
+    except BaseException:
+        failures_file.abort()
+        raise
+    result.failures = failures_file.finish()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _walk(directory: Path) -> Iterator[str]:
+    """Relative POSIX paths of the files under `directory`, sorted; its top-level hidden
+    artifacts folder is left out."""
+    for root, dirs, files in os.walk(directory):
+        if os.path.samefile(root, directory):
+            dirs[:] = [d for d in dirs if d != HIDDEN_FOLDER]
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(os.path.relpath(os.path.join(root, name), directory)).as_posix()
+
+
+def _retry_paths(failures: Path) -> list[str]:
+    try:
+        with open(failures, newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            header = [h.strip().lower() for h in next(reader, [])]
+            if "path" not in header:
+                raise InputError(f"{failures}: no 'path' column (expected a failures file of "
+                                 "`syncd upload`)")
+            index = header.index("path")
+            return [row[index] for row in reader if len(row) > index and row[index].strip()]
+    except OSError as error:
+        raise InputError(f"{failures}: cannot read: {error.strerror or error}") from None
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise InputError(f"{failures}: {_reason(error)}") from None
+
+
+def _file_task(directory: Path, relative: str, base: str, label: bool, top_name: str) -> Task:
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or ".." in parts:
+        raise InputError(f"{relative}: not a path inside {directory}")
+    path = directory / relative
+    if not path.is_file():
+        raise InputError(f"{relative}: no such file in {directory}")
+    filename = posixpath.join(base, relative)
+    check_key(filename.lstrip("/"))
+    user = {"label": path.parent.name if len(parts) > 1 else top_name} if label else {}
+    content_type = mimetypes.guess_type(path.name)[0]
+
+    def load() -> Content:
+        digest, size = hashlib.md5(), 0
+        with open(path, "rb") as file:
+            while chunk := file.read(HASH_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        return Content(open(path, "rb"), digest.hexdigest(), size)  # noqa: SIM115 - closed by _stage
+
+    return Task(filename, load, ItemFacts("file", {}, user), content_type)
+
+
+def _folder(folder: str) -> str:
+    folder = "/" + folder.strip().strip("/")
+    if folder != "/":
+        check_key(folder[1:])
+    return folder

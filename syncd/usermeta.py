@@ -1,0 +1,184 @@
+"""User metadata: the context people attach to items (camera number, area, LOT number), kept
+in `metadata.user`, set from `key=value` pairs or a JSON file, and filtered on.
+
+Values keep their JSON types: `count=3` is a number, `ok=true` a boolean, `tags=["a","b"]` a
+list, `camera=cam_01` (not JSON) a string; `name="3"` is the string "3". A dotted key sets a
+nested value: `site.area=north` -> {"site": {"area": "north"}}. Setting merges into what is
+there; objects merge key by key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .catalogue import Catalogue, Dataset, normalize_filename, now_iso
+from .errors import InputError, NotFoundError
+from .writes import deep_merge
+
+COLUMN_FIELDS = {"size": "size", "etag": "etag", "md5": "md5"}  # system.* kept in columns
+ITEM_FIELDS = {"type", "state", "filename"}  # top-level item fields that can be filtered on
+
+
+def parse_value(text: str) -> Any:
+    """A JSON value if `text` is one, else the text itself."""
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except ValueError:
+        return text
+
+
+def _not_json(name: str):
+    raise ValueError(name)
+
+
+def _path(key: str, where: str) -> list[str]:
+    parts = key.split(".")
+    if not key or any(not part.strip() for part in parts):
+        raise InputError(f"{where}: {key!r} is not a key (use name or dotted.name)")
+    return parts
+
+
+def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
+    """{'camera': 'cam_01', 'site': {'area': 'north'}} from ['camera=cam_01', 'site.area=north']."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise InputError(f"{pair!r}: expected key=value")
+        values = deep_merge(values, _nest(_path(key.strip(), repr(pair)), parse_value(text)))
+    return values
+
+
+def _nest(parts: list[str], value: Any) -> dict[str, Any]:
+    for part in reversed(parts):
+        value = {part: value}
+    return value
+
+
+def set_user_metadata(catalogue: Catalogue, dataset: Dataset,
+                      updates: Iterable[tuple[str, dict[str, Any]]], *, replace: bool = False) -> list[str]:
+    """Merge (or, with `replace`, set) each item's user metadata, all in one transaction:
+    an unknown item raises NotFoundError and nothing is written. Returns the item ids."""
+    now = now_iso()
+    ids = []
+    with catalogue.transaction(immediate=True) as conn:
+        for filename, values in updates:
+            row = catalogue.item_row(dataset, filename)
+            if row is None:
+                raise NotFoundError(f"no item {normalize_filename(filename)!r} in dataset {dataset.name!r}")
+            user = {} if replace or not row["user"] else json.loads(row["user"])
+            user = deep_merge(user, values)
+            conn.execute("UPDATE items SET user = ?, updated_at = ? WHERE pk = ?",
+                         (json.dumps(user, ensure_ascii=False) if user else None, now, row["pk"]))
+            ids.append(catalogue.item_id(row["pk"]))
+    return ids
+
+
+def load_metadata_file(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """(filename, values) pairs from a JSON file, in one of these shapes:
+
+    - an object of filename -> values: {"/cats/a.jpg": {"camera": "cam_01"}};
+    - an array (or JSON Lines) of items as `syncd items list --json` prints them, or of
+      {"filename": ..., "user": {...}} objects.
+    Errors name the file and the entry."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
+    try:
+        document = json.loads(text)
+        entries = document if isinstance(document, list) else None
+    except json.JSONDecodeError as error:
+        entries = _json_lines(path, text, error)
+        document = None
+    if isinstance(document, dict):
+        pairs = []
+        for filename, values in document.items():
+            if not isinstance(values, dict):
+                raise InputError(f"{path}: {filename!r}: expected an object of metadata")
+            pairs.append((filename, values))
+        return pairs
+    if entries is None:
+        raise InputError(f"{path}: expected an object of filename -> metadata, or an array of items")
+    pairs = []
+    for index, entry in enumerate(entries):
+        where = f"{path}: [{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
+            raise InputError(f"{where}: expected an object with a \"filename\"")
+        values = entry.get("user", entry.get("metadata", {}).get("user") if isinstance(entry.get("metadata"), dict) else None)
+        if not isinstance(values, dict):
+            raise InputError(f"{where} ({entry['filename']}): expected \"user\" or \"metadata.user\" to be an object")
+        pairs.append((entry["filename"], values))
+    return pairs
+
+
+def _json_lines(path: Path, text: str, first_error: json.JSONDecodeError) -> list[Any]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        raise InputError(f"{path}: not valid JSON: {first_error.msg} (line {first_error.lineno}, "
+                         f"column {first_error.colno})") from None
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path} line {number}: not valid JSON: {error.msg} (column {error.colno})") from None
+    return entries
+
+
+# -- filtering ------------------------------------------------------------------------------
+
+def parse_where(expression: str) -> tuple[str, Any]:
+    """('user.camera', 'cam_01') from 'user.camera=cam_01'."""
+    field, sep, text = expression.partition("=")
+    field = field.strip()
+    if not sep:
+        raise InputError(f"--where {expression!r}: expected field=value, e.g. user.camera=cam_01")
+    root, _, rest = field.partition(".")
+    if not ((root in ("user", "system") and rest) or (field in ITEM_FIELDS)):
+        raise InputError(f"--where {expression!r}: the field must be user.<key>, system.<key>, "
+                         f"or one of {', '.join(sorted(ITEM_FIELDS))}")
+    _path(rest or field, f"--where {expression!r}")
+    return field, parse_value(text)
+
+
+def where_clause(filters: Iterable[tuple[str, Any]]) -> tuple[str, tuple] | None:
+    """An SQL condition on `items` for Catalogue.iter_items(where=...): every filter holds,
+    comparing JSON values with their types (3 matches the number 3, not the string "3")."""
+    parts, args = [], []
+    for field, value in filters:
+        root, _, rest = field.partition(".")
+        if field in ITEM_FIELDS:
+            parts.append(f"{field} = ?")
+            args.append(value if isinstance(value, str) else json.dumps(value))
+        elif root == "system" and rest in COLUMN_FIELDS:
+            parts.append(f"{COLUMN_FIELDS[rest]} = ?")
+            args.append(value)
+        else:
+            path = "$" + "".join("." + json.dumps(part) for part in rest.split("."))
+            sql, extra = _json_match(root, path, value)
+            parts.append(sql)
+            args.extend(extra)
+    if not parts:
+        return None
+    return " AND ".join(parts), tuple(args)
+
+
+def _json_match(column: str, path: str, value: Any) -> tuple[str, list]:
+    kind = f"json_type({column}, ?)"
+    if value is None:
+        return f"{kind} = 'null'", [path]
+    if isinstance(value, bool):
+        return f"{kind} = ?", [path, "true" if value else "false"]
+    if isinstance(value, int | float):
+        return f"{kind} IN ('integer', 'real') AND json_extract({column}, ?) = ?", [path, path, value]
+    if isinstance(value, str):
+        return f"{kind} = 'text' AND json_extract({column}, ?) = ?", [path, path, value]
+    return (f"{kind} IN ('array', 'object') AND json_extract({column}, ?) = json(?)",
+            [path, path, json.dumps(value)])
