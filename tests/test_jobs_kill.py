@@ -9,13 +9,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 from PIL import Image
 
 import images
-from conftest import put_file, write_config
+from conftest import put_file
 from syncd.app import App
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,27 +64,16 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_kill_9_mid_run_then_run_wait_processes_every_item_exactly_once(tmp_path, storage):
+def test_kill_9_mid_run_then_run_wait_processes_every_item_exactly_once(tmp_path, storage, config_file):
     variants = [images.noisy_jpeg((1024, 768), seed=i) for i in range(8)]
     for i in range(ITEMS):
         put_file(storage, f"batch/{i:03}.jpg", variants[i % len(variants)])
-    config = write_config(tmp_path / "syncd.toml", f"""
-        [catalogue]
-        path = "{tmp_path / 'catalogue.db'}"
-
-        [[drivers]]
-        name = "disk"
-        kind = "local"
-        root = "{storage}"
-
-        [[datasets]]
-        name = "photos"
-        driver = "disk"
-
+    config = config_file
+    config.write_text(config.read_text() + textwrap.dedent("""
         [preprocess]
         workers = 2
         lease_seconds = 600   # the takeover must not wait for a lease: the runner is known dead
-        """)
+        """))
     with App.from_file(config) as app:
         assert app.sync("photos").created == ITEMS
     db = sqlite3.connect(tmp_path / "catalogue.db", timeout=30)
