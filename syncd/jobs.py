@@ -151,18 +151,15 @@ class JobQueue:
         return cursor.rowcount == 1
 
     def retry_later(self, conn, job: Job, error: str, delay: float) -> bool:
-        """Put a claimed job back to pending, claimable after `delay` seconds, or fail it if it
-        has used up its attempts. Returns True if it will be retried."""
-        if job.attempts >= self.max_attempts:
-            self.finish(conn, job, "failed", f"{error} (gave up after {job.attempts} attempts)")
-            return False
-        conn.execute(
+        """Put a claimed job back to pending, claimable after `delay` seconds. False if this
+        runner no longer holds it."""
+        cursor = conn.execute(
             """UPDATE jobs SET state = 'pending', error = ?, updated_at = ?, lease_until = NULL,
                       run_after = ?
                WHERE id = ? AND state = 'running' AND claimed_by = ?""",
             (error, now_iso(), self.clock() + delay, job.id, self.owner),
         )
-        return True
+        return cursor.rowcount == 1
 
     def add(self, conn, kind: str, item_pk: int, *, dataset_id: int | None = None,
             payload: dict[str, Any] | None = None) -> int:

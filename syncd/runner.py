@@ -183,7 +183,8 @@ class Runner:
                 if not inflight:
                     if suspects:
                         continue
-                    if self.wait and not self.stop.is_set() and self.queue.open_count(datasets=self.dataset_ids):
+                    waiting = self.wait and not self.stop.is_set()
+                    if waiting and self.queue.open_count(datasets=self.dataset_ids):
                         self.stop.wait(POLL_SECONDS)
                         continue
                     break
@@ -200,8 +201,9 @@ class Runner:
                     self.result.worker_deaths += 1
                     if solo:
                         job, task = crashed[0]
-                        finished.append((job, task, TaskResult(job.id, "retry", retry_delay=0, errors=[
-                            f"the worker process died ({reason})"])))
+                        death = TaskResult(job.id, "retry", retry_delay=0,
+                                           errors=[f"the worker process died ({reason})"])
+                        finished.append((job, task, death))
                         log.warning("job %d (%s) killed its worker process (%s)", job.id,
                                     task.key or task.kind, reason)
                     else:
@@ -268,8 +270,9 @@ class Runner:
             except BrokenExecutor:
                 crashed.append((job, task))
             except Exception as error:  # noqa: BLE001 - the executor failed this one task
-                finished.append((job, task, TaskResult(job.id, "retry", retry_delay=0, errors=[
-                    f"the worker failed: {type(error).__name__}: {error}"])))
+                failure = TaskResult(job.id, "retry", retry_delay=0, errors=[
+                    f"the worker failed: {type(error).__name__}: {error}"])
+                finished.append((job, task, failure))
         return finished, crashed
 
     def _death_reason(self) -> str:
@@ -316,8 +319,8 @@ class Runner:
             return Task(
                 job.id, PREPROCESS, self.config.driver(dataset_config.driver),
                 item_id=item["id"], item_type=row["type"], key=row["filename"].lstrip("/"),
-                size=None if row["type"] == "link" else row["size"], item=item, options=self.options,
-                fetch=self.config.fetch,
+                size=None if row["type"] == "link" else row["size"], item=item,
+                options=self.options, fetch=self.config.fetch,
                 preprocessors=tuple(
                     Preprocessor(p.target, p.mimetypes, p.key, p.entry_point)
                     for p in dataset_config.preprocessors
@@ -345,19 +348,22 @@ class Runner:
             self.progress(counted)
 
     def _record_one(self, conn, job: Job, task: Task | None, result: TaskResult) -> int:
-        if result.state == "retry":
-            delay = result.retry_delay
-            if delay is None:
-                delay = self.config.preprocess.retry_delay_seconds * 2 ** (job.attempts - 1)
-            if self.queue.retry_later(conn, job, result.error, delay):
-                self.result.retried += 1
+        state = result.state
+        if state == "retry":
+            if job.attempts < self.queue.max_attempts:
+                delay = result.retry_delay
+                if delay is None:
+                    delay = self.config.preprocess.retry_delay_seconds * 2 ** (job.attempts - 1)
+                if self.queue.retry_later(conn, job, result.error, delay):
+                    self.result.retried += 1
+                else:
+                    log.warning("job %d: lost its claim to another runner; result dropped", job.id)
                 return 0
             state = "failed"
-        else:
-            state = result.state
-            if not self.queue.finish(conn, job, state, result.error):
-                log.warning("job %d: lost its claim to another runner; result dropped", job.id)
-                return 0
+            result.errors[-1] += f" (gave up after {job.attempts} attempts)"
+        if not self.queue.finish(conn, job, state, result.error):
+            log.warning("job %d: lost its claim to another runner; result dropped", job.id)
+            return 0
         if job.kind == PREPROCESS and task is not None:
             self._merge(conn, job, task, result, state)
         elif job.kind == CLEANUP and state == "done":
