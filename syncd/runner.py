@@ -117,24 +117,59 @@ def run_jobs(
     workers: int | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    forever: bool = False,
 ) -> RunResult:
     """Run the open jobs (of `datasets`, default all) until none is claimable.
 
     wait: also wait for jobs other runners hold, taking them over if those runners die,
         until no job is pending or running.
+    forever: keep going, looking for new jobs every POLL_SECONDS, until `stop` is set (the
+        daemon's mode: the worker pool stays up between jobs; see BackgroundRunner).
     executor: an Executor, or a function making one (then a broken one is replaced);
         default: a process pool of `workers` (default `[preprocess] workers`, else the CPU
         count; 0 runs tasks in this process).
     stop: set it to stop claiming; jobs in flight are finished and recorded first.
     """
     return Runner(app, datasets=datasets, wait=wait, executor=executor, workers=workers,
-                  progress=progress, stop=stop).run()
+                  progress=progress, stop=stop, forever=forever).run()
+
+
+class BackgroundRunner:
+    """Runs jobs in a thread of its own, with its own catalogue connection, from start() until
+    stop(): new jobs are picked up as they are queued (within POLL_SECONDS)."""
+
+    def __init__(self, config, **options):
+        self.config = config
+        self.options = options  # run_jobs's keyword arguments
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="syncd-jobs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming, finish and record the jobs in flight, then return."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        from .app import App
+
+        try:
+            with App(self.config) as app:
+                self.result = run_jobs(app, stop=self._stop, forever=True, **self.options)
+        except BaseException as error:
+            self.error = error
+            log.exception("the job runner stopped: %s", error)
 
 
 class Runner:
     def __init__(self, app, *, datasets=None, wait=False, executor=None, workers=None,
-                 progress=None, stop=None, clock=time.time):
+                 progress=None, stop=None, forever=False, clock=time.time):
         self.app = app
+        self.forever = forever
         self.config = app.config
         settings = app.config.preprocess
         self.queue = JobQueue(app.catalogue, lease_seconds=settings.lease_seconds,
@@ -183,8 +218,9 @@ class Runner:
                 if not inflight:
                     if suspects:
                         continue
-                    waiting = self.wait and not self.stop.is_set()
-                    if waiting and self.queue.open_count(datasets=self.dataset_ids):
+                    if self.stop.is_set():
+                        break
+                    if self.forever or (self.wait and self.queue.open_count(datasets=self.dataset_ids)):
                         self.stop.wait(POLL_SECONDS)
                         continue
                     break

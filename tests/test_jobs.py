@@ -440,6 +440,29 @@ def test_any_executor_can_run_the_stage(make_app, bucket):
     assert all(i["metadata"]["system"]["thumbnailId"] for i in items(app).values())
 
 
+def test_a_background_runner_picks_up_jobs_as_they_are_queued(make_app, bucket):
+    import time
+
+    from syncd.runner import BackgroundRunner
+
+    app = make_app(POOL)
+    runner = BackgroundRunner(app.config)
+    runner.start()
+    try:
+        for round_ in range(2):  # jobs queued while the runner idles are found
+            bucket.put(f"{round_}.jpg", images.oriented_jpeg(3))
+            app.sync("photos")
+            deadline = time.monotonic() + 60
+            while app.jobs().open_count():
+                assert time.monotonic() < deadline, "the background runner did not run the jobs"
+                time.sleep(0.05)
+    finally:
+        runner.stop(timeout=60)
+    assert not runner._thread.is_alive() and runner.error is None
+    assert runner.result.done == 2 and runner.result.worker_deaths == 0
+    assert all("thumbnailId" in i["metadata"]["system"] for i in items(app).values())
+
+
 # -- custom preprocessing ----------------------------------------------------------------------
 
 CUSTOM = """preprocessors = [
