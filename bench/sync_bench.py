@@ -71,11 +71,10 @@ def run_sync(config: Path, *extra: str) -> tuple[dict, float, float]:
 
 def churn(root: Path, count: int) -> dict[str, int]:
     """Change 1% of the files: a third modified, a third deleted, a third renamed."""
-    changed = max(3, count // 100)
-    step = count // changed
+    files = sorted(p for p in root.glob("d*/img_*.jpg"))
+    step = max(1, len(files) // max(3, count // 100))
     expected = {"updated": 0, "deleted": 0, "moved": 0}
-    for n, index in enumerate(range(0, count, step)):
-        path = root / f"d{index // FILES_PER_FOLDER:05d}" / f"img_{index:07d}.jpg"
+    for n, path in enumerate(files[::step]):
         action = ("updated", "deleted", "moved")[n % 3]
         if action == "updated":
             with path.open("ab") as file:
@@ -101,6 +100,9 @@ def main() -> None:
     try:
         if not (root / "d00000").exists():
             build_tree(root, count)
+        else:  # a kept tree, churned by earlier runs
+            count = int(subprocess.run(f"find '{root}' -type f | wc -l", shell=True,
+                                       capture_output=True, text=True, check=True).stdout)
         config = work / "syncd.toml"
         config.write_text(
             f'[catalogue]\npath = "{work / "catalogue.db"}"\n\n'

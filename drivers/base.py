@@ -90,6 +90,9 @@ class Features:
     conditional_put: bool = False  # put(..., overwrite=False) is atomic on the storage
     content_md5: bool = False  # listings carry a real MD5 of the content
     ranged_reads: bool = True
+    # Listing mostly waits (on the network), so reading pages ahead in a thread overlaps
+    # that wait with the catalogue's writes. Off where listing is CPU work in this process.
+    threaded_listing: bool = True
 
 
 class DriverOptions(BaseModel):

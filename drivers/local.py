@@ -89,7 +89,10 @@ class _Limited(BinaryIO):
 
 class LocalDriver(Driver):
     kind = "local"
-    features = Features(conditional_put=True, content_md5=False, ranged_reads=True)
+    # find already lists in a child process; parsing its output is CPU work that a
+    # second thread would only contend with for the GIL.
+    features = Features(conditional_put=True, content_md5=False, ranged_reads=True,
+                        threaded_listing=False)
 
     def __init__(self, options: LocalOptions):
         super().__init__(options)

@@ -213,7 +213,10 @@ def _load_listing(conn, driver, prefix, errors, result, progress) -> None:
     insert = "INSERT INTO temp.listing (path, size, mtime, etag, md5) VALUES ('/' || ?, ?, ?, ?, ?)"
     conn.execute("BEGIN")
     try:
-        for page in prefetched(driver.list_pages(prefix, on_error=on_error)):
+        pages = driver.list_pages(prefix, on_error=on_error)
+        if driver.features.threaded_listing:
+            pages = prefetched(pages)
+        for page in pages:
             conn.executemany(insert, page)
             result.listed += len(page)
             if progress:

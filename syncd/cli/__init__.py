@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 
 import click
@@ -38,6 +39,10 @@ def _terminate(signum, frame) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
+    # The objects made by imports live as long as the process: keep the garbage
+    # collector from scanning them again and again while a listing makes millions of
+    # short-lived ones (a third of a large sync's time otherwise).
+    gc.freeze()
     cli(prog_name="syncd")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import click
 
 from ..app import App
@@ -28,7 +30,11 @@ def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_pre
     jobs (thumbnails, metadata) unless --no-preprocess or [preprocess] enabled = false."""
     partial = False
     preprocess = not (dry_run or no_preprocess) and app.config.preprocess.enabled
-    for name in app.dataset_names(datasets):
+    names = app.dataset_names(datasets)
+    for name in names:
+        app.dataset_driver(name)  # imports its SDK and opens its client
+    gc.freeze()  # see main(): what start-up made is long-lived
+    for name in names:
         with progress_bar(f"{name}: listing") as bar:
             result = app.sync(name, dry_run=dry_run, prune=prune, progress=bar.update)
         partial |= result.errors > 0
