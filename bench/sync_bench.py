@@ -56,7 +56,8 @@ def floor_seconds(root: Path, repeats: int = 3) -> float:
 
 def run_sync(config: Path, *extra: str) -> tuple[dict, float, float]:
     """One `syncd sync` in a fresh process: (its JSON line, wall seconds, peak RSS in MB)."""
-    command = [sys.executable, "-m", "syncd", "--config", str(config), "sync", "--json", *extra]
+    command = [sys.executable, "-m", "syncd", "--config", str(config), "sync", "--json",
+               "--no-preprocess", *extra]  # the sync alone: preprocess_bench.py times the jobs
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE)
     output = process.stdout.read()

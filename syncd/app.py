@@ -11,6 +11,7 @@ from drivers import PermissionGuard
 from .catalogue import Catalogue, Dataset
 from .config import Config, load_config
 from .indexer import Progress, SyncResult, sync_dataset
+from .jobs import JobQueue
 
 
 class App:
@@ -54,6 +55,17 @@ class App:
             prefix=prefix, dry_run=dry_run, prune=prune,
             max_delete_percent=self.config.sync.max_delete_percent, progress=progress,
         )
+
+    def jobs(self) -> JobQueue:
+        settings = self.config.preprocess
+        return JobQueue(self.catalogue, lease_seconds=settings.lease_seconds,
+                        max_attempts=settings.max_attempts)
+
+    def run_jobs(self, datasets: list[str] | tuple[str, ...] | None = None, **options):
+        """Run open preprocessing and cleanup jobs; see syncd.runner.run_jobs."""
+        from .runner import run_jobs  # imports Pillow: only when jobs are run
+
+        return run_jobs(self, datasets=datasets, **options)
 
     def close(self) -> None:
         for driver in self._drivers.values():

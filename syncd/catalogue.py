@@ -91,6 +91,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX listing_errors_dataset ON listing_errors(dataset_id, id);
     """,
+    # 1 -> 2: job leases, retry delays, and jobs that outlive their item (artifact cleanup)
+    """
+    ALTER TABLE jobs ADD COLUMN lease_until REAL;   -- a running job whose lease passed is claimable
+    ALTER TABLE jobs ADD COLUMN run_after REAL;     -- a pending job waits until then (retry backoff)
+    ALTER TABLE jobs ADD COLUMN dataset_id INTEGER; -- for jobs whose item may be gone (cleanup)
+    ALTER TABLE jobs ADD COLUMN payload TEXT;       -- JSON: a cleanup job's driver and keys
+    """,
 ]
 
 
@@ -223,6 +230,11 @@ class Catalogue:
             f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename = ?",
             (dataset.id, normalize_filename(filename)),
         )
+        cursor.row_factory = sqlite3.Row
+        return cursor.fetchone()
+
+    def item_row_by_pk(self, pk: int) -> sqlite3.Row | None:
+        cursor = self.conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE pk = ?", (pk,))
         cursor.row_factory = sqlite3.Row
         return cursor.fetchone()
 

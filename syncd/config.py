@@ -12,11 +12,12 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drivers import KINDS, DriverOptions, options_model
+from preprocess import DEFAULT_MAX_PIXELS
 
 from .daemon_config import DaemonConfig, SourceConfig
 from .errors import ConfigError
@@ -34,9 +35,29 @@ class CatalogueConfig(_Section):
     path: Path = Path("data/catalogue.db")
 
 
+class PreprocessorConfig(_Section):
+    """A custom function run on the dataset's new items after the built-in preprocessing."""
+
+    function: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")  # "package.module:function"
+    entry_point: str | None = None  # a name in the `syncd.preprocessors` entry-point group
+    mimetypes: tuple[str, ...] = ("*",)  # patterns (fnmatch) the item's mimetype must match
+    key: str = Field(default="user", min_length=1)  # "user": merged into metadata.user; else metadata.user[key]
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PreprocessorConfig:
+        if (self.function is None) == (self.entry_point is None):
+            raise ValueError("give exactly one of function or entry_point")
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.function or f"entry point {self.entry_point!r}"
+
+
 class DatasetConfig(_Section):
     name: str = Field(min_length=1)
     driver: str
+    preprocessors: tuple[PreprocessorConfig, ...] = ()
     rescan_interval_seconds: float | None = Field(default=None, ge=0)  # else [daemon]'s
 
 
@@ -50,6 +71,20 @@ class SyncConfig(_Section):
     max_delete_percent: float = Field(default=100.0, ge=0, le=100)  # refuse larger deletes
 
 
+class PreprocessConfig(_Section):
+    enabled: bool = True  # `syncd sync` runs new items' jobs after syncing
+    thumbnails: bool = True  # off: header-only reads, no thumbnail
+    thumbnail_size: int = Field(default=256, ge=16, le=4096)  # pixels, longest side
+    thumbnail_format: Literal["jpeg", "webp"] = "jpeg"
+    thumbnail_quality: int = Field(default=85, ge=1, le=100)
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)  # larger images fail (bombs)
+    head_bytes: int = Field(default=64 * 1024, ge=1024)  # first ranged read of each file
+    workers: int | None = Field(default=None, ge=0)  # processes; default: CPU count; 0: in-process
+    max_attempts: int = Field(default=3, ge=1)  # tries before a job is failed (crashes, storage errors)
+    lease_seconds: float = Field(default=60.0, gt=0)  # a silent runner's jobs are retaken after this
+    retry_delay_seconds: float = Field(default=5.0, ge=0)  # first backoff after a storage error
+
+
 class Config(_Section):
     source: Path | None = None
     catalogue: CatalogueConfig = CatalogueConfig()
@@ -57,6 +92,7 @@ class Config(_Section):
     datasets: tuple[DatasetConfig, ...] = ()
     fetch: FetchConfig = FetchConfig()
     sync: SyncConfig = SyncConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
     daemon: DaemonConfig = DaemonConfig()
     sources: tuple[SourceConfig, ...] = ()
 

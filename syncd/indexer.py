@@ -12,7 +12,8 @@ whatever the bucket's size); the diff is a handful of set-based SQL statements:
   and etag where there is no MD5) are one item that moved: it keeps its id and metadata.
 
 Created and content-changed items get a preprocessing job in the same transaction as the
-item itself, so a crash can never lose a trigger. Nothing is deleted when the listing
+item itself, so a crash can never lose a trigger; deleted items with artifacts in storage get
+a cleanup job the same way. Nothing is deleted when the listing
 failed part-way, and items under a folder that could not be read are left alone.
 """
 
@@ -34,6 +35,7 @@ from drivers import Driver, DriverError, NotFound, PermissionDenied, Unreachable
 from . import links
 from .catalogue import Catalogue, Dataset, now_iso
 from .errors import SyncError
+from .jobs import enqueue_cleanup
 
 log = logging.getLogger(__name__)
 
@@ -492,6 +494,7 @@ def _apply_deletes(conn, now: str, *, prune: bool) -> None:
             WHERE state = 'pending' AND item_pk IN ({gone})""",
         (now,),
     )
+    enqueue_cleanup(conn, gone, now)  # their thumbnails, durably, before a prune drops the rows
     if prune:
         conn.execute(f"DELETE FROM items WHERE pk IN ({gone})")
     else:

@@ -139,7 +139,8 @@ def test_every_command_has_help_and_is_in_the_readme():
 
 def test_console_entry_point_and_quick_start(tmp_path):
     """The README's first command, on a copy of the repository's example."""
-    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    # Without the thumbnails an earlier run of the quick start wrote into the repository.
+    shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns(".dataloop"))
     shutil.copy(REPO / "config.example.toml", tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "syncd", "--config", "config.example.toml"]
@@ -147,9 +148,14 @@ def test_console_entry_point_and_quick_start(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     [summary] = [json.loads(line) for line in done.stdout.splitlines()]
-    samples = sorted(p.relative_to(tmp_path / "examples/photos").as_posix()
-                     for p in (tmp_path / "examples/photos").rglob("*") if p.is_file())
+    photos = tmp_path / "examples/photos"
+    samples = sorted(p.relative_to(photos).as_posix() for p in photos.rglob("*")
+                     if p.is_file() and not p.relative_to(photos).as_posix().startswith(".dataloop/"))
     assert summary["created"] == len(samples) >= 7
+    # Each new image got its thumbnail, written back into the folder under .dataloop/.
+    images = [s for s in samples if s.endswith((".jpg", ".png", ".webp"))]
+    assert summary["preprocessed"]["done"] == len(samples)
+    assert len(list((photos / ".dataloop/thumbnails").iterdir())) == len(images)
     listed = subprocess.run([*command, "items", "list", "photos", "--json"], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=120)
     filenames = sorted(json.loads(line)["filename"] for line in listed.stdout.splitlines())

@@ -27,7 +27,9 @@ def tree(tmp_path_factory) -> Path:
 
 
 def start_sync(config: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "syncd", "--config", str(config), "sync"],
+    # --no-preprocess: these tests are about the catalogue; jobs are tested in test_jobs*.py
+    return subprocess.Popen([sys.executable, "-m", "syncd", "--config", str(config), "sync",
+                             "--no-preprocess"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -73,7 +75,8 @@ def test_killed_sync_is_completed_exactly_once_by_the_next(tmp_path, tree, momen
         status = query(db, "SELECT status FROM sync_runs ORDER BY id DESC LIMIT 1")
         assert status == [("interrupted",)]
 
-    finished = subprocess.run([sys.executable, "-m", "syncd", "--config", str(config), "sync"],
+    finished = subprocess.run([sys.executable, "-m", "syncd", "--config", str(config), "sync",
+                               "--no-preprocess"],
                               cwd=REPO, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
     assert query(db, "SELECT count(*), count(DISTINCT filename) FROM items") == [(FILES, FILES)]

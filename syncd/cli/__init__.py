@@ -27,6 +27,7 @@ def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format:
 
 
 from . import items, sync  # noqa: E402  (commands register themselves on `cli`)
+from . import jobs  # noqa: E402
 from . import imports  # noqa: E402, F401
 from . import drivers  # noqa: E402
 from . import daemon, downstream  # noqa: E402,F401
@@ -46,4 +47,4 @@ def main() -> None:
     cli(prog_name="syncd")
 
 
-__all__ = ["cli", "main", "items", "sync", "drivers", "daemon", "downstream"]
+__all__ = ["cli", "main", "items", "jobs", "sync", "drivers", "daemon", "downstream"]

@@ -10,6 +10,7 @@ from ..app import App
 from ..indexer import SyncResult
 from . import cli
 from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
+from .jobs import describe
 
 
 @cli.command()
@@ -17,13 +18,18 @@ from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option("--prune", is_flag=True,
               help="Remove items whose files are gone from storage (default: mark them missing).")
+@click.option("--no-preprocess", is_flag=True,
+              help="Leave new items' preprocessing jobs queued (default: run them after syncing).")
 @json_option
 @pass_app
-def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, as_json: bool) -> None:
+def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_preprocess: bool,
+         as_json: bool) -> None:
     """List storage and bring the catalogue in line: created, updated, moved, deleted.
 
-    Syncs every configured dataset, or the DATASETS named."""
+    Syncs every configured dataset, or the DATASETS named, then runs their preprocessing
+    jobs (thumbnails, metadata) unless --no-preprocess or [preprocess] enabled = false."""
     partial = False
+    preprocess = not (dry_run or no_preprocess) and app.config.preprocess.enabled
     names = app.dataset_names(datasets)
     for name in names:
         app.dataset_driver(name)  # imports its SDK and opens its client
@@ -32,10 +38,18 @@ def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, as_jso
         with progress_bar(f"{name}: listing") as bar:
             result = app.sync(name, dry_run=dry_run, prune=prune, progress=bar.update)
         partial |= result.errors > 0
+        output = result.as_json()
+        if preprocess:
+            total = app.jobs().open_count(datasets=[app.dataset(name).id])
+            with progress_bar(f"{name}: preprocessing", total=total, unit="item") as bar:
+                jobs = app.run_jobs([name], progress=bar.update)
+            output["preprocessed"] = jobs.as_json()  # failed jobs: see `syncd jobs list`
         if as_json:
-            emit_json(result.as_json())
+            emit_json(output)
         else:
             _report(result)
+            if preprocess:
+                click.echo(f"  {describe(jobs)}")
     if partial:
         raise SystemExit(EXIT_PARTIAL)
 

@@ -1,0 +1,449 @@
+"""Running jobs: claim from the queue, run in an executor, record the results.
+
+`run_jobs(app)` is the whole stage. Tasks run in a process pool sized by
+`[preprocess] workers` (default: the CPU count), or in any `concurrent.futures.Executor`
+given instead (a Dask cluster's, to spread the work over machines). The main process alone
+touches the catalogue: it claims jobs, renews their leases while they run, and records each
+result in a transaction with the item's metadata.
+
+A worker that dies (a segfault in a decoder, the OOM killer) breaks the whole process pool,
+and every task then in flight fails with it. The pool is replaced, and those tasks are run
+again one at a time, so that the one that kills its worker is known; it goes back to the
+queue until it has used up `max_attempts`, then fails. The others are not charged for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import preprocess
+
+from .catalogue import Dataset, now_iso
+from .errors import ConfigError, SyncdError
+from .jobs import CLEANUP, PREPROCESS, Job, JobQueue
+from .worker import Preprocessor, Task, TaskResult, init_worker, ping, run_task
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]  # called with the number of jobs just finished
+ExecutorFactory = Callable[[], Executor]
+
+# metadata.system fields that preprocessing owns: replaced as a whole by each run, so a
+# re-run after a content change leaves nothing stale behind.
+SYSTEM_KEYS = frozenset({
+    "mimetype", "encoding", "isBinary", "width", "height", "channels", "bitDepth", "colorMode",
+    "frames", "exif", "location", "thumbnailId", "etl",
+})
+ROW_KEYS = frozenset({"originalname", "size"})  # item_json derives these from the item row
+POLL_SECONDS = 0.5  # --wait: how often to look for jobs held by other runners
+IN_FLIGHT_PER_WORKER = 4  # tasks submitted ahead, per worker...
+IN_FLIGHT_MIN = 16  # ...and at least this many (claims are one transaction per batch)
+
+
+@dataclass
+class RunResult:
+    done: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    retried: int = 0  # went back to the queue (storage errors, worker deaths)
+    worker_deaths: int = 0
+    seconds: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.cancelled
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+class InlineExecutor(Executor):
+    """Runs each task in the calling thread at submit (`workers = 0`): no crash isolation."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller via the future
+            future.set_exception(error)
+        return future
+
+
+# Imported once by the fork server, so each worker starts with them loaded. Only libraries:
+# Python 3.11's fork server does not use the parent's sys.path, so it could find another
+# copy of syncd than the parent's; workers import syncd themselves, with the right path.
+PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "pydantic", "filetype"]
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes forked from a clean server process (fast to start, and safe however
+    many threads the parent runs)."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(PRELOAD)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
+
+
+def preprocess_options(app) -> preprocess.Options:
+    config = app.config.preprocess
+    return preprocess.Options(
+        thumbnails=config.thumbnails, thumbnail_size=config.thumbnail_size,
+        thumbnail_format=config.thumbnail_format, thumbnail_quality=config.thumbnail_quality,
+        max_pixels=config.max_pixels, head_bytes=config.head_bytes,
+    )
+
+
+def run_jobs(
+    app,
+    *,
+    datasets: Sequence[str] | None = None,
+    wait: bool = False,
+    executor: Executor | ExecutorFactory | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    forever: bool = False,
+) -> RunResult:
+    """Run the open jobs (of `datasets`, default all) until none is claimable.
+
+    wait: also wait for jobs other runners hold, taking them over if those runners die,
+        until no job is pending or running.
+    forever: keep going, looking for new jobs every POLL_SECONDS, until `stop` is set (the
+        daemon's mode: the worker pool stays up between jobs; see BackgroundRunner).
+    executor: an Executor, or a function making one (then a broken one is replaced);
+        default: a process pool of `workers` (default `[preprocess] workers`, else the CPU
+        count; 0 runs tasks in this process).
+    stop: set it to stop claiming; jobs in flight are finished and recorded first.
+    """
+    return Runner(app, datasets=datasets, wait=wait, executor=executor, workers=workers,
+                  progress=progress, stop=stop, forever=forever).run()
+
+
+class BackgroundRunner:
+    """Runs jobs in a thread of its own, with its own catalogue connection, from start() until
+    stop(): new jobs are picked up as they are queued (within POLL_SECONDS)."""
+
+    def __init__(self, config, **options):
+        self.config = config
+        self.options = options  # run_jobs's keyword arguments
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="syncd-jobs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming, finish and record the jobs in flight, then return."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        from .app import App
+
+        try:
+            with App(self.config) as app:
+                self.result = run_jobs(app, stop=self._stop, forever=True, **self.options)
+        except BaseException as error:
+            self.error = error
+            log.exception("the job runner stopped: %s", error)
+
+
+class Runner:
+    def __init__(self, app, *, datasets=None, wait=False, executor=None, workers=None,
+                 progress=None, stop=None, forever=False, clock=time.time):
+        self.app = app
+        self.forever = forever
+        self.config = app.config
+        settings = app.config.preprocess
+        self.queue = JobQueue(app.catalogue, lease_seconds=settings.lease_seconds,
+                              max_attempts=settings.max_attempts, clock=clock)
+        self.dataset_ids = None if datasets is None else [app.dataset(name).id for name in datasets]
+        self.wait = wait
+        self.progress = progress
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        self.options = preprocess_options(app)
+        self.result = RunResult()
+        self._datasets: dict[int, Dataset] = {}
+        workers = settings.workers if workers is None else workers
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if executor is None:
+            self.factory: ExecutorFactory | None = (
+                InlineExecutor if workers == 0 else lambda: process_pool(workers)
+            )
+        elif isinstance(executor, Executor):
+            self.factory, self._given = None, executor
+            workers = getattr(executor, "_max_workers", workers)
+        else:
+            self.factory = executor
+        # Tasks in flight: enough to keep every worker busy between two claims.
+        self.capacity = max(IN_FLIGHT_MIN, IN_FLIGHT_PER_WORKER * workers)
+        self._pool: Executor | None = None
+        self._processes: list = []
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        started = time.monotonic()
+        inflight: dict[Future, tuple[Job, Task]] = {}
+        suspects: deque[tuple[Job, Task]] = deque()  # in flight when a worker died
+        solo = False  # the one task in flight is a suspect run alone
+        renewed = self.clock()
+        try:
+            while True:
+                if suspects and not inflight:
+                    job, task = suspects.popleft()
+                    inflight[self._submit(task)] = (job, task)
+                    solo = True
+                elif not suspects and not self.stop.is_set():
+                    self._fill(inflight)
+                if not inflight:
+                    if suspects:
+                        continue
+                    if self.stop.is_set():
+                        break
+                    if self.forever or (self.wait and self.queue.open_count(datasets=self.dataset_ids)):
+                        self.stop.wait(POLL_SECONDS)
+                        continue
+                    break
+                done, _ = futures.wait(inflight, timeout=self.queue.lease_seconds / 3,
+                                       return_when=futures.FIRST_COMPLETED)
+                finished, crashed = self._collect(done, inflight)
+                if crashed:
+                    # Everything still in flight went down with the pool.
+                    rest, _ = futures.wait(inflight)
+                    more_finished, more_crashed = self._collect(rest, inflight)
+                    finished += more_finished
+                    crashed += more_crashed
+                    reason = self._replace_pool()
+                    self.result.worker_deaths += 1
+                    if solo:
+                        job, task = crashed[0]
+                        death = TaskResult(job.id, "retry", retry_delay=0,
+                                           errors=[f"the worker process died ({reason})"])
+                        finished.append((job, task, death))
+                        log.warning("job %d (%s) killed its worker process (%s)", job.id,
+                                    task.key or task.kind, reason)
+                    else:
+                        suspects.extend(crashed)
+                    solo = False
+                elif done:
+                    solo = False
+                if finished:
+                    self._record(finished)
+                if self.clock() - renewed >= self.queue.lease_seconds / 3:
+                    held = [job.id for job, _ in inflight.values()] + [job.id for job, _ in suspects]
+                    self.queue.renew(held)
+                    renewed = self.clock()
+        finally:
+            if self._pool is not None and self.factory is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+        self.result.seconds = time.monotonic() - started
+        return self.result
+
+    def _fill(self, inflight: dict[Future, tuple[Job, Task]]) -> None:
+        room = self.capacity - len(inflight)
+        if room <= 0:
+            return
+        jobs = self.queue.claim(room, datasets=self.dataset_ids)
+        unrunnable = []
+        for job in jobs:
+            task = self._task(job)
+            if isinstance(task, TaskResult):
+                unrunnable.append((job, None, task))
+            else:
+                inflight[self._submit(task)] = (job, task)
+        if unrunnable:
+            self._record(unrunnable)
+
+    def _submit(self, task: Task) -> Future:
+        if self._pool is None:
+            if self.factory is None:
+                self._pool = self._given
+            else:
+                self._pool = self.factory()
+                self._check_pool()
+        future = self._pool.submit(run_task, task)
+        self._processes = list(getattr(self._pool, "_processes", {}).values())
+        return future
+
+    def _check_pool(self) -> None:
+        """A new pool must run a no-op: workers that die before any task (they cannot import
+        syncd, say) would otherwise fail every job in turn as if each had killed them."""
+        try:
+            self._pool.submit(ping).result()
+        except BrokenExecutor:
+            self._processes = list(getattr(self._pool, "_processes", {}).values())
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            reason = self._death_reason()
+            self._pool = None
+            raise SyncdError(f"worker processes cannot start: a new worker {reason}") from None
+
+    def _collect(self, done, inflight):
+        finished, crashed = [], []
+        for future in done:
+            job, task = inflight.pop(future)
+            try:
+                finished.append((job, task, future.result()))
+            except BrokenExecutor:
+                crashed.append((job, task))
+            except Exception as error:  # noqa: BLE001 - the executor failed this one task
+                failure = TaskResult(job.id, "retry", retry_delay=0, errors=[
+                    f"the worker failed: {type(error).__name__}: {error}"])
+                finished.append((job, task, failure))
+        return finished, crashed
+
+    def _death_reason(self) -> str:
+        """Why a worker of the broken pool died. Only after the pool's shutdown: the pool's
+        own thread reads the exit statuses, and a second reader at the same time gets none."""
+        reason = "exited abruptly"
+        for process in self._processes:
+            code = getattr(process, "exitcode", None)
+            if code is not None and code < 0:
+                name = signal.Signals(-code).name
+                return f"killed by {name}" + (": out of memory?" if name == "SIGKILL" else "")
+            if code:
+                reason = f"exit code {code}"
+        return reason
+
+    def _replace_pool(self) -> str:
+        """Drop the broken pool (a new one is made at the next submit); say why it broke."""
+        if self.factory is None:
+            raise SyncdError("the executor broke: a worker process died")
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        reason = self._death_reason()
+        self._pool, self._processes = None, []
+        return reason
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _task(self, job: Job) -> Task | TaskResult:
+        """The task for a claimed job, or the result to record when it cannot run."""
+        try:
+            if job.kind == CLEANUP:
+                driver = self.config.driver(job.payload.get("driver", ""))
+                keys = tuple(dict.fromkeys(k for k in job.payload.get("keys", ()) if k))
+                return Task(job.id, CLEANUP, driver, keys=keys)
+            if job.kind != PREPROCESS:
+                return TaskResult(job.id, "failed", errors=[f"unknown job kind {job.kind!r}"])
+            row = self.app.catalogue.item_row_by_pk(job.item_pk)
+            if row is None:
+                return TaskResult(job.id, "cancelled", errors=["the item no longer exists"])
+            if row["state"] != "present":
+                return TaskResult(job.id, "cancelled", errors=["the item is gone from storage"])
+            dataset = self._dataset(row["dataset_id"])
+            dataset_config = self.config.dataset(dataset.name)
+            item = self.app.catalogue.item_json(dataset, row)
+            return Task(
+                job.id, PREPROCESS, self.config.driver(dataset_config.driver),
+                item_id=item["id"], item_type=row["type"], key=row["filename"].lstrip("/"),
+                size=None if row["type"] == "link" else row["size"], item=item,
+                options=self.options, fetch=self.config.fetch,
+                preprocessors=tuple(
+                    Preprocessor(p.target, p.mimetypes, p.key, p.entry_point)
+                    for p in dataset_config.preprocessors
+                ),
+            )
+        except ConfigError as error:
+            return TaskResult(job.id, "failed", errors=[str(error)])
+
+    def _dataset(self, dataset_id: int) -> Dataset:
+        if dataset_id not in self._datasets:
+            row = self.app.catalogue.conn.execute(
+                "SELECT id, name, driver, synced_at FROM datasets WHERE id = ?", (dataset_id,)
+            ).fetchone()
+            self._datasets[dataset_id] = Dataset(*row)
+        return self._datasets[dataset_id]
+
+    # -- results --------------------------------------------------------------------------
+
+    def _record(self, finished: list[tuple[Job, Task | None, TaskResult]]) -> None:
+        counted = 0
+        with self.app.catalogue.transaction(immediate=True) as conn:
+            for job, task, result in finished:
+                counted += self._record_one(conn, job, task, result)
+        if counted and self.progress:
+            self.progress(counted)
+
+    def _record_one(self, conn, job: Job, task: Task | None, result: TaskResult) -> int:
+        state = result.state
+        if state == "retry":
+            if job.attempts < self.queue.max_attempts:
+                delay = result.retry_delay
+                if delay is None:
+                    delay = self.config.preprocess.retry_delay_seconds * 2 ** (job.attempts - 1)
+                if self.queue.retry_later(conn, job, result.error, delay):
+                    self.result.retried += 1
+                else:
+                    log.warning("job %d: lost its claim to another runner; result dropped", job.id)
+                return 0
+            state = "failed"
+            result.errors[-1] += f" (gave up after {job.attempts} attempts)"
+        if not self.queue.finish(conn, job, state, result.error):
+            log.warning("job %d: lost its claim to another runner; result dropped", job.id)
+            return 0
+        if job.kind == PREPROCESS and task is not None:
+            self._merge(conn, job, task, result, state)
+        elif job.kind == CLEANUP and state == "done":
+            self._forget_artifacts(conn, job.item_pk, result.deleted)
+        setattr(self.result, state, getattr(self.result, state) + 1)
+        if state == "failed":
+            log.warning("job %d (%s %s) failed: %s", job.id, job.kind,
+                        (task.key if task else None) or job.item_pk, result.error)
+        return 1
+
+    def _merge(self, conn, job: Job, task: Task, result: TaskResult, state: str) -> None:
+        """The results into the item's metadata, replacing what an earlier run wrote."""
+        row = conn.execute("SELECT system, user, dataset_id FROM items WHERE pk = ?",
+                           (job.item_pk,)).fetchone()
+        if row is None:
+            return
+        system = json.loads(row[0]) if row[0] else {}
+        old_thumbnail = system.get("thumbnailId")
+        if result.system:  # the file was read: its facts replace the last run's
+            for key in SYSTEM_KEYS:
+                system.pop(key, None)
+            system.update({k: v for k, v in result.system.items() if k not in ROW_KEYS})
+        system["etl"] = {"status": state, "errors": result.errors, "job": job.id,
+                         "attempts": job.attempts, "at": now_iso()}
+        user = json.loads(row[1]) if row[1] else {}
+        for key, values in result.user.items():
+            if key == "user":
+                user.update(values)
+            else:
+                user[key] = values
+        conn.execute("UPDATE items SET system = ?, user = ?, updated_at = ? WHERE pk = ?",
+                     (json.dumps(system, ensure_ascii=False), json.dumps(user, ensure_ascii=False),
+                      now_iso(), job.item_pk))
+        if old_thumbnail and old_thumbnail != system.get("thumbnailId"):
+            self.queue.add(conn, CLEANUP, job.item_pk, dataset_id=row[2],
+                           payload={"driver": task.driver.name, "keys": [old_thumbnail]})
+
+    @staticmethod
+    def _forget_artifacts(conn, item_pk: int, deleted: list[str]) -> None:
+        row = conn.execute("SELECT system FROM items WHERE pk = ?", (item_pk,)).fetchone()
+        if row is None or not row[0]:
+            return
+        system = json.loads(row[0])
+        if system.get("thumbnailId") in deleted:
+            del system["thumbnailId"]
+            conn.execute("UPDATE items SET system = ? WHERE pk = ?",
+                         (json.dumps(system, ensure_ascii=False), item_pk))

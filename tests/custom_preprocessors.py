@@ -1,0 +1,38 @@
+"""Custom preprocessing functions for the tests, imported by worker processes by name."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+
+def measure(data: bytes, item: dict) -> dict:
+    system = item["metadata"]["system"]
+    return {"bytes": len(data), "seen_mimetype": system["mimetype"], "seen_width": system.get("width"),
+            "name": item["name"]}
+
+
+def faces(data: bytes, item: dict) -> dict:
+    return {"count": 0, "model": "none"}
+
+
+def broken(data: bytes, item: dict) -> dict:
+    raise ValueError("no faces here")
+
+
+def not_a_dict(data: bytes, item: dict):
+    return ["a", "list"]
+
+
+def kill_worker(data: bytes, item: dict) -> dict:
+    """Kills its own process (as a segfault or the OOM killer would) for files named poison*;
+    for crash-once* files, only the first time (the file's text names a marker to leave)."""
+    if item["name"].startswith("poison"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if item["name"].startswith("crash-once"):
+        marker = Path(data.decode().strip())
+        if not marker.exists():
+            marker.write_text("crashed once")
+            os.kill(os.getpid(), signal.SIGKILL)
+    return {"survived": True}
