@@ -15,16 +15,15 @@ whole batch, reconciles the item with what storage really holds:
 - anything else (duplicates, late or out-of-order deliveries): nothing is written.
 
 Missing items wait `move_window` seconds for a matching create before the daemon's reaper
-cleans their artifacts (and removes them, with `on_delete = "remove"`).
+queues the cleanup of their artifacts (and removes them, with `on_delete = "remove"`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from drivers.base import is_hidden
 from .catalogue import Catalogue, Dataset, now_iso
 from .events import Event, FolderChanged, ObjectMoved
 from .indexer import CONTENT_KEY
+from .jobs import enqueue_cleanup
 
 log = logging.getLogger(__name__)
 
@@ -61,43 +61,6 @@ class Change:
 
 class ApplyError(Exception):
     """Storage could not be asked about a key: the batch was not applied; retry it."""
-
-
-def artifact_keys(system: str | None) -> list[str]:
-    """The `.dataloop/` artifacts an item's preprocessing results point at."""
-    if not system:
-        return []
-    found: list[str] = []
-
-    def walk(value) -> None:
-        if isinstance(value, str):
-            if is_hidden(value.lstrip("/")):
-                found.append(value.lstrip("/"))
-        elif isinstance(value, dict):
-            for inner in value.values():
-                walk(inner)
-        elif isinstance(value, list):
-            for inner in value:
-                walk(inner)
-
-    try:
-        walk(json.loads(system))
-    except ValueError:
-        return []
-    return sorted(set(found))
-
-
-def delete_artifacts(driver: Driver, keys: Iterable[str], *, dataset: str) -> None:
-    """Best effort: an artifact already gone is fine; one we may not delete is logged."""
-    for key in keys:
-        try:
-            driver.delete(key)
-            log.debug("%s: deleted artifact %s", dataset, key, extra={"dataset": dataset})
-        except NotFound:
-            pass
-        except Exception as error:  # noqa: BLE001 - cleanup must not stop the daemon
-            log.warning("%s: cannot delete artifact %s: %s", dataset, key, error,
-                        extra={"dataset": dataset})
 
 
 class Applier:
@@ -131,7 +94,6 @@ class Applier:
                 targets[(event.dataset, key)] = None
         facts = self._stat_all(list(targets))
         changes: list[Change] = []
-        cleanups: list[tuple[str, list[str]]] = []
         now = now_iso()
         with self.catalogue.transaction(immediate=True):
             for event in events:
@@ -143,25 +105,20 @@ class Applier:
                     changes.append(Change(event, "ignored"))
                     continue
                 if isinstance(event, ObjectMoved):
-                    changes.extend(self._move(event, dataset, facts, now, cleanups))
+                    changes.extend(self._move(event, dataset, facts, now))
                 else:
                     info = facts[(event.dataset, event.key)]
-                    changes.append(self._reconcile(event, dataset, event.key, info, now, cleanups))
+                    changes.append(self._reconcile(event, dataset, event.key, info, now))
         for change in changes:
             _log(change)
-        for name, keys in cleanups:
-            delete_artifacts(self.resolve(name)[1], keys, dataset=name)
         return changes
 
     def reconcile(self, event: Event, info: ObjectInfo | None) -> Change:
         """Apply one event whose storage facts the caller already has (a downstream put)."""
         dataset, _ = self.resolve(event.dataset)
-        cleanups: list[tuple[str, list[str]]] = []
         with self.catalogue.transaction(immediate=True):
-            change = self._reconcile(event, dataset, event.key, info, now_iso(), cleanups)
+            change = self._reconcile(event, dataset, event.key, info, now_iso())
         _log(change)
-        for name, keys in cleanups:
-            delete_artifacts(self.resolve(name)[1], keys, dataset=name)
         return change
 
     def _stat_all(self, targets: list[tuple[str, str]]) -> dict[tuple[str, str], object]:
@@ -193,7 +150,7 @@ class Applier:
     # -- one key --------------------------------------------------------------------------
 
     def _reconcile(self, event: Event, dataset: Dataset, key: str, info: ObjectInfo | None,
-                   now: str, cleanups: list) -> Change:
+                   now: str) -> Change:
         conn = self.catalogue.conn
         filename = "/" + key
         row = self._row(dataset, filename)
@@ -203,14 +160,14 @@ class Applier:
             if row["state"] != "present":
                 # Already marked missing (by a rescan racing this event): a copy made just
                 # before is still this item, moved.
-                merged = self._merge_recent(dataset, row, now, cleanups)
+                merged = self._merge_recent(dataset, row, now)
                 if merged is not None:
                     return Change(event, "moved", merged, self._id(row), old_filename=filename)
                 return Change(event, "unchanged", filename, self._id(row))
             self._cancel_pending(row["pk"], now)
             conn.execute("UPDATE items SET state = 'missing', updated_at = ? WHERE pk = ?",
                          (now, row["pk"]))
-            merged = self._merge_recent(dataset, row, now, cleanups)
+            merged = self._merge_recent(dataset, row, now)
             if merged is not None:
                 return Change(event, "moved", merged, self._id(row), old_filename=filename)
             return Change(event, "deleted", filename, self._id(row))
@@ -242,8 +199,7 @@ class Applier:
             self._remember(dataset.id, content, pk)
         return Change(event, "created", filename, self.catalogue.item_id(pk))
 
-    def _move(self, event: ObjectMoved, dataset: Dataset, facts, now: str,
-              cleanups: list) -> list[Change]:
+    def _move(self, event: ObjectMoved, dataset: Dataset, facts, now: str) -> list[Change]:
         old_info = facts[(event.dataset, event.old_key)]
         info = facts[(event.dataset, event.key)]
         source = self._row(dataset, "/" + event.old_key)
@@ -261,8 +217,8 @@ class Applier:
                 self._ensure_job(source["pk"], now)
             return [Change(event, "moved", filename, self._id(source), old_filename=source["filename"])]
         return [
-            self._reconcile(event, dataset, event.old_key, old_info, now, cleanups),
-            self._reconcile(event, dataset, event.key, info, now, cleanups),
+            self._reconcile(event, dataset, event.old_key, old_info, now),
+            self._reconcile(event, dataset, event.key, info, now),
         ]
 
     # -- moves ----------------------------------------------------------------------------
@@ -308,7 +264,7 @@ class Applier:
                 if not entries:
                     del self._recent[slot]
 
-    def _merge_recent(self, dataset: Dataset, row, now: str, cleanups: list) -> str | None:
+    def _merge_recent(self, dataset: Dataset, row, now: str) -> str | None:
         """A copy of `row`'s content made just before it was deleted is `row`, moved: the
         item keeps its id at the new path and the copy's own item is dropped."""
         self._forget(self.clock())
@@ -324,6 +280,7 @@ class Applier:
                 continue
             conn = self.catalogue.conn
             self._cancel_pending(pk, now)
+            enqueue_cleanup(conn, str(pk), now)  # the copy's own thumbnail, if it got one
             conn.execute("DELETE FROM items WHERE pk = ?", (pk,))
             conn.execute(
                 """UPDATE items SET filename = ?, size = ?, mtime = ?, etag = ?, md5 = ?,
@@ -331,8 +288,6 @@ class Applier:
                 (copy[1], copy[2], copy[3], copy[4], copy[5], now, row["pk"]),
             )
             self._ensure_job(row["pk"], now)
-            if keys := artifact_keys(copy[7]):
-                cleanups.append((dataset.name, keys))
             return copy[1]
         return None
 
@@ -371,17 +326,21 @@ class Applier:
         )
 
     def _ensure_job(self, pk: int, now: str) -> None:
-        """A job for an item that came back, unless one is open or its results still stand
-        (a done job and preprocessing results the reaper has not cleaned away)."""
-        self.catalogue.conn.execute(
+        """For an item that came back: a cleanup of its artifacts not yet started is called
+        off; then it gets a preprocessing job unless its latest job (cancelled ones aside) is
+        already one, i.e. unless its preprocessing is queued, running or stands."""
+        conn = self.catalogue.conn
+        conn.execute(
+            """UPDATE jobs SET state = 'cancelled', updated_at = ?
+               WHERE item_pk = ? AND kind = 'cleanup' AND state = 'pending'""",
+            (now, pk),
+        )
+        conn.execute(
             """INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)
                SELECT ?, 'preprocess', 'pending', ?, ?
-               WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE item_pk = ? AND kind = 'preprocess'
-                                 AND state IN ('pending', 'running'))
-                 AND NOT (EXISTS (SELECT 1 FROM jobs WHERE item_pk = ? AND kind = 'preprocess'
-                                  AND state = 'done')
-                          AND (SELECT system FROM items WHERE pk = ?) IS NOT NULL)""",
-            (pk, now, now, pk, pk, pk),
+               WHERE coalesce((SELECT kind FROM jobs WHERE item_pk = ? AND state != 'cancelled'
+                               ORDER BY id DESC LIMIT 1), '') != 'preprocess'""",
+            (pk, now, now, pk),
         )
 
 

@@ -10,8 +10,10 @@ Every source hands `Delivery` batches to one inbox; the loop applies them with t
   keys that events touched while a rescan ran are checked again once it ends, so a stale
   listing never has the last word.
 - the reaper: missing items older than `move_window_seconds` (time for a matching create to
-  turn the delete into a move) lose their `.dataloop/` artifacts and preprocessing results,
-  and are removed with `on_delete = "remove"`.
+  turn the delete into a move) get a cleanup job for their `.dataloop/` artifacts, and are
+  removed with `on_delete = "remove"`;
+- the preprocessing workers (`syncd.runner.BackgroundRunner`) run beside the loop, in a pool
+  of processes that stays up, and pick up the jobs the applier queues.
 
 Signal handlers only set a flag; the loop notices it within `TICK` seconds and stops:
 sources first (nothing new comes in), then what is already received is applied, the workers
@@ -31,12 +33,13 @@ from dataclasses import dataclass, field
 
 from drivers import Driver
 
-from .applier import Applier, ApplyError, Change, artifact_keys, delete_artifacts
+from .applier import Applier, ApplyError, Change
 from .app import App
 from .catalogue import Catalogue, Dataset, epoch_iso, now_iso
 from .daemon_config import parse_listen
 from .events import Delivery, ObjectUpdated
 from .indexer import SyncResult, sync_dataset
+from .jobs import enqueue_cleanup
 from .metrics import Metrics
 from .sources import Router, Source, build_sources
 
@@ -46,6 +49,11 @@ TICK = 0.2  # seconds the loop waits for events before doing its scheduled work
 MAX_BATCH = 1000  # events applied in one transaction
 TOUCHED_LIMIT = 50_000  # keys remembered during a rescan; past that, rescan again
 STALLED = 60.0  # seconds without a loop turn after which /healthz says 503
+# A missing item whose artifacts' cleanup is still to be queued.
+KEEPS_ARTIFACTS = """AND json_extract(i.system, '$.thumbnailId') IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.item_pk = i.pk AND j.kind = 'cleanup'
+                    AND j.state IN ('pending', 'running'))"""
+WORKERS_STOP = 10.0  # seconds the workers get to finish their jobs in flight at a stop
 
 
 class Stopping(Exception):
@@ -191,7 +199,7 @@ class Daemon:
         while deliveries := self._take(0):
             self._apply(deliveries)
         if self.workers is not None:
-            self.workers.stop()
+            self.workers.stop(WORKERS_STOP)  # finish and record the jobs in flight
         for rescan in self._rescans.values():
             rescan.done.wait(max(0.1, 3.0 - (time.monotonic() - started)))
         while deliveries := self._take(0):  # raced the flag: refused, so never acknowledged
@@ -344,54 +352,56 @@ class Daemon:
                     for key in sorted(touched)))])
 
     def _requeue_orphans(self, name: str) -> None:
-        """Present items without preprocessing results or any live job (a missing item the
-        rescan found again, after the reaper had cleaned it) get a job."""
+        """Present items whose latest job (cancelled ones aside) is not a preprocessing one
+        get one: a missing item the rescan found again after its artifacts were cleaned up,
+        or whose job was cancelled while it was missing."""
         dataset, _ = self.resolve(name)
         now = now_iso()
         with self.app.catalogue.transaction(immediate=True) as conn:
             conn.execute(
                 """INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)
                    SELECT pk, 'preprocess', 'pending', ?, ? FROM items i
-                   WHERE i.dataset_id = ? AND i.state = 'present' AND i.system IS NULL
-                     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.item_pk = i.pk
-                                     AND j.kind = 'preprocess' AND j.state != 'cancelled')""",
+                   WHERE i.dataset_id = ? AND i.state = 'present'
+                     AND coalesce((SELECT kind FROM jobs j WHERE j.item_pk = i.pk
+                                   AND j.state != 'cancelled' ORDER BY j.id DESC LIMIT 1), '')
+                         != 'preprocess'""",
                 (now, now, dataset.id),
             )
 
     # -- the reaper -----------------------------------------------------------------------
 
     def _reap(self) -> None:
+        """Missing items older than the move window: their artifacts' cleanup is queued (a
+        job, run by the workers, durable across crashes); with on_delete = "remove" the
+        items are removed too."""
         remove = self.settings.on_delete == "remove"
         cutoff = epoch_iso(time.time() - self.settings.move_window_seconds)
         conn = self.app.catalogue.conn
         waiting = False
         for dataset_config in self.config.datasets:
-            dataset, driver = self.resolve(dataset_config.name)
+            dataset, _ = self.resolve(dataset_config.name)
             now = now_iso()
             with self.app.catalogue.transaction(immediate=True):
                 rows = conn.execute(
-                    f"""SELECT pk, system, updated_at <= ? FROM items
-                        WHERE dataset_id = ? AND state = 'missing'
-                          {'' if remove else 'AND system IS NOT NULL'}""",
+                    f"""SELECT pk, updated_at <= ? FROM items i
+                        WHERE dataset_id = ? AND state = 'missing' {'' if remove else KEEPS_ARTIFACTS}""",
                     (cutoff, dataset.id),
                 ).fetchall()
-                due = [(pk, system) for pk, system, old in rows if old]
+                due = [pk for pk, old in rows if old]
                 waiting |= len(due) < len(rows)
-                for pk, _ in due:
-                    if remove:
-                        conn.execute("UPDATE jobs SET state = 'cancelled', updated_at = ? "
-                                     "WHERE item_pk = ? AND state = 'pending'", (now, pk))
-                        conn.execute("DELETE FROM items WHERE pk = ?", (pk,))
-                    else:
-                        conn.execute("UPDATE items SET system = NULL WHERE pk = ?", (pk,))
-            if not due:
-                continue
-            keys = [key for _, system in due for key in artifact_keys(system)]
-            delete_artifacts(driver, keys, dataset=dataset.name)
+                if not due:
+                    continue
+                chosen = ", ".join(str(pk) for pk in due)
+                conn.execute(f"UPDATE jobs SET state = 'cancelled', updated_at = ? "
+                             f"WHERE item_pk IN ({chosen}) AND state = 'pending' AND kind = 'preprocess'",
+                             (now,))
+                enqueue_cleanup(conn, chosen, now)
+                if remove:
+                    conn.execute(f"DELETE FROM items WHERE pk IN ({chosen})")
             self.metrics.reaped.labels(dataset.name).inc(len(due))
-            log.info("%s: %s %d missing items%s", dataset.name,
-                     "removed" if remove else "cleaned up", len(due),
-                     f" and {len(keys)} artifacts" if keys else "", extra={"dataset": dataset.name})
+            log.info("%s: %s %d missing items", dataset.name,
+                     "removed" if remove else "queued the artifacts' cleanup of", len(due),
+                     extra={"dataset": dataset.name})
         self._reap_dirty = waiting
 
 

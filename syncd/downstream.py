@@ -5,7 +5,7 @@ driver returned through the same applier the daemon uses: the daemon's own event
 write (inotify, a bucket notification) then finds the item already matching storage and
 changes nothing, and a later rescan sees no difference either. `remove` deletes the item
 and, only when the driver has `allow_delete = true`, the binary in storage ("by default,
-we will NOT delete your binaries").
+we will NOT delete your binaries"); its artifacts get a cleanup job.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from drivers import InvalidKey, NotFound
 from drivers.base import check_key, is_hidden
 
 from .app import App
-from .applier import Applier, Change, artifact_keys, delete_artifacts
+from .applier import Applier, Change
 from .catalogue import normalize_filename, now_iso
 from .errors import NotFoundError
 from .events import ObjectCreated
+from .jobs import enqueue_cleanup
 
 
 def remote_key(local: Path, remote: str | None) -> str:
@@ -95,6 +96,6 @@ def remove(app: App, dataset: str, remote: str) -> Removed:
     with app.catalogue.transaction(immediate=True) as conn:
         conn.execute("UPDATE jobs SET state = 'cancelled', updated_at = ? "
                      "WHERE item_pk = ? AND state = 'pending'", (now, row["pk"]))
+        enqueue_cleanup(conn, str(row["pk"]), now)  # its thumbnail: a job, run by the workers
         conn.execute("DELETE FROM items WHERE pk = ?", (row["pk"],))
-    delete_artifacts(driver, artifact_keys(row["system"]), dataset=dataset)
     return Removed(filename, app.catalogue.item_id(row["pk"]), deleted)

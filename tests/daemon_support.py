@@ -83,10 +83,15 @@ def daemon_config(tmp_path: Path, storage: Path, *, extra: str = "", daemon: str
 
 
 class ThreadDaemon:
-    """A Daemon driven by a thread of the test process (signal handlers not installed)."""
+    """A Daemon driven by a thread of the test process (signal handlers not installed).
+    workers=N runs the preprocessing workers too (0: in the test process itself)."""
 
-    def __init__(self, config_file: Path, **kwargs):
+    def __init__(self, config_file: Path, *, workers: int | None = None, **kwargs):
         self.app = App.from_file(config_file)
+        if workers is not None:
+            from syncd.runner import BackgroundRunner
+
+            kwargs["workers"] = BackgroundRunner(self.app.config, workers=workers)
         self.daemon = Daemon(self.app, **kwargs)
         self._thread = threading.Thread(target=self._loop, name="test-daemon")
         self.error: BaseException | None = None
@@ -159,3 +164,19 @@ def synced(catalogue_path, dataset="photos") -> bool:
         row = catalogue.conn.execute(
             "SELECT synced_at FROM datasets WHERE name = ?", (dataset,)).fetchone()
         return bool(row and row[0])
+
+
+def jpeg(index: int = 0, size=(64, 48)) -> bytes:
+    """A small, real JPEG (distinct for each index)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", size, ((index * 37) % 256, (index * 91) % 256, 120))
+    out = io.BytesIO()
+    image.save(out, "JPEG")
+    return out.getvalue()
+
+
+def thumbnail_of(item: dict | None) -> str | None:
+    return (item or {}).get("metadata", {}).get("system", {}).get("thumbnailId")

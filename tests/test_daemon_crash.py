@@ -1,4 +1,4 @@
-"""kill -9 at any point, then a restart: nothing lost, every item exactly once."""
+"""kill -9 at any point, then a restart: nothing lost, every item preprocessed exactly once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 import threading
 
 from conftest import put_file
-from daemon_support import DaemonProcess, daemon_config, items, jobs, wait_for
+from daemon_support import DaemonProcess, daemon_config, items, jpeg, thumbnail_of, wait_for
 from syncd.catalogue import Catalogue
 
 
@@ -22,7 +22,18 @@ def files_on_disk(storage):
 
 def write_batch(storage, batch, count=40):
     for i in range(count):
-        put_file(storage, f"b{batch}/{i % 4}/f{i}.bin", f"batch {batch} file {i}")
+        put_file(storage, f"b{batch}/{i % 4}/f{i}.jpg", jpeg(batch * 100 + i))
+
+
+def open_jobs(db) -> int:
+    with Catalogue(db) as catalogue:
+        return catalogue.conn.execute(
+            "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')").fetchone()[0]
+
+
+def converged(db, storage) -> bool:
+    present = {k for k, v in items(db).items() if v["state"] == "present"}
+    return present == files_on_disk(storage) and open_jobs(db) == 0
 
 
 def assert_exactly_once(db, storage):
@@ -33,13 +44,15 @@ def assert_exactly_once(db, storage):
             "SELECT filename, count(*) FROM items GROUP BY dataset_id, filename HAVING count(*) > 1"
         ).fetchall()
         assert duplicates == []
-        live = catalogue.conn.execute(
-            """SELECT i.filename, count(j.id) FROM items i
-               LEFT JOIN jobs j ON j.item_pk = i.pk AND j.state != 'cancelled'
+        runs = catalogue.conn.execute(
+            """SELECT i.filename, group_concat(j.state) FROM items i
+               LEFT JOIN jobs j ON j.item_pk = i.pk AND j.kind = 'preprocess' AND j.state != 'cancelled'
                WHERE i.state = 'present' GROUP BY i.pk"""
         ).fetchall()
-    # One live preprocessing job per item: nothing was queued twice, nothing was lost.
-    assert {name: count for name, count in live if count != 1} == {}
+    # Each item preprocessed exactly once: one done job, nothing queued twice or lost.
+    assert {name: states for name, states in runs if states != "done"} == {}
+    for item in present.values():
+        assert (storage / thumbnail_of(item)).exists()
 
 
 def test_kill_9_mid_burst_then_restart(tmp_path, storage):
@@ -57,20 +70,23 @@ def test_kill_9_mid_burst_then_restart(tmp_path, storage):
         writer.join()
         # While it is down: more files, a delete, a rename.
         write_batch(storage, 2)
-        (storage / "b0/0/f0.bin").unlink()
-        os.rename(storage / "b0/1/f1.bin", storage / "b2/renamed.bin")
+        (storage / "b0/0/f0.jpg").unlink()
+        os.rename(storage / "b0/1/f1.jpg", storage / "b2/renamed.jpg")
         daemon = DaemonProcess(cfg, log).start()
-        wait_for(lambda: {k for k, v in items(db).items() if v["state"] == "present"}
-                 == files_on_disk(storage), what="catalogue matches the folder again")
-        # Killed again right after a start, during the catch-up rescan.
+        wait_for(lambda: converged(db, storage), timeout=60, what="catalogue matches the folder again")
+        # Killed while preprocessing: some of batch 3's jobs done, others in flight or queued.
         write_batch(storage, 3)
+        wait_for(lambda: any(thumbnail_of(v) for k, v in items(db).items() if k.startswith("/b3/")),
+                 what="some of batch 3 preprocessed")
+        daemon.kill()
+        # Killed again right after a start, during the catch-up rescan.
+        write_batch(storage, 4)
+        daemon = DaemonProcess(cfg, log).start()
         daemon.kill()
         daemon = DaemonProcess(cfg, log).start()
-        wait_for(lambda: {k for k, v in items(db).items() if v["state"] == "present"}
-                 == files_on_disk(storage), what="converged after the second kill")
+        wait_for(lambda: converged(db, storage), timeout=60, what="converged after the kills")
         assert daemon.terminate(signal.SIGTERM) == 0
     finally:
         daemon.close()
     assert_exactly_once(db, storage)
-    assert items(db)["/b0/0/f0.bin"]["state"] == "missing"
-    assert len([state for _, state in jobs(db) if state == "pending"]) == len(files_on_disk(storage))
+    assert items(db)["/b0/0/f0.jpg"]["state"] == "missing"

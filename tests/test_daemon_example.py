@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 
-from daemon_support import ROOT, DaemonProcess, wait_for
+from daemon_support import ROOT, DaemonProcess, thumbnail_of, wait_for
 
 
 def test_example_config_picks_up_a_copied_file(tmp_path):
     shutil.copy(ROOT / "config.example.toml", tmp_path / "syncd.toml")
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples",
+                    ignore=shutil.ignore_patterns(".dataloop"))  # thumbnails of earlier runs
     daemon = DaemonProcess(tmp_path / "syncd.toml", tmp_path / "daemon.log").start()
 
     def listed():
@@ -28,8 +29,10 @@ def test_example_config_picks_up_a_copied_file(tmp_path):
     try:
         wait_for(lambda: "/field.jpg" in listed(), what="the example folder synced at start")
         shutil.copy(tmp_path / "examples/photos/field.jpg", tmp_path / "examples/photos/copied.jpg")
-        item = wait_for(lambda: listed().get("/copied.jpg"), what="the copied file listed")
-        assert item["state"] == "present" and item["metadata"]["system"]["size"] > 0
+        item = wait_for(lambda: thumbnail_of(listed().get("/copied.jpg")) and listed()["/copied.jpg"],
+                        what="the copied file listed, with its thumbnail")
+        assert item["state"] == "present" and item["metadata"]["system"]["mimetype"] == "image/jpeg"
+        assert (tmp_path / "examples/photos" / item["metadata"]["system"]["thumbnailId"]).exists()
         assert daemon.terminate(signal.SIGTERM) == 0
     finally:
         daemon.close()

@@ -11,8 +11,9 @@ import pytest
 
 from conftest import put_file
 from daemon_support import (
-    DaemonProcess, ThreadDaemon, daemon_config, free_port, items, jobs, wait_for,
+    DaemonProcess, ThreadDaemon, daemon_config, free_port, items, jobs, jpeg, thumbnail_of, wait_for,
 )
+from syncd.catalogue import Catalogue
 from syncd.app import App
 from syncd.daemon import Daemon
 
@@ -129,50 +130,44 @@ def test_restart_keeps_the_rescan_schedule(tmp_path, storage):
             daemon.shutdown()
 
 
-def _thumbnail(db, storage, filename):
-    """Pretend a worker preprocessed the item: an artifact and results pointing at it."""
-    from syncd.catalogue import Catalogue
-
-    with Catalogue(db) as catalogue:
-        row = catalogue.conn.execute("SELECT pk FROM items WHERE filename = ?", (filename,)).fetchone()
-        key = f".dataloop/thumbnails/{catalogue.item_id(row[0])}.jpg"
-        put_file(storage, key, "thumb")
-        catalogue.conn.execute("UPDATE items SET system = ? WHERE pk = ?",
-                               (json.dumps({"thumbnailId": key, "width": 1}), row[0]))
-        catalogue.conn.execute("UPDATE jobs SET state = 'done' WHERE item_pk = ?", (row[0],))
-    return storage / key
-
-
 @pytest.mark.parametrize("mode", ["missing", "remove"])
 def test_deleted_items_lose_artifacts_after_the_move_window(tmp_path, storage, mode):
     cfg = daemon_config(tmp_path, storage,
                         daemon=f'on_delete = "{mode}"\nmove_window_seconds = 0.5\ndebounce_seconds = 0.05')
     db = tmp_path / "catalogue.db"
-    with ThreadDaemon(cfg):
-        put_file(storage, "a.jpg", "a")
-        wait_for(lambda: "/a.jpg" in items(db))
-        thumbnail = _thumbnail(db, storage, "/a.jpg")
+    with ThreadDaemon(cfg, workers=0):
+        put_file(storage, "a.jpg", jpeg())
+        thumbnail = storage / wait_for(lambda: thumbnail_of(items(db).get("/a.jpg")), what="thumbnail")
+        assert thumbnail.exists()
         (storage / "a.jpg").unlink()
         wait_for(lambda: not thumbnail.exists(), what="artifact cleaned")
         if mode == "remove":
             wait_for(lambda: "/a.jpg" not in items(db), what="item removed")
         else:
-            item = wait_for(lambda: items(db).get("/a.jpg"))
-            assert item["state"] == "missing" and "thumbnailId" not in item["metadata"]["system"]
+            item = wait_for(lambda: (i := items(db).get("/a.jpg")) and not thumbnail_of(i) and i)
+            assert item["state"] == "missing"
+            assert item["metadata"]["system"]["mimetype"] == "image/jpeg"  # the ghost keeps the rest
 
 
-def test_moved_item_keeps_its_artifacts(tmp_path, storage):
+def test_moved_item_keeps_its_thumbnail(tmp_path, storage):
     cfg = daemon_config(tmp_path, storage, daemon="move_window_seconds = 0.2\ndebounce_seconds = 0.05")
     db = tmp_path / "catalogue.db"
-    with ThreadDaemon(cfg):
-        put_file(storage, "a.jpg", "a")
-        wait_for(lambda: "/a.jpg" in items(db))
-        thumbnail = _thumbnail(db, storage, "/a.jpg")
+    with ThreadDaemon(cfg, workers=0):
+        put_file(storage, "a.jpg", jpeg())
+        key = wait_for(lambda: thumbnail_of(items(db).get("/a.jpg")), what="thumbnail")
         os.rename(storage / "a.jpg", storage / "b.jpg")
         wait_for(lambda: set(items(db)) == {"/b.jpg"}, what="moved")
-    assert thumbnail.exists()
-    assert items(db)["/b.jpg"]["metadata"]["system"]["thumbnailId"]
-    assert [state for _, state in jobs(db)] == ["done"]
+        # Well past the move window: nothing cleans the moved item's artifacts.
+        put_file(storage, "later.jpg", jpeg(1))
+        wait_for(lambda: thumbnail_of(items(db).get("/later.jpg")), what="a later thumbnail")
+    assert (storage / key).exists() and thumbnail_of(items(db)["/b.jpg"]) == key
+    b_pk = Catalogue(db).item_pk(items(db)["/b.jpg"]["id"])
+    assert [(kind, state) for pk, kind, state in kinds(db) if pk == b_pk] == [("preprocess", "done")]
+
+
+def kinds(db):
+    with Catalogue(db) as catalogue:
+        return catalogue.conn.execute("SELECT item_pk, kind, state FROM jobs ORDER BY id").fetchall()
 
 
 def test_sigterm_stops_cleanly_and_logs_json(tmp_path, storage, cfg):

@@ -7,6 +7,7 @@ import click
 from ..app import App
 from ..daemon import Daemon
 from ..daemon_config import parse_listen
+from ..runner import BackgroundRunner
 from . import cli
 from .common import pass_app
 
@@ -23,12 +24,17 @@ def _listen(ctx, param, value: str | None) -> str | None:
 @cli.command()
 @click.option("--listen", metavar="HOST:PORT", callback=_listen,
               help="Serve /healthz, /metrics and the push hooks here (overrides [daemon] listen).")
+@click.option("--no-preprocess", is_flag=True,
+              help="Run no preprocessing workers (jobs stay queued for `syncd jobs run`).")
 @pass_app
-def daemon(app: App, listen: str | None) -> None:
+def daemon(app: App, listen: str | None, no_preprocess: bool) -> None:
     """Run until SIGTERM/SIGINT: apply bucket events, rescan on schedule, preprocess.
 
     Event sources come from [[sources]] in the config (watch, sqs, pubsub, azure_queue) and
     from push hooks on the listen address; see the README's "Running as a service"."""
-    runner = Daemon(app, listen=listen)
+    workers = None
+    if app.config.preprocess.enabled and not no_preprocess:
+        workers = BackgroundRunner(app.config)
+    runner = Daemon(app, listen=listen, workers=workers)
     runner.install_signal_handlers()
     runner.run()
