@@ -3,9 +3,10 @@ to its thumbnail written (its preprocessing job done).
 
     python bench/event_latency.py               # 1,000 files, local folder and moto + SQS
     python bench/event_latency.py -n 200 --only local
+    python bench/event_latency.py --rate 50     # paced: 50 writes a second, not one burst
 
 1. local: a daemon watching a folder (inotify); N small JPEGs are written into it as fast as
-   one thread can (a burst, like a copy of a folder of photos).
+   one thread can (a burst, like a copy of a folder of photos), or `--rate` a second.
 2. s3: moto in server mode on 127.0.0.1, the bucket's ObjectCreated notifications going to an
    SQS queue of the same server, a daemon consuming that queue; N objects are put with boto3.
 
@@ -137,7 +138,14 @@ def summarize(name: str, written: dict[str, float], db: Path, workers: bool) -> 
     return result
 
 
-def bench_local(n: int, workdir: Path, workers: bool) -> dict:
+def pace(rate: float, index: int, started: float) -> None:
+    if rate:
+        delay = started + index / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def bench_local(n: int, workdir: Path, workers: bool, rate: float = 0.0) -> dict:
     storage = workdir / "local"
     (storage / "drop").mkdir(parents=True)
     db = workdir / "local.db"
@@ -161,7 +169,9 @@ def bench_local(n: int, workdir: Path, workers: bool) -> dict:
     try:
         wait(lambda: synced(db), "local: startup sync", 60)
         written: dict[str, float] = {}
+        started = time.monotonic()
         for i, data in enumerate(images):
+            pace(rate, i, started)
             path = storage / "drop" / f"img_{i:05d}.jpg"
             with open(path, "wb") as out:
                 out.write(data)
@@ -171,7 +181,7 @@ def bench_local(n: int, workdir: Path, workers: bool) -> dict:
         daemon.stop()
 
 
-def bench_s3(n: int, workdir: Path, workers: bool) -> dict:
+def bench_s3(n: int, workdir: Path, workers: bool, rate: float = 0.0) -> dict:
     import boto3
 
     port = free_port()
@@ -223,8 +233,10 @@ def bench_s3(n: int, workdir: Path, workers: bool) -> dict:
         try:
             wait(lambda: synced(db), "s3: startup sync", 60)
             written: dict[str, float] = {}
+            started = time.monotonic()
 
             def put(i: int) -> None:
+                pace(rate, i, started)
                 key = f"drop/img_{i:05d}.jpg"
                 s3.put_object(Bucket="bench", Key=key, Body=images[i], ContentType="image/jpeg")
                 written["/" + key] = time.time()
@@ -243,6 +255,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="files per store (default 1000)")
     parser.add_argument("--only", choices=["local", "s3"])
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="writes a second (default: one burst, as fast as they go)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per store")
     args = parser.parse_args()
     workers = has_workers()
@@ -251,12 +265,13 @@ def main() -> None:
         for name, run in (("local", bench_local), ("s3", bench_s3)):
             if args.only and args.only != name:
                 continue
-            results.append(run(args.n, Path(tmp), workers))
+            results.append(run(args.n, Path(tmp), workers, args.rate))
     for result in results:
         if args.json:
             print(json.dumps(result))
             continue
-        print(f"{result['store']}: {result['files']} files")
+        how = f"{args.rate:g} a second" if args.rate else "one burst"
+        print(f"{result['store']}: {result['files']} files, {how}")
         for label in ("item", "thumbnail"):
             value = result[label]
             if value is None:
