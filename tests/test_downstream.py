@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import Runner, put_file, write_config
-from daemon_support import ThreadDaemon, daemon_config, items, jobs, synced, wait_for
+from daemon_support import ThreadDaemon, daemon_config, items, jobs, jpeg, synced, wait_for
 
 
 def config(tmp_path, storage, *, permissions='["list", "get", "put", "delete"]', allow_delete="false"):
@@ -35,17 +35,26 @@ def local_file(tmp_path):
 
 
 def test_put_writes_storage_and_catalogue(tmp_path, storage, local_file, run):
-    [item] = run.json_lines("put", "photos", str(local_file))
+    [item] = run.json_lines("put", "photos", str(local_file), "--no-preprocess")
     assert item["filename"] == "/new photo.jpg" and item["state"] == "present"
     assert (storage / "new photo.jpg").read_bytes() == b"jpeg bytes"
-    [item] = run.json_lines("put", "photos", str(local_file), "--as", "/cats/renamed.jpg")
+    [item] = run.json_lines("put", "photos", str(local_file), "--as", "/cats/renamed.jpg", "--no-preprocess")
     assert (storage / "cats/renamed.jpg").exists() and item["filename"] == "/cats/renamed.jpg"
-    [item] = run.json_lines("put", "photos", str(local_file), "--as", "dogs/")
+    [item] = run.json_lines("put", "photos", str(local_file), "--as", "dogs/", "--no-preprocess")
     assert item["filename"] == "/dogs/new photo.jpg"
     assert [state for _, state in jobs(tmp_path / "catalogue.db")] == ["pending"] * 3
     # A sync afterwards finds storage and catalogue in agreement: nothing to import.
-    [result] = run.json_lines("sync")
+    [result] = run.json_lines("sync", "--no-preprocess")
     assert (result["created"], result["updated"], result["unchanged"]) == (0, 0, 3)
+
+
+def test_put_preprocesses_the_new_item(tmp_path, storage, run):
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(jpeg())
+    [item] = run.json_lines("put", "photos", str(image), "--as", "/cats/photo.jpg")
+    system = item["metadata"]["system"]
+    assert system["mimetype"] == "image/jpeg" and system["width"] == 64
+    assert (storage / system["thumbnailId"]).exists()
 
 
 def test_put_refused_by_permissions_changes_nothing(tmp_path, storage, local_file):
@@ -65,7 +74,7 @@ def test_daemon_does_not_reimport_its_own_write(tmp_path, storage, local_file):
     db = tmp_path / "catalogue.db"
     with ThreadDaemon(cfg) as daemon:
         wait_for(lambda: synced(db) and not daemon._rescans, what="startup sync")
-        Runner(cfg)("put", "photos", str(local_file), "--as", "/cats/a.jpg")
+        Runner(cfg)("put", "photos", str(local_file), "--as", "/cats/a.jpg", "--no-preprocess")
 
         def seen():
             samples = daemon.metrics.events.collect()[0].samples
@@ -77,7 +86,7 @@ def test_daemon_does_not_reimport_its_own_write(tmp_path, storage, local_file):
 
 
 def test_rm_keeps_the_binary_without_allow_delete(tmp_path, storage, local_file, run):
-    run("put", "photos", str(local_file), "--as", "/a.jpg")
+    run("put", "photos", str(local_file), "--as", "/a.jpg", "--no-preprocess")
     result = run("rm", "photos", "/a.jpg")
     assert "stays in storage" in result.stderr
     assert (storage / "a.jpg").exists() and items(tmp_path / "catalogue.db") == {}
@@ -87,17 +96,21 @@ def test_rm_keeps_the_binary_without_allow_delete(tmp_path, storage, local_file,
 
 def test_rm_deletes_the_binary_with_allow_delete(tmp_path, storage, local_file):
     run = Runner(config(tmp_path, storage, allow_delete="true"))
-    run("put", "photos", str(local_file), "--as", "/cats/a.jpg")
-    put_file(storage, ".dataloop/thumbnails/t.jpg", "thumb")
+    local_file.write_bytes(jpeg())
+    [item] = run.json_lines("put", "photos", str(local_file), "--as", "/cats/a.jpg")
+    thumbnail = storage / item["metadata"]["system"]["thumbnailId"]
+    assert thumbnail.exists()
     [removed] = run.json_lines("rm", "photos", "cats/a.jpg")
     assert removed["binary_deleted"] is True and removed["filename"] == "/cats/a.jpg"
     assert not (storage / "cats").exists()  # the local driver prunes emptied folders
     assert items(tmp_path / "catalogue.db") == {}
+    run("jobs", "run")  # the queued cleanup deletes the thumbnail
+    assert not thumbnail.exists()
 
 
 def test_rm_without_delete_permission_changes_nothing(tmp_path, storage, local_file):
     run = Runner(config(tmp_path, storage, permissions='["list", "get", "put"]', allow_delete="true"))
-    run("put", "photos", str(local_file), "--as", "/a.jpg")
+    run("put", "photos", str(local_file), "--as", "/a.jpg", "--no-preprocess")
     result = run("rm", "photos", "/a.jpg", expect=4)
     assert "delete" in result.stderr
     assert (storage / "a.jpg").exists() and "/a.jpg" in items(tmp_path / "catalogue.db")

@@ -15,11 +15,18 @@ from .common import emit_json, json_option, pass_app
 @click.argument("local", type=click.Path(exists=True, dir_okay=False, readable=True))
 @click.option("--as", "remote", metavar="REMOTE",
               help="Path in the dataset (/cats/a.jpg, or a folder ending in /); default: /NAME.")
+@click.option("--no-preprocess", is_flag=True,
+              help="Only queue the preprocessing job (for the daemon or `syncd jobs run`).")
 @json_option
 @pass_app
-def put(app: App, dataset: str, local: str, remote: str | None, as_json: bool) -> None:
-    """Write LOCAL to the dataset's storage and catalogue it; it is queued for preprocessing."""
+def put(app: App, dataset: str, local: str, remote: str | None, no_preprocess: bool,
+        as_json: bool) -> None:
+    """Write LOCAL to the dataset's storage and catalogue it, then preprocess it (as `syncd
+    sync` does: the dataset's open jobs run, in this process)."""
     item, change = downstream.put(app, dataset, local, remote)
+    if app.config.preprocess.enabled and not no_preprocess:
+        app.run_jobs([dataset], workers=0)
+        item = app.catalogue.get_item(app.dataset(dataset), item["filename"])
     if as_json:
         emit_json(item)
     else:
