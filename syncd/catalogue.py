@@ -27,6 +27,7 @@ import sqlite_utils
 from .errors import NotFoundError
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer before failing
+CACHE_KIB = 16 * 1024  # SQLite page cache per connection and database
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: the initial schema
@@ -137,6 +138,9 @@ class Catalogue:
         self.conn.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.conn.execute("PRAGMA temp_store = FILE")  # sync diffs spill to disk, not RAM
+        # A bounded page cache, big enough for a large sync's index inserts not to spill.
+        self.conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        self.conn.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
         self.db = sqlite_utils.Database(self.conn)
         self.migrate()
         self.instance = self._instance_id()

@@ -383,12 +383,14 @@ def _apply(catalogue: Catalogue, dataset: Dataset, plan: Plan, *, prune: bool, d
     conn = catalogue.conn
     now = now_iso()
     with catalogue.transaction(immediate=True):
-        if not plan.initial:
+        if plan.changed or plan.moves:
             _apply_changes(conn, now)
             _apply_link_files(conn, dataset.id)
-            if deletes:
-                _apply_deletes(conn, now, prune=prune)
+        if deletes and (plan.gone_present or plan.gone_missing):
+            _apply_deletes(conn, now, prune=prune)
         conn.execute("UPDATE datasets SET synced_at = ? WHERE id = ?", (now, dataset.id))
+    if plan.fresh == plan.moves:
+        return
     # Created items, in chunks so that a very large first sync does not hold the write
     # lock for long; each chunk writes its items and their jobs together.
     last = conn.execute("SELECT coalesce(max(n), 0) FROM temp.listing").fetchone()[0]
