@@ -37,6 +37,7 @@ from .applier import Applier, ApplyError, Change
 from .app import App
 from .catalogue import Catalogue, Dataset, epoch_iso, now_iso
 from .daemon_config import parse_listen
+from .errors import SyncdError
 from .events import Delivery, ObjectUpdated
 from .indexer import SyncResult, sync_dataset
 from .jobs import enqueue_cleanup
@@ -83,6 +84,7 @@ class Daemon:
         self.metrics = Metrics(self.config.catalogue.path)
         self.sources = build_sources(self.config) if sources is None else sources
         self.workers = workers
+        self._workers_started = False
         self.http = None
         self._stop = threading.Event()
         self._stopped = False
@@ -115,9 +117,9 @@ class Daemon:
         """Safe from a signal handler: it only sets a flag."""
         self._stop.set()
 
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
+    def install_signal_handlers(self) -> dict:
+        """Flag-only handlers for SIGTERM and SIGINT; returns the previous ones."""
+        return {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def health(self) -> tuple[bool, dict]:
         age = self.clock() - self.heartbeat
@@ -148,21 +150,25 @@ class Daemon:
             token = self.settings.hook_token.get_secret_value() if self.settings.hook_token else None
             if not token:
                 log.warning("[daemon] hook_token is not set: every /hooks/ request gets 401")
-            self.http = HookServer(host, port, token=token, router=Router(self.config),
-                                   submit=self.submit, metrics=self.metrics, health=self.health,
-                                   sns_confirm_hosts=self.settings.sns_confirm_hosts)
+            try:
+                self.http = HookServer(host, port, token=token, router=Router(self.config),
+                                       submit=self.submit, metrics=self.metrics, health=self.health,
+                                       sns_confirm_hosts=self.settings.sns_confirm_hosts)
+            except OSError as error:
+                raise SyncdError(f"cannot listen on {self.listen}: {error.strerror or error}") from None
             self.http.start()
         for source in self.sources:
             source.start(self.submit)
         if self.workers is not None:
             self.workers.start()
+            self._workers_started = True
         log.info("daemon started: %d datasets, %d event sources%s", len(names), len(self.sources),
                  ", workers running" if self.workers is not None else "")
 
     def run(self) -> None:
         """Run until asked to stop (a signal, or request_stop)."""
-        self.start()
         try:
+            self.start()
             while not self._stop.is_set():
                 self.run_once()
         finally:
@@ -198,7 +204,7 @@ class Daemon:
         # delivered again); anything later is refused and stays queued where it came from.
         while deliveries := self._take(0):
             self._apply(deliveries)
-        if self.workers is not None:
+        if self._workers_started:
             self.workers.stop(WORKERS_STOP)  # finish and record the jobs in flight
         for rescan in self._rescans.values():
             rescan.done.wait(max(0.1, 3.0 - (time.monotonic() - started)))

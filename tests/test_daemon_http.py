@@ -162,3 +162,17 @@ def test_hooks_are_closed_without_a_configured_token(tmp_path, storage):
                                body=pubsub_for_unknown_bucket())
         assert status == 401
         assert request(f"http://127.0.0.1:{port}/healthz")[0] == 200
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path, storage):
+    import socket
+
+    from conftest import Runner
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = daemon_config(tmp_path, storage, watch=False)
+        result = Runner(cfg)("daemon", "--listen", f"127.0.0.1:{port}", expect=1)
+        assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from ..app import App
@@ -36,5 +38,9 @@ def daemon(app: App, listen: str | None, no_preprocess: bool) -> None:
     if app.config.preprocess.enabled and not no_preprocess:
         workers = BackgroundRunner(app.config)
     runner = Daemon(app, listen=listen, workers=workers)
-    runner.install_signal_handlers()
-    runner.run()
+    previous = runner.install_signal_handlers()
+    try:
+        runner.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
