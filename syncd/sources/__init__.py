@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from drivers.base import is_hidden
 
+from .formats import FormatError
+
 from ..events import (
     Delivery, Event, FolderChanged, ObjectCreated, ObjectDeleted, ObjectMoved, ObjectUpdated,
 )
@@ -196,6 +198,24 @@ class PollingSource(Source):
                             self.name, len(events), delivery.error)
             return False
         return True
+
+    def read_messages(self, messages, parse, *, kind: str, source: str,
+                      handle: Callable = lambda message: message):
+        """Turn received queue messages into events: (events, the handles to acknowledge
+        once they are applied, the handles of messages that are not `kind`, acknowledged
+        anyway so that they do not come back forever). `parse(message)` gives notices or
+        raises FormatError."""
+        events, useful, poison = [], [], []
+        for message in messages:
+            try:
+                notices = parse(message)
+            except FormatError as error:
+                log.warning("%s: dropping a message that is not %s (%s)", self.name, kind, error)
+                poison.append(handle(message))
+                continue
+            events.extend(self.router.deliveries(notices, source=source))
+            useful.append(handle(message))
+        return tuple(events), useful, poison
 
     def open(self) -> None:
         """Connect (in the source's thread)."""

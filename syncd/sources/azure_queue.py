@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from . import PollingSource, Router
-from .formats import FormatError, parse_queue_message
+from .formats import parse_queue_message
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +53,10 @@ class AzureQueueSource(PollingSource):
             self._pause = min(self._pause * 2, spec.poll_seconds)
             return
         self._pause = FIRST_PAUSE
-        events, useful, poison = [], [], []
-        for message in messages:
-            try:
-                notices = parse_queue_message(message.content)
-            except FormatError as error:
-                log.warning("%s: deleting a message that is not an Event Grid event (%s)",
-                            self.name, error)
-                poison.append(message)
-                continue
-            events.extend(self.router.deliveries(notices, source="azure-queue"))
-            useful.append(message)
-        applied = self.hand_over(tuple(events))
+        events, useful, poison = self.read_messages(
+            messages, lambda message: parse_queue_message(message.content),
+            kind="an Event Grid event", source="azure-queue")
+        applied = self.hand_over(events)
         for message in (useful + poison) if applied else poison:
             self.client.delete_message(message)
         if not applied and self.stopping:

@@ -11,7 +11,7 @@ import logging
 import os
 
 from . import PollingSource, Router
-from .formats import FormatError, parse_gcs_notification
+from .formats import parse_gcs_notification
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +57,10 @@ class PubSubPullSource(PollingSource):
         received = list(response.received_messages)
         if not received:
             return
-        events, useful, poison = [], [], []
-        for item in received:
-            message = item.message
-            attributes = dict(message.attributes)
-            if "eventTime" not in attributes and message.publish_time:
-                attributes["eventTime"] = message.publish_time.isoformat()
-            try:
-                notices = parse_gcs_notification(attributes, bytes(message.data))
-            except FormatError as error:
-                log.warning("%s: acknowledging a message that is not a GCS notification (%s)",
-                            self.name, error)
-                poison.append(item.ack_id)
-                continue
-            events.extend(self.router.deliveries(notices, source="pubsub"))
-            useful.append(item.ack_id)
-        applied = self.hand_over(tuple(events))
+        events, useful, poison = self.read_messages(
+            received, _parse, kind="a GCS notification", source="pubsub",
+            handle=lambda item: item.ack_id)
+        applied = self.hand_over(events)
         done = useful + poison if applied else poison
         if done:
             self.client.acknowledge(request={"subscription": self.spec.subscription, "ack_ids": done})
@@ -86,3 +74,11 @@ class PubSubPullSource(PollingSource):
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
+
+
+def _parse(item):
+    message = item.message
+    attributes = dict(message.attributes)
+    if "eventTime" not in attributes and message.publish_time:
+        attributes["eventTime"] = message.publish_time.isoformat()
+    return parse_gcs_notification(attributes, bytes(message.data))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from . import PollingSource, Router
-from .formats import FormatError, parse_s3_message
+from .formats import parse_s3_message
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +50,10 @@ class SqsQueueSource(PollingSource):
         messages = response.get("Messages", [])
         if not messages:
             return
-        events, useful, poison = [], [], []
-        for message in messages:
-            try:
-                notices = parse_s3_message(message["Body"])
-            except FormatError as error:
-                log.warning("%s: deleting a message that is not an S3 notification (%s)",
-                            self.name, error)
-                poison.append(message)
-                continue
-            events.extend(self.router.deliveries(notices, source="sqs"))
-            useful.append(message)
-        if self.hand_over(tuple(events)):
+        events, useful, poison = self.read_messages(
+            messages, lambda message: parse_s3_message(message["Body"]),
+            kind="an S3 notification", source="sqs")
+        if self.hand_over(events):
             self._delete(useful + poison)
         else:
             self._delete(poison)
