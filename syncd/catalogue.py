@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -134,7 +135,7 @@ class Catalogue:
         # isolation_level=None: transactions are explicit (`with catalogue.transaction()`).
         self.conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT,
                                     check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode = WAL")
+        self._enable_wal()
         self.conn.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.conn.execute("PRAGMA temp_store = FILE")  # sync diffs spill to disk, not RAM
@@ -144,6 +145,22 @@ class Catalogue:
         self.db = sqlite_utils.Database(self.conn)
         self.migrate()
         self.instance = self._instance_id()
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL, waiting for another process that is creating the same catalogue:
+        this pragma fails at once with "database is locked" instead of using the busy
+        timeout, so two syncd processes starting together would crash."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        delay = 0.005  # seconds
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     # -- schema ---------------------------------------------------------------------------
 

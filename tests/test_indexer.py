@@ -274,3 +274,25 @@ def test_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(RuntimeError, match="newer"):
         Catalogue(path)
+
+
+def test_opening_waits_for_another_process_creating_the_catalogue(tmp_path):
+    """Two syncd processes starting together on a new catalogue: the second waits for the
+    first's write instead of failing with "database is locked"."""
+    import threading
+
+    from syncd.catalogue import Catalogue
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE being_created (x)")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        catalogue = Catalogue(path)
+    finally:
+        release.join()
+        other.close()
+    assert catalogue.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert catalogue.version >= 1
+    catalogue.close()
