@@ -27,9 +27,11 @@ def storage(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def config_file(tmp_path: Path, storage: Path) -> Path:
-    return write_config(tmp_path / "syncd.toml", f"""
+def local_config(tmp_path: Path, storage: Path, *, name: str = "syncd.toml",
+                 driver: str = "", extra: str = "") -> Path:
+    """A config with one local driver "disk" on `storage` and one dataset "photos";
+    `driver` adds keys to the driver's table, `extra` appends tables."""
+    base = f"""
         [catalogue]
         path = "{tmp_path / 'catalogue.db'}"
 
@@ -37,11 +39,18 @@ def config_file(tmp_path: Path, storage: Path) -> Path:
         name = "disk"
         kind = "local"
         root = "{storage}"
+        {driver}
 
         [[datasets]]
         name = "photos"
         driver = "disk"
-        """)
+        """
+    return write_config(tmp_path / name, textwrap.dedent(base) + textwrap.dedent(extra))
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, storage: Path) -> Path:
+    return local_config(tmp_path, storage)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from conftest import local_config
 from syncd.app import App
 from syncd.catalogue import Catalogue
 from syncd.daemon import Daemon
@@ -55,20 +56,7 @@ def jobs(catalogue_path) -> list[tuple[int, str]]:
 
 def daemon_config(tmp_path: Path, storage: Path, *, extra: str = "", daemon: str = "",
                   watch: bool = True) -> Path:
-    path = tmp_path / "daemon.toml"
     body = f"""
-        [catalogue]
-        path = "{tmp_path / 'catalogue.db'}"
-
-        [[drivers]]
-        name = "disk"
-        kind = "local"
-        root = "{storage}"
-
-        [[datasets]]
-        name = "photos"
-        driver = "disk"
-
         [daemon]
         {daemon}
         """
@@ -78,8 +66,8 @@ def daemon_config(tmp_path: Path, storage: Path, *, extra: str = "", daemon: str
         kind = "watch"
         driver = "disk"
         """
-    path.write_text(textwrap.dedent(body) + textwrap.dedent(extra))
-    return path
+    return local_config(tmp_path, storage, name="daemon.toml",
+                        extra=textwrap.dedent(body) + textwrap.dedent(extra))
 
 
 class ThreadDaemon:

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Runner, put_file, write_config
+from conftest import Runner, local_config, put_file
 from daemon_support import ThreadDaemon, daemon_config, items, jobs, jpeg, synced, wait_for
 
 
 def config(tmp_path, storage, *, permissions='["list", "get", "put", "delete"]', allow_delete="false"):
-    return write_config(tmp_path / "syncd.toml", f"""
-        [catalogue]
-        path = "{tmp_path / 'catalogue.db'}"
-
-        [[drivers]]
-        name = "disk"
-        kind = "local"
-        root = "{storage}"
-        permissions = {permissions}
-        allow_delete = {allow_delete}
-
-        [[datasets]]
-        name = "photos"
-        driver = "disk"
-        """)
+    return local_config(tmp_path, storage,
+                        driver=f"permissions = {permissions}\n        allow_delete = {allow_delete}")
 
 
 @pytest.fixture
