@@ -60,7 +60,7 @@ def iso_seconds(value: str) -> float:
 
 def has_workers() -> bool:
     try:
-        import syncd.jobs  # noqa: F401 - the preprocessing worker pool
+        import syncd.jobs.runner  # noqa: F401 - the preprocessing worker pool
     except ImportError:
         return False
     return True

@@ -10,8 +10,8 @@ from drivers import PermissionGuard
 
 from .catalogue import Catalogue, Dataset
 from .config import Config, load_config
-from .indexer import Progress, SyncResult, sync_dataset
-from .jobs import JobQueue
+from .sync.indexer import Progress, SyncResult, sync_dataset
+from .jobs.queue import JobQueue
 
 
 class App:
@@ -62,8 +62,8 @@ class App:
                         max_attempts=settings.max_attempts)
 
     def run_jobs(self, datasets: list[str] | tuple[str, ...] | None = None, **options):
-        """Run open preprocessing and cleanup jobs; see syncd.runner.run_jobs."""
-        from .runner import run_jobs  # imports Pillow: only when jobs are run
+        """Run open preprocessing and cleanup jobs; see syncd.jobs.runner.run_jobs."""
+        from .jobs.runner import run_jobs  # imports Pillow: only when jobs are run
 
         return run_jobs(self, datasets=datasets, **options)
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from drivers import KINDS, DriverOptions, options_model
 from preprocess import DEFAULT_MAX_PIXELS
 
-from .daemon_config import DaemonConfig, SourceConfig
+from .service.daemon_config import DaemonConfig, SourceConfig
 from .errors import ConfigError
 
 DEFAULT_FILE = "syncd.toml"

@@ -16,7 +16,7 @@ from typing import Any
 
 from .catalogue import Catalogue, Dataset, normalize_filename, now_iso
 from .errors import InputError, NotFoundError
-from .writes import deep_merge
+from .imports.writes import deep_merge
 
 COLUMN_FIELDS = {"size": "size", "etag": "etag", "md5": "md5"}  # system.* kept in columns
 ITEM_FIELDS = {"type", "state", "filename"}  # top-level item fields that can be filtered on

@@ -16,7 +16,7 @@ from pathlib import Path
 from conftest import local_config
 from syncd.app import App
 from syncd.catalogue import Catalogue
-from syncd.daemon import Daemon
+from syncd.service.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 CONVERGE = 15.0  # seconds a test waits for the catalogue to converge (a bound, not a sleep)
@@ -77,7 +77,7 @@ class ThreadDaemon:
     def __init__(self, config_file: Path, *, workers: int | None = None, **kwargs):
         self.app = App.from_file(config_file)
         if workers is not None:
-            from syncd.runner import BackgroundRunner
+            from syncd.jobs.runner import BackgroundRunner
 
             kwargs["workers"] = BackgroundRunner(self.app.config, workers=workers)
         self.daemon = Daemon(self.app, **kwargs)

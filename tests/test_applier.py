@@ -8,8 +8,8 @@ import time
 import pytest
 
 from conftest import put_file
-from syncd.applier import Applier
-from syncd.events import ObjectCreated, ObjectDeleted, ObjectMoved, ObjectUpdated
+from syncd.sync.applier import Applier
+from syncd.sync.events import ObjectCreated, ObjectDeleted, ObjectMoved, ObjectUpdated
 
 
 class Clock:
@@ -185,7 +185,7 @@ def test_ghost_lookup_uses_the_partial_index(app, applier):
 
 def test_rescan_racing_the_applier_keeps_one_item(app, applier, storage, monkeypatch):
     """A file catalogued by an event between a rescan's diff and its writes stays one item."""
-    import syncd.indexer as indexer
+    import syncd.sync.indexer as indexer
 
     put_file(storage, "new.jpg", "n")
     real_plan = indexer._plan

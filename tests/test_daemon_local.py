@@ -15,7 +15,7 @@ from daemon_support import (
 )
 from syncd.catalogue import Catalogue
 from syncd.app import App
-from syncd.daemon import Daemon
+from syncd.service.daemon import Daemon
 
 
 @pytest.fixture
@@ -198,7 +198,7 @@ def test_a_failing_delivery_is_not_acknowledged_and_spares_the_rest(tmp_path, st
     """Storage failing for one delivery's key: that delivery reports the error (its source
     leaves the messages queued); the other deliveries of the same batch are applied."""
     from drivers import Unreachable
-    from syncd.events import Delivery, ObjectCreated
+    from syncd.sync.events import Delivery, ObjectCreated
 
     cfg = daemon_config(tmp_path, storage, watch=False)
     db = tmp_path / "catalogue.db"

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from local_http import Response, http_server  # noqa: F401 - the fixture
-from syncd.fetch import (
+from syncd.imports.fetch import (
     Fetcher,
     FetchFailed,
     FetchPolicy,

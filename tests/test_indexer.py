@@ -258,7 +258,7 @@ def test_created_items_and_jobs_are_written_together(app, storage):
 def test_schema_is_versioned_and_wal(app):
     conn = app.catalogue.conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    from syncd.catalogue import MIGRATIONS
+    from syncd.catalogue.schema import MIGRATIONS
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     plan = " ".join(r[3] for r in conn.execute(
         "EXPLAIN QUERY PLAN SELECT * FROM items WHERE dataset_id = 1 AND filename = '/a'"))

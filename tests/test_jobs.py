@@ -17,7 +17,7 @@ from conftest import Runner
 from emulators import driver_toml, new_store
 from local_http import Response, http_server  # noqa: F401 - the fixture
 from syncd.app import App
-from syncd.jobs import JobQueue
+from syncd.jobs.queue import JobQueue
 
 POOL = "workers = 2"  # a real process pool
 DEFAULTS = {"workers": 0, "retry_delay_seconds": 0}  # in-process, unless a test says otherwise
@@ -310,7 +310,7 @@ def test_thumbnails_off_reads_headers_only_and_writes_nothing(make_app, bucket):
 
 
 def test_linked_items_are_preprocessed_from_their_url(make_app, bucket, http_server):
-    from syncd.links import link_bytes, url_link_info
+    from syncd.imports.links import link_bytes, url_link_info
 
     photo = http_server.route("/shots/photo.jpg", images.oriented_jpeg(8))
     missing = http_server.route("/shots/gone.jpg", Response(404))
@@ -443,7 +443,7 @@ def test_any_executor_can_run_the_stage(make_app, bucket):
 def test_a_background_runner_picks_up_jobs_as_they_are_queued(make_app, bucket):
     import time
 
-    from syncd.runner import BackgroundRunner
+    from syncd.jobs.runner import BackgroundRunner
 
     app = make_app(POOL)
     runner = BackgroundRunner(app.config)

@@ -10,8 +10,8 @@ import pytest
 from conftest import put_file
 from local_http import http_server  # noqa: F401 - the fixture
 from syncd.errors import InputError
-from syncd.imports import import_link_files
-from syncd.links import (
+from syncd.imports.batch import import_link_files
+from syncd.imports.links import (
     LinkError,
     link_bytes,
     link_filename,
@@ -238,8 +238,8 @@ def test_input_error_is_a_syncd_error_with_exit_code_2():
 # -- the linked binary, for preprocessing ---------------------------------------------------
 
 def test_a_linked_items_binary_is_fetched_safely_and_not_stored(app, storage, tmp_path, http_server):
-    from syncd.fetch import Fetcher, FetchPolicy, FetchRefused
-    from syncd.links import open_linked
+    from syncd.imports.fetch import Fetcher, FetchPolicy, FetchRefused
+    from syncd.imports.links import open_linked
 
     url = http_server.route("/photo.jpg", b"\xff\xd8linked binary")
     source = tmp_path / "p_link.json"
@@ -256,8 +256,8 @@ def test_a_linked_items_binary_is_fetched_safely_and_not_stored(app, storage, tm
 
 
 def test_linked_source_fetches_once_and_serves_ranges(app, tmp_path, http_server):
-    from syncd.fetch import Fetcher, FetchPolicy
-    from syncd.links import LinkedSource
+    from syncd.imports.fetch import Fetcher, FetchPolicy
+    from syncd.imports.links import LinkedSource
 
     url = http_server.route("/dir/photo%201.jpg", b"0123456789")
     source = tmp_path / "p_link.json"

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from syncd.events import FolderChanged, ObjectCreated, ObjectDeleted, ObjectMoved, ObjectUpdated
-from syncd.sources import Router
-from syncd.sources.formats import (
+from syncd.sync.events import FolderChanged, ObjectCreated, ObjectDeleted, ObjectMoved, ObjectUpdated
+from syncd.service.sources import Router
+from syncd.service.sources.formats import (
     FormatError, parse_event_grid_body, parse_event_grid_event, parse_pubsub_push,
     parse_queue_message, parse_s3_message,
 )
@@ -133,7 +133,7 @@ def test_router_matches_bucket_and_folder_and_skips_the_rest():
 
 
 def test_router_moves_and_folders():
-    from syncd.sources.formats import Notice
+    from syncd.service.sources.formats import Notice
 
     r = router()
     inner = [e for e in r.events(Notice("moved", "s3", "photos-bucket", "datasets/photos/n.jpg",
@@ -153,7 +153,7 @@ def test_router_moves_and_folders():
 def test_router_matches_the_azure_account_where_both_say():
     from pydantic import SecretStr
 
-    from syncd.sources.formats import Notice
+    from syncd.service.sources.formats import Notice
 
     drivers = [SimpleNamespace(name="az", kind="azure", container="photos", path="",
                                connection_string=SecretStr("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=k"),

@@ -7,9 +7,9 @@ import signal
 import click
 
 from ..app import App
-from ..daemon import Daemon
-from ..daemon_config import parse_listen
-from ..runner import BackgroundRunner
+from ..service.daemon import Daemon
+from ..service.daemon_config import parse_listen
+from ..jobs.runner import BackgroundRunner
 from . import cli
 from .common import pass_app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import downstream
+from ..imports import downstream
 from ..app import App
 from . import cli
 from .common import emit_json, json_option, pass_app

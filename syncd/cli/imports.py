@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..app import App
-from ..imports import DEFAULT_BATCH, ImportResult, import_csv, import_link_files, upload_folder
+from ..imports.batch import DEFAULT_BATCH, ImportResult, import_csv, import_link_files, upload_folder
 from . import cli
 from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import click
 
 from ..app import App
-from ..jobs import STATES
-from ..runner import RunResult
+from ..jobs.queue import STATES
+from ..jobs.runner import RunResult
 from . import cli
 from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
 

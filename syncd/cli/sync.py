@@ -7,7 +7,7 @@ import gc
 import click
 
 from ..app import App
-from ..indexer import SyncResult
+from ..sync.indexer import SyncResult
 from . import cli
 from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
 from .jobs import describe

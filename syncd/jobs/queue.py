@@ -32,7 +32,7 @@ from typing import Any
 
 from preprocess import FORMATS
 
-from .catalogue import Catalogue, now_iso
+from ..catalogue import Catalogue, now_iso
 
 PREPROCESS, CLEANUP = "preprocess", "cleanup"
 STATES = ("pending", "running", "done", "failed", "cancelled")

@@ -1,4 +1,4 @@
-"""Event sources: each turns one kind of change notification into `syncd.events` objects,
+"""Event sources: each turns one kind of change notification into `syncd.sync.events` objects,
 handed to the daemon in `Delivery` batches through `submit`.
 
 A source that must acknowledge its messages (a queue, a push hook) waits until the daemon
@@ -19,13 +19,13 @@ from drivers.base import is_hidden
 
 from .formats import FormatError
 
-from ..events import (
+from ...sync.events import (
     Delivery, Event, FolderChanged, ObjectCreated, ObjectDeleted, ObjectMoved, ObjectUpdated,
 )
 from .formats import Notice
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from ...config import Config
 
 log = logging.getLogger(__name__)
 

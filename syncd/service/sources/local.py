@@ -37,7 +37,7 @@ from watchdog.observers import Observer
 
 from drivers.base import is_hidden
 
-from ..events import (
+from ...sync.events import (
     Delivery, Event, FolderChanged, ObjectCreated, ObjectDeleted, ObjectMoved, ObjectUpdated,
 )
 from . import Source, Submit

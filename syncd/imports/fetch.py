@@ -35,8 +35,8 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import tenacity
 
-from . import __version__
-from .errors import SyncdError
+from .. import __version__
+from ..errors import SyncdError
 
 CHUNK = 64 * 1024  # bytes read at a time
 SPOOL_BYTES = 8 * 1024 * 1024  # a body is kept in memory up to this, then in a temp file

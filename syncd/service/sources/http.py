@@ -27,7 +27,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from ..events import Delivery
+from ...sync.events import Delivery
 from . import APPLY_TIMEOUT, Router, Submit
 from .formats import (
     VALIDATION_EVENT, FormatError, event_type, parse_event_grid_body, parse_event_grid_event,

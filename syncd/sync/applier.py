@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from drivers import Driver, InvalidKey, NotFound, ObjectInfo
 from drivers.base import is_hidden
 
-from .catalogue import Catalogue, Dataset, now_iso
+from ..catalogue import Catalogue, Dataset, now_iso
 from .events import Event, FolderChanged, ObjectMoved
 from .indexer import CONTENT_KEY
-from .jobs import enqueue_cleanup
+from ..jobs.queue import enqueue_cleanup
 
 log = logging.getLogger(__name__)
 

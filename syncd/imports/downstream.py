@@ -20,12 +20,12 @@ from typing import Any
 from drivers import InvalidKey, NotFound
 from drivers.base import check_key, is_hidden
 
-from .app import App
-from .applier import Applier, Change
-from .catalogue import normalize_filename, now_iso
-from .errors import NotFoundError
-from .events import ObjectCreated
-from .jobs import enqueue_cleanup
+from ..app import App
+from ..sync.applier import Applier, Change
+from ..catalogue import normalize_filename, now_iso
+from ..errors import NotFoundError
+from ..sync.events import ObjectCreated
+from ..jobs.queue import enqueue_cleanup
 
 
 def remote_key(local: Path, remote: str | None) -> str:

@@ -12,7 +12,7 @@ Every source hands `Delivery` batches to one inbox; the loop applies them with t
 - the reaper: missing items older than `move_window_seconds` (time for a matching create to
   turn the delete into a move) get a cleanup job for their `.dataloop/` artifacts, and are
   removed with `on_delete = "remove"`;
-- the preprocessing workers (`syncd.runner.BackgroundRunner`) run beside the loop, in a pool
+- the preprocessing workers (`syncd.jobs.runner.BackgroundRunner`) run beside the loop, in a pool
   of processes that stays up, and pick up the jobs the applier queues.
 
 Signal handlers only set a flag; the loop notices it within `TICK` seconds and stops:
@@ -33,14 +33,14 @@ from dataclasses import dataclass, field
 
 from drivers import Driver
 
-from .applier import Applier, ApplyError, Change
-from .app import App
-from .catalogue import Catalogue, Dataset, epoch_iso, now_iso
+from ..sync.applier import Applier, ApplyError, Change
+from ..app import App
+from ..catalogue import Catalogue, Dataset, epoch_iso, now_iso
 from .daemon_config import parse_listen
-from .errors import SyncdError
-from .events import Delivery, ObjectUpdated
-from .indexer import SyncResult, sync_dataset
-from .jobs import enqueue_cleanup
+from ..errors import SyncdError
+from ..sync.events import Delivery, ObjectUpdated
+from ..sync.indexer import SyncResult, sync_dataset
+from ..jobs.queue import enqueue_cleanup
 from .metrics import Metrics
 from .sources import Router, Source, build_sources
 

@@ -3,7 +3,7 @@
 Each thing imported is a Task: the dataset path it goes to, how to get its bytes, and the item
 facts to record. Tasks run on a pool of `batch_size` threads (fetching, hashing and putting
 through the driver); the catalogue is written on the calling thread as each one finishes (see
-syncd.writes). A task that fails is reported with its reason and never stops the others; the
+syncd.imports.writes). A task that fails is reported with its reason and never stops the others; the
 failed CSV rows or folder files go to a failures CSV that can be fed back as it is.
 
 Re-running an import does not duplicate: an item is keyed on its path, and content already
@@ -33,9 +33,9 @@ from urllib.parse import unquote, urlsplit
 from drivers import HIDDEN_FOLDER, Driver, DriverError
 from drivers.base import check_key
 
-from .app import App
-from .catalogue import Catalogue, Dataset
-from .errors import InputError, SyncdError
+from ..app import App
+from ..catalogue import Catalogue, Dataset
+from ..errors import InputError, SyncdError
 from .fetch import Fetcher, FetchPolicy
 from .links import (
     LINK_SUFFIX,

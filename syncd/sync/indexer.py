@@ -32,10 +32,10 @@ import filelock
 
 from drivers import Driver, DriverError, NotFound, PermissionDenied, Unreachable
 
-from . import links
-from .catalogue import Catalogue, Dataset, now_iso
-from .errors import SyncError
-from .jobs import enqueue_cleanup
+from ..imports import links
+from ..catalogue import Catalogue, Dataset, now_iso
+from ..errors import SyncError
+from ..jobs.queue import enqueue_cleanup
 
 log = logging.getLogger(__name__)
 
@@ -415,7 +415,7 @@ def _apply(catalogue: Catalogue, dataset: Dataset, plan: Plan, *, prune: bool, d
 
 # -- link files ----------------------------------------------------------------------------
 # A small `.json` file among the created and content-changed paths is read, and if it is a
-# link in the reference's format (syncd.links) its item gets `type = 'link'` and the link in
+# link in the reference's format (syncd.imports.links) its item gets `type = 'link'` and the link in
 # its system metadata, in the same transaction as the item row. Other files are never read,
 # so a sync of non-JSON files costs what it did.
 

@@ -29,13 +29,13 @@ import drivers
 import preprocess
 from drivers import Driver, DriverError, DriverOptions, NotFound, PermissionDenied
 
-from .fetch import FetchError
-from .jobs import CLEANUP, PREPROCESS, thumbnail_key
+from ..imports.fetch import FetchError
+from .queue import CLEANUP, PREPROCESS, thumbnail_key
 
 # item type -> "module:function" returning a preprocess.ByteSource for (task, driver)
 BYTE_SOURCES: dict[str, str] = {
-    "file": "syncd.worker:driver_source",
-    "link": "syncd.worker:link_source",
+    "file": "syncd.jobs.worker:driver_source",
+    "link": "syncd.jobs.worker:link_source",
 }
 ENTRY_POINT_GROUP = "syncd.preprocessors"
 
@@ -264,8 +264,8 @@ def driver_source(task: Task, driver: Driver) -> preprocess.ByteSource:
 def link_source(task: Task, driver: Driver) -> preprocess.ByteSource:
     """Item type 'link': the binary its URL points at, fetched under the [fetch] policy
     (never written to storage; its thumbnail is, under the link item's id)."""
-    from .fetch import Fetcher, FetchPolicy
-    from .links import LinkedSource
+    from ..imports.fetch import Fetcher, FetchPolicy
+    from ..imports.links import LinkedSource
 
     policy = FetchPolicy.from_config(task.fetch) if task.fetch is not None else FetchPolicy()
     return LinkedSource(task.item, Fetcher(policy))

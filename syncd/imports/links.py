@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from drivers import Driver, DriverError
 
-from .errors import InputError
+from ..errors import InputError
 from .fetch import Fetched, Fetcher
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 from drivers import Driver, DriverError, InvalidKey, ObjectInfo
 from drivers.base import check_key, is_hidden
 
-from .catalogue import Catalogue, Dataset, normalize_filename, now_iso
+from ..catalogue import Catalogue, Dataset, normalize_filename, now_iso
 
 HASH_CHUNK = 1024 * 1024  # bytes
 

@@ -30,9 +30,9 @@ from typing import Any
 
 import preprocess
 
-from .catalogue import Dataset, now_iso
-from .errors import ConfigError, SyncdError
-from .jobs import CLEANUP, PREPROCESS, Job, JobQueue
+from ..catalogue import Dataset, now_iso
+from ..errors import ConfigError, SyncdError
+from .queue import CLEANUP, PREPROCESS, Job, JobQueue
 from .worker import Preprocessor, Task, TaskResult, init_worker, ping, run_task
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class BackgroundRunner:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        from .app import App
+        from ..app import App
 
         try:
             with App(self.config) as app:
