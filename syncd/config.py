@@ -20,6 +20,7 @@ from drivers import KINDS, DriverOptions, options_model
 from preprocess import DEFAULT_MAX_PIXELS
 
 from .service.daemon_config import DaemonConfig, SourceConfig
+from .service.web_config import WebConfig
 from .errors import ConfigError
 
 DEFAULT_FILE = "syncd.toml"
@@ -94,6 +95,7 @@ class Config(_Section):
     sync: SyncConfig = SyncConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     daemon: DaemonConfig = DaemonConfig()
+    web: WebConfig = WebConfig()
     sources: tuple[SourceConfig, ...] = ()
 
     @model_validator(mode="after")

@@ -18,13 +18,14 @@ TOKEN = "hook-token-value-1234"
 
 
 def request(url, *, method="GET", body=None, headers=None):
+    """(status, headers (case-insensitive, as HTTP has them), body text)."""
     data = body.encode() if isinstance(body, str) else body
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=10) as response:
-            return response.status, dict(response.headers), response.read().decode()
+            return response.status, response.headers, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read().decode()
+        return error.code, error.headers, error.read().decode()
 
 
 class ConfirmServer:

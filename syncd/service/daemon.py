@@ -36,7 +36,6 @@ from drivers import Driver
 from ..sync.applier import Applier, ApplyError, Change
 from ..app import App
 from ..catalogue import Catalogue, Dataset, epoch_iso, now_iso
-from .daemon_config import parse_listen
 from ..errors import SyncdError
 from ..sync.events import Delivery, ObjectUpdated
 from ..sync.indexer import SyncResult, sync_dataset
@@ -144,18 +143,7 @@ class Daemon:
                 age = wall - _parse_iso(dataset.synced_at)
                 self._next_rescan[name] = now + max(0.0, interval - age)
         if self.listen:
-            from .sources.http import HookServer
-
-            host, port = parse_listen(self.listen)
-            token = self.settings.hook_token.get_secret_value() if self.settings.hook_token else None
-            if not token:
-                log.warning("[daemon] hook_token is not set: every /hooks/ request gets 401")
-            try:
-                self.http = HookServer(host, port, token=token, router=Router(self.config),
-                                       submit=self.submit, metrics=self.metrics, health=self.health,
-                                       sns_confirm_hosts=self.settings.sns_confirm_hosts)
-            except OSError as error:
-                raise SyncdError(f"cannot listen on {self.listen}: {error.strerror or error}") from None
+            self.http = self._web_server()
             self.http.start()
         for source in self.sources:
             source.start(self.submit)
@@ -164,6 +152,26 @@ class Daemon:
             self._workers_started = True
         log.info("daemon started: %d datasets, %d event sources%s", len(names), len(self.sources),
                  ", workers running" if self.workers is not None else "")
+
+    def _web_server(self):
+        """The service's ASGI app (hooks, /healthz, /metrics, API and page) on `listen`."""
+        from .web.app import build_app
+        from .web.hooks import Hooks
+        from .web.server import WebServer
+
+        web = self.config.web
+        token = self.settings.hook_token.get_secret_value() if self.settings.hook_token else None
+        if not token:
+            log.warning("[daemon] hook_token is not set: every /hooks/ request gets 401")
+        hooks = Hooks(token=token, router=Router(self.config), submit=self.submit,
+                      sns_confirm_hosts=self.settings.sns_confirm_hosts,
+                      max_body=web.max_body_bytes, body_timeout=web.body_timeout_seconds)
+        return WebServer(build_app(health=self.health, metrics=self.metrics, hooks=hooks,
+                                   web=self.site()), self.listen, settings=web)
+
+    def site(self):
+        """The API and web page beside the hooks, when a token guards them (else None)."""
+        return None
 
     def run(self) -> None:
         """Run until asked to stop (a signal, or request_stop)."""
