@@ -4,7 +4,7 @@ in `metadata.user`, set from `key=value` pairs or a JSON file, and filtered on.
 Values keep their JSON types: `count=3` is a number, `ok=true` a boolean, `tags=["a","b"]` a
 list, `camera=cam_01` (not JSON) a string; `name="3"` is the string "3". A dotted key sets a
 nested value: `site.area=north` -> {"site": {"area": "north"}}. Setting merges into what is
-there; objects merge key by key.
+there; objects merge key by key. Filtering is the query language of syncd.catalogue.query.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from typing import Any
 from .catalogue import Catalogue, Dataset, normalize_filename, now_iso
 from .errors import InputError, NotFoundError
 from .imports.writes import deep_merge
-
-COLUMN_FIELDS = {"size": "size", "etag": "etag", "md5": "md5"}  # system.* kept in columns
-ITEM_FIELDS = {"type", "state", "filename"}  # top-level item fields that can be filtered on
 
 
 def parse_value(text: str) -> Any:
@@ -130,55 +127,3 @@ def _json_lines(path: Path, text: str, first_error: json.JSONDecodeError) -> lis
         except json.JSONDecodeError as error:
             raise InputError(f"{path} line {number}: not valid JSON: {error.msg} (column {error.colno})") from None
     return entries
-
-
-# -- filtering ------------------------------------------------------------------------------
-
-def parse_where(expression: str) -> tuple[str, Any]:
-    """('user.camera', 'cam_01') from 'user.camera=cam_01'."""
-    field, sep, text = expression.partition("=")
-    field = field.strip()
-    if not sep:
-        raise InputError(f"--where {expression!r}: expected field=value, e.g. user.camera=cam_01")
-    root, _, rest = field.partition(".")
-    if not ((root in ("user", "system") and rest) or (field in ITEM_FIELDS)):
-        raise InputError(f"--where {expression!r}: the field must be user.<key>, system.<key>, "
-                         f"or one of {', '.join(sorted(ITEM_FIELDS))}")
-    _path(rest or field, f"--where {expression!r}")
-    return field, parse_value(text)
-
-
-def where_clause(filters: Iterable[tuple[str, Any]]) -> tuple[str, tuple] | None:
-    """An SQL condition on `items` for Catalogue.iter_items(where=...): every filter holds,
-    comparing JSON values with their types (3 matches the number 3, not the string "3")."""
-    parts, args = [], []
-    for field, value in filters:
-        root, _, rest = field.partition(".")
-        if field in ITEM_FIELDS:
-            parts.append(f"{field} = ?")
-            args.append(value if isinstance(value, str) else json.dumps(value))
-        elif root == "system" and rest in COLUMN_FIELDS:
-            parts.append(f"{COLUMN_FIELDS[rest]} = ?")
-            args.append(value)
-        else:
-            path = "$" + "".join("." + json.dumps(part) for part in rest.split("."))
-            sql, extra = _json_match(root, path, value)
-            parts.append(sql)
-            args.extend(extra)
-    if not parts:
-        return None
-    return " AND ".join(parts), tuple(args)
-
-
-def _json_match(column: str, path: str, value: Any) -> tuple[str, list]:
-    kind = f"json_type({column}, ?)"
-    if value is None:
-        return f"{kind} = 'null'", [path]
-    if isinstance(value, bool):
-        return f"{kind} = ?", [path, "true" if value else "false"]
-    if isinstance(value, int | float):
-        return f"{kind} IN ('integer', 'real') AND json_extract({column}, ?) = ?", [path, path, value]
-    if isinstance(value, str):
-        return f"{kind} = 'text' AND json_extract({column}, ?) = ?", [path, path, value]
-    return (f"{kind} IN ('array', 'object') AND json_extract({column}, ?) = json(?)",
-            [path, path, json.dumps(value)])

@@ -200,7 +200,7 @@ class Catalogue:
         """Every item of a dataset in filename order, read in pages (flat memory).
 
         `where` is an extra SQL condition on the items table and its arguments
-        (see syncd.usermeta.where_clause)."""
+        (see syncd.catalogue.query.compile_query)."""
         after = ""
         state_filter = "" if include_missing else "AND state = 'present'"
         extra_sql, extra_args = (f"AND ({where[0]})", tuple(where[1])) if where else ("", ())

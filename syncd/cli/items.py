@@ -8,6 +8,7 @@ import click
 
 from .. import usermeta
 from ..app import App
+from ..catalogue.query import compile_query
 from . import cli
 from .common import emit_json, json_option, pass_app
 
@@ -20,14 +21,15 @@ def items() -> None:
 @items.command("list")
 @click.argument("dataset")
 @click.option("--present-only", is_flag=True, help="Leave out items gone from storage.")
-@click.option("--where", "where", multiple=True, metavar="FIELD=VALUE",
-              help="Only items whose field has this value, e.g. user.camera=cam_01 (repeat: all hold).")
+@click.option("--where", "where", multiple=True, metavar="QUERY",
+              help="Only items matching the query, e.g. 'user.camera = cam_01 and width >= 1000' "
+                   "(repeat: all hold; see the README's Queries).")
 @json_option
 @pass_app
 def list_items(app: App, dataset: str, present_only: bool, where: tuple[str, ...], as_json: bool) -> None:
     """List a dataset's items in filename order."""
     ds = app.dataset(dataset)
-    condition = usermeta.where_clause(usermeta.parse_where(w) for w in where)
+    condition = compile_query(where)
     for item in app.catalogue.iter_items(ds, include_missing=not present_only, where=condition):
         if as_json:
             emit_json(item)

@@ -1,0 +1,353 @@
+"""The query language of `items list --where`, `items export --where` and the API's `where=`,
+compiled to an SQL condition on the `items` table.
+
+    user.camera = cam_01 and (system.width >= 1000 or user.tags contains cat)
+    not user.reviewed exists
+    filename glob "/cats/*.jpg"  and  mimetype in (image/jpeg, image/png)
+    name like "%cat%"  and  folder = /2024  and  state != missing
+
+- Fields: `user.KEY.SUB...` and `system.KEY...` (also spelled `metadata.user...`), the item's
+  `filename`, `name`, `dir`, `type`, `state`, `createdAt`, `updatedAt`, and the shortcuts
+  `mimetype`, `size`, `width`, `height` (of `system`). `folder = /a` holds for every item under
+  `/a`, at any depth (a range of the filename index, so it is fast at millions of items).
+- Comparisons: `=`, `!=`, `<`, `<=`, `>`, `>=`, `in (v, ...)`, `contains v` (an element of a
+  list, or a substring of a string), `exists`, `glob PATTERN` (`*`, `?`, `[abc]`; case
+  sensitive), `like PATTERN` (`%`, `_`; case-insensitive). `and`, `or`, `not`, parentheses;
+  `and` binds tighter than `or`. Keywords are case-insensitive.
+- Values keep their JSON types: `42` is a number, `true`/`false`/`null`, `"42"` or `'42'` the
+  string, `["a", "b"]` a list; any other word (`cam_01`, `image/jpeg`) is a string. A number
+  never equals a string: `user.lot = 42` does not match `"42"`. `!=` also holds where the
+  field is missing.
+
+Errors are `QueryError`s naming the position (1-based character) in the query.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InputError
+
+KEYWORDS = {"and", "or", "not", "in", "contains", "exists", "glob", "like"}
+OPERATORS = ("!=", "<=", ">=", "=", "<", ">")
+_WORD = re.compile(r"""[^\s()=!<>,"'\[\]{}]+""")
+_SPACE = re.compile(r"\s*")
+_NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$")
+# The name and folder of `filename` ('/a/b.jpg'): rtrim strips the name off the end.
+_DIR_SLASH = "rtrim(filename, replace(filename, '/', ''))"
+NAME_SQL = f"substr(filename, length({_DIR_SLASH}) + 1)"
+DIR_SQL = f"CASE WHEN length({_DIR_SLASH}) = 1 THEN '/' ELSE rtrim({_DIR_SLASH}, '/') END"
+COLUMNS = {  # item fields kept in columns, and their SQL
+    "filename": "filename", "name": NAME_SQL, "dir": DIR_SQL, "type": "type", "state": "state",
+    "createdAt": "created_at", "updatedAt": "updated_at",
+    "system.size": "size", "system.etag": "etag", "system.md5": "md5",
+    "system.originalname": NAME_SQL,
+}
+SHORTCUTS = {"mimetype": "system.mimetype", "size": "system.size", "width": "system.width",
+             "height": "system.height", "metadata.user": "user", "metadata.system": "system"}
+
+
+class QueryError(InputError):
+    """A query that does not parse or compile; the message names the position."""
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # word | string | value | op | ( | ) | , | end
+    text: str
+    value: Any
+    pos: int  # 0-based offset in the query
+
+
+def _tokens(query: str) -> list[Token]:
+    tokens, pos = [], 0
+    decoder = json.JSONDecoder()
+    while True:
+        pos = _SPACE.match(query, pos).end()
+        if pos >= len(query):
+            tokens.append(Token("end", "", None, pos))
+            return tokens
+        char = query[pos]
+        if char in "(),":
+            tokens.append(Token(char, char, None, pos))
+            pos += 1
+        elif query.startswith(OPERATORS, pos):
+            op = next(o for o in OPERATORS if query.startswith(o, pos))
+            tokens.append(Token("op", op, None, pos))
+            pos += len(op)
+        elif char in "\"[{":
+            try:
+                value, end = decoder.raw_decode(query, pos)
+            except ValueError as error:
+                raise QueryError(_at(query, pos, f"not valid JSON ({getattr(error, 'msg', error)})")) from None
+            tokens.append(Token("string" if char == '"' else "value", query[pos:end], value, pos))
+            pos = end
+        elif char == "'":
+            end = query.find("'", pos + 1)
+            if end < 0:
+                raise QueryError(_at(query, pos, "unterminated string"))
+            tokens.append(Token("string", query[pos:end + 1], query[pos + 1:end], pos))
+            pos = end + 1
+        else:
+            match = _WORD.match(query, pos)
+            if not match:
+                raise QueryError(_at(query, pos, f"unexpected {char!r}"))
+            tokens.append(Token("word", match.group(), match.group(), pos))
+            pos = match.end()
+
+
+def _at(query: str, pos: int, message: str) -> str:
+    where = "end of query" if pos >= len(query) else repr(query[pos:pos + 12])
+    return f"query {query!r}: {message} at position {pos + 1} ({where})"
+
+
+def _word_value(text: str) -> Any:
+    if text in ("true", "false", "null") or _NUMBER.match(text):
+        return json.loads(text)
+    return text
+
+
+# -- the tree -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Compare:
+    field: str
+    op: str  # = != < <= > >= in contains exists glob like
+    value: Any
+    pos: int
+
+
+@dataclass(frozen=True)
+class Bool:
+    op: str  # and | or | not
+    parts: tuple
+
+
+class _Parser:
+    def __init__(self, query: str):
+        self.query = query
+        self.tokens = _tokens(query)
+        self.i = 0
+
+    @property
+    def token(self) -> Token:
+        return self.tokens[self.i]
+
+    def keyword(self, *names: str) -> bool:
+        token = self.token
+        return token.kind == "word" and token.text.lower() in names
+
+    def fail(self, message: str, token: Token | None = None):
+        raise QueryError(_at(self.query, (token or self.token).pos, message))
+
+    def parse(self):
+        if self.token.kind == "end":
+            self.fail("empty query")
+        tree = self.disjunction()
+        if self.token.kind != "end":
+            self.fail("expected and, or, or the end")
+        return tree
+
+    def disjunction(self):
+        parts = [self.conjunction()]
+        while self.keyword("or"):
+            self.i += 1
+            parts.append(self.conjunction())
+        return parts[0] if len(parts) == 1 else Bool("or", tuple(parts))
+
+    def conjunction(self):
+        parts = [self.negation()]
+        while self.keyword("and"):
+            self.i += 1
+            parts.append(self.negation())
+        return parts[0] if len(parts) == 1 else Bool("and", tuple(parts))
+
+    def negation(self):
+        if self.keyword("not"):
+            self.i += 1
+            return Bool("not", (self.negation(),))
+        if self.token.kind == "(":
+            self.i += 1
+            inner = self.disjunction()
+            if self.token.kind != ")":
+                self.fail("expected ')'")
+            self.i += 1
+            return inner
+        return self.comparison()
+
+    def comparison(self) -> Compare:
+        token = self.token
+        if token.kind != "word" or token.text.lower() in KEYWORDS:
+            self.fail("expected a field (user.KEY, system.KEY, filename, ...)")
+        field = resolve_field(token.text, self.query, token.pos)
+        self.i += 1
+        op_token = self.token
+        if op_token.kind == "op":
+            self.i += 1
+            return Compare(field, op_token.text, self.value(), token.pos)
+        if self.keyword("exists"):
+            self.i += 1
+            return Compare(field, "exists", None, token.pos)
+        if self.keyword("not") and self.tokens[self.i + 1].kind == "word" \
+                and self.tokens[self.i + 1].text.lower() == "exists":
+            self.i += 2
+            return Bool("not", (Compare(field, "exists", None, token.pos),))  # type: ignore[return-value]
+        if self.keyword("contains", "glob", "like"):
+            op = op_token.text.lower()
+            self.i += 1
+            value = self.value()
+            if op in ("glob", "like") and not isinstance(value, str):
+                self.fail(f"{op} takes a text pattern", op_token)
+            return Compare(field, op, value, token.pos)
+        if self.keyword("in"):
+            self.i += 1
+            if self.token.kind != "(":
+                self.fail("expected '(' after in")
+            self.i += 1
+            values = [self.value()]
+            while self.token.kind == ",":
+                self.i += 1
+                values.append(self.value())
+            if self.token.kind != ")":
+                self.fail("expected ',' or ')'")
+            self.i += 1
+            return Compare(field, "in", tuple(values), token.pos)
+        self.fail("expected =, !=, <, <=, >, >=, in, contains, exists, glob or like")
+
+    def value(self) -> Any:
+        token = self.token
+        if token.kind in ("string", "value"):
+            self.i += 1
+            return token.value
+        if token.kind == "word":
+            self.i += 1
+            return _word_value(token.text)
+        self.fail("expected a value")
+
+
+def resolve_field(text: str, query: str = "", pos: int = 0) -> str:
+    """The field's canonical name ('user.camera', 'system.exif.Make', 'filename', ...)."""
+    for short, full in SHORTCUTS.items():
+        if text == short or text.startswith(short + "."):
+            text = full + text[len(short):]
+            break
+    root, _, rest = text.partition(".")
+    if text in COLUMNS or text == "folder":
+        return text
+    if root in ("user", "system") and rest and all(part for part in rest.split(".")):
+        return text
+    raise QueryError(_at(query or text, pos, f"unknown field {text!r} (use user.KEY, system.KEY, "
+                                             f"folder, {', '.join(c for c in COLUMNS if '.' not in c)}, "
+                                             f"mimetype, size, width or height)"))
+
+
+def parse(query: str):
+    return _Parser(query).parse()
+
+
+# -- SQL ------------------------------------------------------------------------------------
+
+def compile_query(queries: str | list[str] | tuple[str, ...]) -> tuple[str, tuple] | None:
+    """An SQL condition on `items` (and its arguments) holding when every query holds;
+    None for no query. Raises QueryError."""
+    if isinstance(queries, str):
+        queries = [queries]
+    parts, args = [], []
+    for query in queries:
+        sql, extra = _sql(parse(query))
+        parts.append(f"({sql})")
+        args.extend(extra)
+    if not parts:
+        return None
+    return " AND ".join(parts), tuple(args)
+
+
+def _sql(node) -> tuple[str, list]:
+    if isinstance(node, Bool):
+        compiled = [_sql(part) for part in node.parts]
+        args = [a for _, extra in compiled for a in extra]
+        if node.op == "not":
+            return f"NOT coalesce({compiled[0][0]}, 0)", args
+        return f" {node.op.upper()} ".join(f"coalesce({sql}, 0)" for sql, _ in compiled), args
+    return _compare(node)
+
+
+def _compare(node: Compare) -> tuple[str, list]:
+    field, op, value = node.field, node.op, node.value
+    if field == "folder":
+        if op != "=" or not isinstance(value, str):
+            raise QueryError(f"folder: only 'folder = /path' is supported (at position {node.pos + 1})")
+        return folder_range(value)
+    if op == "in":
+        parts = [_compare(Compare(field, "=", v, node.pos)) for v in value]
+        return " OR ".join(f"coalesce({sql}, 0)" for sql, _ in parts), [a for _, x in parts for a in x]
+    if op == "!=":
+        sql, args = _compare(Compare(field, "=", value, node.pos))
+        return f"NOT coalesce({sql}, 0)", args
+    if field in COLUMNS:
+        return _column(COLUMNS[field], op, value)
+    root, _, rest = field.partition(".")
+    path = "$" + "".join("." + json.dumps(part) for part in rest.split("."))
+    return _json(root, path, op, value)
+
+
+def folder_range(folder: str) -> tuple[str, list]:
+    """Every item under `folder` (any depth), as a range of the filename index."""
+    prefix = "/" + folder.strip("/") + "/" if folder.strip("/") else "/"
+    return "filename >= ? AND filename < ?", [prefix, prefix[:-1] + "0"]  # '0' follows '/'
+
+
+def _column(sql: str, op: str, value: Any) -> tuple[str, list]:
+    if op == "exists":
+        return f"{sql} IS NOT NULL", []
+    if op == "glob":
+        return f"{sql} GLOB ?", [value]
+    if op == "like":
+        return f"{sql} LIKE ?", [value]
+    if op == "contains":
+        return f"instr({sql}, ?) > 0", [str(value)]
+    if isinstance(value, bool) or value is None or isinstance(value, list | dict):
+        return ("0", []) if op != "=" or value is not None else (f"{sql} IS NULL", [])
+    return f"{sql} {op} ?", [value]
+
+
+def _json(column: str, path: str, op: str, value: Any) -> tuple[str, list]:
+    kind = f"json_type({column}, ?)"
+    extract = f"json_extract({column}, ?)"
+    if op == "exists":
+        return f"{kind} IS NOT NULL", [path]
+    if op in ("glob", "like"):
+        return f"{kind} = 'text' AND {extract} {op.upper()} ?", [path, path, value]
+    if op == "contains":
+        element, args = _typed("value", "type", value)
+        return (f"({kind} = 'array' AND EXISTS (SELECT 1 FROM json_each({column}, ?) WHERE {element}))"
+                f" OR ({kind} = 'text' AND instr({extract}, ?) > 0)",
+                [path, path, *args, path, path, json.dumps(value) if not isinstance(value, str) else value])
+    if op == "=":
+        if value is None:
+            return f"{kind} = 'null'", [path]
+        if isinstance(value, bool):
+            return f"{kind} = ?", [path, "true" if value else "false"]
+        if isinstance(value, list | dict):
+            return (f"{kind} IN ('array', 'object') AND {extract} = json(?)",
+                    [path, path, json.dumps(value)])
+    if isinstance(value, bool) or value is None or isinstance(value, list | dict):
+        return "0", []  # an order of booleans, nulls or lists: nothing matches
+    types = "('integer', 'real')" if isinstance(value, int | float) else "('text')"
+    return f"{kind} IN {types} AND {extract} {op} ?", [path, path, value]
+
+
+def _typed(value_sql: str, type_sql: str, value: Any) -> tuple[str, list]:
+    """A json_each row's value equal to `value`, with its JSON type."""
+    if value is None:
+        return f"{type_sql} = 'null'", []
+    if isinstance(value, bool):
+        return f"{type_sql} = ?", ["true" if value else "false"]
+    if isinstance(value, int | float):
+        return f"{type_sql} IN ('integer', 'real') AND {value_sql} = ?", [value]
+    if isinstance(value, str):
+        return f"{type_sql} = 'text' AND {value_sql} = ?", [value]
+    return f"{type_sql} IN ('array', 'object') AND {value_sql} = json(?)", [json.dumps(value)]
