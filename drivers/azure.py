@@ -164,6 +164,24 @@ class AzureDriver(CloudDriver):
                 raise
         return buffered(StreamReader(download))
 
+    def presign(self, key, *, seconds):
+        """A read-only SAS URL signed with the account key; None with other credentials (a
+        configured SAS token is the user's secret and is never handed out)."""
+        import datetime
+
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        credential = getattr(self.container, "credential", None)
+        account_key = getattr(credential, "account_key", None)
+        account_name = getattr(credential, "account_name", None)
+        if not account_key or not account_name:
+            return None
+        name = self._name(key)
+        sas = generate_blob_sas(account_name, self.options.container, name, account_key=account_key,
+                                permission=BlobSasPermissions(read=True),
+                                expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds))
+        return self.container.get_blob_client(name).url + "?" + sas
+
     def put(self, key, data, *, content_type=None, overwrite=True):
         name = self._name(key)
         body, size = payload(data)

@@ -200,6 +200,11 @@ class Driver(ABC):
         """Where this driver points, for messages (never includes credentials)."""
         return f"{self.kind}:{self.options.path or '/'}"
 
+    def presign(self, key: str, *, seconds: int) -> str | None:
+        """A URL that reads the object without credentials for `seconds`, or None where the
+        storage (or the credentials at hand) cannot make one; callers then stream it."""
+        return None
+
     def close(self) -> None:
         """Release connections."""
 

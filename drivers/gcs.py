@@ -153,6 +153,19 @@ class GCSDriver(CloudDriver):
 
         return buffered(RangeReader(fetch, offset, length))
 
+    def presign(self, key, *, seconds):
+        """A V4 signed URL; needs credentials that can sign (a service-account key, or
+        impersonation): with others (anonymous, most user logins) there is none."""
+        import datetime
+
+        blob = self.bucket.blob(self._name(key))
+        try:
+            return blob.generate_signed_url(version="v4", method="GET",
+                                            expiration=datetime.timedelta(seconds=seconds),
+                                            api_access_endpoint=self.options.endpoint_url or None)
+        except (AttributeError, TypeError, ValueError, NotImplementedError):
+            return None  # these credentials cannot sign
+
     def put(self, key, data, *, content_type=None, overwrite=True):
         blob = self.bucket.blob(self._name(key), chunk_size=CHUNK_SIZE)
         if self.options.storage_class:

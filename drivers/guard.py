@@ -58,6 +58,10 @@ class PermissionGuard(Driver):
     def describe(self) -> str:
         return self.inner.describe()
 
+    def presign(self, key: str, *, seconds: int) -> str | None:
+        self.require("get")
+        return self.inner.presign(key, seconds=seconds)
+
     def close(self) -> None:
         self.inner.close()
 

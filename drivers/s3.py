@@ -221,6 +221,12 @@ class S3Driver(CloudDriver):
                 raise
         return buffered(StreamReader(response["Body"]))
 
+    def presign(self, key, *, seconds):
+        with self._mapped(key):
+            return self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._name(key)},
+                ExpiresIn=seconds)
+
     def put(self, key, data, *, content_type=None, overwrite=True):
         name = self._name(key)
         client = self.client if overwrite else self._conditional_client

@@ -31,6 +31,7 @@ from . import jobs  # noqa: E402
 from . import imports  # noqa: E402, F401
 from . import drivers  # noqa: E402
 from . import daemon, downstream  # noqa: E402,F401
+from . import serve, status  # noqa: E402,F401
 
 
 def _terminate(signum, frame) -> None:
@@ -47,4 +48,4 @@ def main() -> None:
     cli(prog_name="syncd")
 
 
-__all__ = ["cli", "main", "items", "jobs", "sync", "drivers", "daemon", "downstream"]
+__all__ = ["cli", "main", "items", "jobs", "sync", "drivers", "daemon", "downstream", "serve", "status"]

@@ -25,7 +25,8 @@ def _listen(ctx, param, value: str | None) -> str | None:
 
 @cli.command()
 @click.option("--listen", metavar="HOST:PORT", callback=_listen,
-              help="Serve /healthz, /metrics and the push hooks here (overrides [daemon] listen).")
+              help="Serve /healthz, /metrics, the push hooks, the web page and the API here "
+                   "(overrides [daemon] listen).")
 @click.option("--no-preprocess", is_flag=True,
               help="Run no preprocessing workers (jobs stay queued for `syncd jobs run`).")
 @pass_app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import click
 
@@ -10,7 +12,7 @@ from .. import usermeta
 from ..app import App
 from ..catalogue.query import compile_query
 from . import cli
-from .common import emit_json, json_option, pass_app
+from .common import CommandError, emit_json, json_option, pass_app, progress_bar
 
 
 @cli.group()
@@ -88,3 +90,37 @@ def set_meta(app: App, dataset: str, path: str | None, values: tuple[str, ...],
             emit_json(item)
         else:
             click.echo(f"{item['filename']}\t{json.dumps(item['metadata']['user'], ensure_ascii=False)}")
+
+
+@items.command("export")
+@click.argument("dataset")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl",
+              show_default=True, help="JSON Lines (the item JSON), CSV or Parquet (flat, typed columns).")
+@click.option("--where", "where", multiple=True, metavar="QUERY",
+              help="Only items matching the query (repeat: all hold; see the README's Queries).")
+@click.option("--present-only", is_flag=True, help="Leave out items gone from storage.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file (atomically: FILE.partial, then renamed); default stdout.")
+@pass_app
+def export_items(app: App, dataset: str, fmt: str, where: tuple[str, ...], present_only: bool,
+                 output: Path | None) -> None:
+    """Export a dataset's items, streamed in filename order (flat memory at any size).
+
+    CSV and Parquet columns are the item JSON's paths (metadata.user.camera, ...)."""
+    from ..export import export
+
+    ds = app.dataset(dataset)
+    condition = compile_query(where)
+
+    def items():
+        return app.catalogue.iter_items(ds, include_missing=not present_only, where=condition)
+
+    with progress_bar(f"export {dataset}", unit="item") as bar:
+        try:
+            count = export(items, fmt, output, stdout=sys.stdout, progress=bar.update)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        except OSError as error:
+            raise CommandError(f"{output}: {error.strerror or error}", 1) from None
+    if output is not None:
+        click.echo(f"exported {count} items of {dataset} to {output}", err=True)

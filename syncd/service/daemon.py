@@ -171,7 +171,13 @@ class Daemon:
 
     def site(self):
         """The API and web page beside the hooks, when a token guards them (else None)."""
-        return None
+        from .web.site import Site, web_token
+
+        if not web_token(self.config):
+            log.warning("no [web] token nor [daemon] hook_token: the web page and API are not served")
+            return None
+        self._site = Site(self.config, run_jobs_after_sync=False)  # the daemon's workers run jobs
+        return self._site
 
     def run(self) -> None:
         """Run until asked to stop (a signal, or request_stop)."""
@@ -202,6 +208,8 @@ class Daemon:
         started = time.monotonic()
         if self.http is not None:
             self.http.stop()
+            if getattr(self, "_site", None) is not None:
+                self._site.close()
         for source in self.sources:
             source.stop()
         for source in self.sources:

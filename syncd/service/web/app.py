@@ -37,7 +37,7 @@ def build_app(*, health: Health, metrics, hooks: Hooks | None = None, web=None) 
         routes += hooks.routes()
     if web is not None:
         routes += web.routes()
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers=web.exception_handlers() if web else None)
     if web is not None:
         return web.wrap(app)
     return app

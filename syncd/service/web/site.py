@@ -1,0 +1,436 @@
+"""The JSON API and the web page, and the one guard in front of both.
+
+Auth: nothing here is served without the web token (`[web] token`, else `[daemon]
+hook_token`): as `Authorization: Bearer TOKEN`, or through the login form, which sets an
+HttpOnly, SameSite=Strict cookie holding a value derived from the token (not the token).
+Writes (POST, PATCH) authenticated by the cookie must also carry `X-CSRF-Token` (the page
+reads it from its own HTML, which another site cannot) and must not come from another site
+(`Sec-Fetch-Site`); with `read_only` no write is served at all. The JS, CSS and the login
+form itself need no token; /healthz, /metrics and /hooks/ are guarded as before (the hooks by
+the hook token).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from drivers import DriverError, NotFound, PermissionDenied
+
+from ...app import App
+from ...catalogue import browse
+from ...catalogue.query import compile_query, folder_range
+from ...errors import ConfigError, InputError, NotFoundError, SyncdError
+from ... import usermeta
+from .hooks import bearer, same_secret
+from .http import BodyError, read_body
+from .media import serve_object
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "syncd_session"
+WRITES = {"POST", "PATCH", "PUT", "DELETE"}
+GUARDED = ("/", "/logout")  # with everything under /api/; the rest holds no data
+THUMBNAIL_CACHE = "private, max-age=31536000, immutable"  # a versioned URL (?v=) never changes
+
+
+def web_token(config) -> str | None:
+    secret = config.web.token or config.daemon.hook_token
+    return secret.get_secret_value() if secret else None
+
+
+class Site:
+    """The API and the page over one config. A catalogue connection (an App) per thread."""
+
+    def __init__(self, config, *, read_only: bool | None = None, run_jobs_after_sync: bool = True):
+        token = web_token(config)
+        if not token:
+            raise ConfigError(f"{config.source}: web.token: missing: the web page and API need a "
+                              f"token ([web] token, or [daemon] hook_token)")
+        self.config = config
+        self.token = token.encode()
+        self.session = hmac.new(self.token, b"syncd-session", hashlib.sha256).hexdigest()
+        self.csrf = hmac.new(self.token, b"syncd-csrf", hashlib.sha256).hexdigest()
+        self.read_only = config.web.read_only if read_only is None else read_only
+        self.run_jobs_after_sync = run_jobs_after_sync
+        self._local = threading.local()
+        self._apps: list[App] = []
+        self._lock = threading.Lock()
+        self._syncs: dict[str, threading.Thread] = {}
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @property
+    def app(self) -> App:
+        app = getattr(self._local, "app", None)
+        if app is None:
+            app = self._local.app = App(self.config)
+            with self._lock:
+                self._apps.append(app)
+        return app
+
+    def close(self) -> None:
+        with self._lock:
+            for app in self._apps:
+                app.close()
+            self._apps.clear()
+
+    def exception_handlers(self) -> dict:
+        return {SyncdError: error_response, DriverError: error_response}
+
+    def wrap(self, asgi_app):
+        return _Guard(asgi_app, self)
+
+    def authenticate(self, request: Request) -> str | None:
+        """'bearer', 'cookie', or None."""
+        given = bearer(request)
+        if given and same_secret(given, self.token):
+            return "bearer"
+        cookie = request.cookies.get(COOKIE, "")
+        if cookie and hmac.compare_digest(cookie.encode(), self.session.encode()):
+            return "cookie"
+        return None
+
+    def routes(self) -> list:
+        api = "/api/v1"
+        return [
+            Route("/", self.page),
+            Route("/login", self.login, methods=["GET", "POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Route(f"{api}/status", self.api_status),
+            Route(f"{api}/datasets", self.api_datasets),
+            Route(f"{api}/datasets/{{name}}", self.api_dataset),
+            Route(f"{api}/datasets/{{name}}/items", self.api_items),
+            Route(f"{api}/datasets/{{name}}/folders", self.api_folders),
+            Route(f"{api}/datasets/{{name}}/errors", self.api_errors),
+            Route(f"{api}/datasets/{{name}}/sync", self.api_sync, methods=["POST"]),
+            Route(f"{api}/items/{{id}}", self.api_item, methods=["GET", "PATCH"]),
+            Route(f"{api}/items/{{id}}/thumbnail", self.api_thumbnail),
+            Route(f"{api}/items/{{id}}/stream", self.api_stream),
+            Route(f"{api}/jobs", self.api_jobs),
+            Route(f"{api}/jobs/retry", self.api_retry_failed, methods=["POST"]),
+            Route(f"{api}/jobs/{{id:int}}/retry", self.api_retry, methods=["POST"]),
+        ]
+
+    # -- the page -------------------------------------------------------------------------
+
+    async def page(self, request: Request) -> Response:
+        text = (STATIC / "index.html").read_text(encoding="utf-8")
+        text = text.replace("{{csrf}}", self.csrf).replace(
+            "{{read_only}}", "true" if self.read_only else "false")
+        return HTMLResponse(text, headers={"Cache-Control": "no-store",
+                                           "Content-Security-Policy": _CSP,
+                                           "X-Frame-Options": "DENY"})
+
+    async def login(self, request: Request) -> Response:
+        target = request.query_params.get("next", "/")
+        if not target.startswith("/") or target.startswith("//"):
+            target = "/"
+        error = ""
+        if request.method == "POST":
+            try:
+                body = await read_body(request, max_bytes=4096, timeout=10)
+            except BodyError as failure:
+                return Response(str(failure), failure.status)
+            from urllib.parse import parse_qs
+
+            form = parse_qs(body.decode("utf-8", "replace"))
+            if same_secret(form.get("token", [""])[0], self.token):
+                response = RedirectResponse(target, 303)
+                response.set_cookie(COOKIE, self.session, httponly=True, samesite="strict",
+                                    secure=request.url.scheme == "https", path="/")
+                return response
+            log.warning("web: a login with a wrong token")
+            error = '<p class="error" role="alert">Wrong token.</p>'
+        text = (STATIC / "login.html").read_text(encoding="utf-8")
+        text = text.replace("{{error}}", error).replace("{{next}}", html.escape(quote(target, safe="/?=&#")))
+        return HTMLResponse(text, 401 if error else 200,
+                            headers={"Content-Security-Policy": _CSP, "X-Frame-Options": "DENY"})
+
+    async def logout(self, request: Request) -> Response:
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _dataset(self, name: str):
+        names = [d.name for d in self.config.datasets]
+        if name not in names:
+            raise NotFoundError(f"no dataset named {name!r} (datasets: {', '.join(names) or 'none'})")
+        return self.app.dataset(name)
+
+    def decorate(self, request: Request, item: dict[str, Any], dataset) -> dict[str, Any]:
+        """The item JSON with the fields the reference SDK reads: datasetId, url, stream,
+        thumbnail (absolute URLs)."""
+        base = str(request.base_url).rstrip("/")
+        url = f"{base}/api/v1/items/{item['id']}"
+        system = item["metadata"]["system"]
+        thumbnail = None
+        if system.get("thumbnailId"):
+            version = hashlib.sha256(f"{system['thumbnailId']}|{system.get('etag')}|"
+                                     f"{(system.get('etl') or {}).get('at')}".encode()).hexdigest()[:16]
+            thumbnail = f"{url}/thumbnail?v={version}"
+        return {**item, "datasetId": browse.dataset_id(self.app.catalogue, dataset), "url": url,
+                "stream": f"{url}/stream", "thumbnail": thumbnail}
+
+    def _item(self, item_id: str):
+        catalogue = self.app.catalogue
+        row = catalogue.item_row_by_pk(catalogue.item_pk(item_id))
+        if row is None:
+            raise NotFoundError(f"no item with id {item_id!r}")
+        name = catalogue.conn.execute("SELECT name FROM datasets WHERE id = ?",
+                                      (row["dataset_id"],)).fetchone()[0]
+        dataset = self._dataset(name)
+        return row, dataset
+
+    # -- API: reads -----------------------------------------------------------------------
+
+    def api_status(self, request: Request) -> Response:
+        return JSONResponse([self._status(d.name) for d in self.config.datasets])
+
+    def _status(self, name: str, *, mimetypes: bool = True) -> dict:
+        status = browse.status(self.app.catalogue, self._dataset(name), mimetypes=mimetypes)
+        status["syncRunning"] = name in self._syncs and self._syncs[name].is_alive()
+        return status
+
+    def api_datasets(self, request: Request) -> Response:
+        return JSONResponse([self._status(d.name, mimetypes=False) for d in self.config.datasets])
+
+    def api_dataset(self, request: Request) -> Response:
+        return JSONResponse(self._status(request.path_params["name"]))
+
+    def api_items(self, request: Request) -> Response:
+        dataset = self._dataset(request.path_params["name"])
+        params = request.query_params
+        queries = [q for q in params.getlist("where") if q.strip()]
+        condition = compile_query(queries) if queries else None
+        folder = params.get("folder", "").strip()
+        if folder and folder != "/":
+            sql, args = folder_range(folder)
+            condition = (f"({condition[0]}) AND {sql}", (*condition[1], *args)) if condition else (sql, tuple(args))
+        try:
+            limit = int(params.get("limit", "100"))
+        except ValueError:
+            raise InputError(f"limit {params.get('limit')!r}: expected a number") from None
+        after = _decode_cursor(params.get("cursor", ""))
+        items, last = browse.page(self.app.catalogue, dataset, where=condition, after=after,
+                                  limit=limit, present_only=params.get("state") == "present")
+        return JSONResponse({
+            "items": [self.decorate(request, item, dataset) for item in items],
+            "next": _encode_cursor(last) if last is not None else None,
+        })
+
+    def api_folders(self, request: Request) -> Response:
+        dataset = self._dataset(request.path_params["name"])
+        parent = request.query_params.get("parent", "/")
+        return JSONResponse({"parent": parent,
+                             "folders": browse.folders(self.app.catalogue, dataset, parent)})
+
+    def api_errors(self, request: Request) -> Response:
+        dataset = self._dataset(request.path_params["name"])
+        return JSONResponse(browse.listing_errors(self.app.catalogue, dataset, limit=1000))
+
+    def api_jobs(self, request: Request) -> Response:
+        params = request.query_params
+        states = tuple(s for s in params.getlist("state") if s)
+        names = [d for d in params.getlist("dataset") if d]
+        ids = [self._dataset(n).id for n in names] or None
+        limit = min(int(params.get("limit", "200")), 1000)
+        rows = []
+        for row in self.app.jobs().rows(states=states, datasets=ids):
+            rows.append(row)
+            if len(rows) >= limit:
+                break
+        return JSONResponse(rows)
+
+    async def api_item(self, request: Request) -> Response:
+        if request.method == "PATCH":
+            body = await _read_json(request)
+            return await run_in_threadpool(self._patch, request, body)
+        return await run_in_threadpool(self._get_item, request)
+
+    def _get_item(self, request: Request) -> Response:
+        row, dataset = self._item(request.path_params["id"])
+        catalogue = self.app.catalogue
+        item = catalogue.item_json(dataset, row)
+        result = self.decorate(request, item, dataset)
+        result["jobs"] = browse.item_jobs(catalogue, row["pk"])
+        return JSONResponse(result)
+
+    def api_thumbnail(self, request: Request) -> Response:
+        row, dataset = self._item(request.path_params["id"])
+        system = json.loads(row["system"]) if row["system"] else {}
+        key = system.get("thumbnailId")
+        if not key:
+            raise NotFoundError(f"item {request.path_params['id']} has no thumbnail (yet)")
+        content_type = "image/webp" if key.endswith(".webp") else "image/jpeg"
+        cache = THUMBNAIL_CACHE if request.query_params.get("v") else "private, no-cache"
+        return serve_object(request, self.app.dataset_driver(dataset.name), key,
+                            content_type=content_type, cache_control=cache,
+                            presign_seconds=self._presign())
+
+    def api_stream(self, request: Request) -> Response:
+        row, dataset = self._item(request.path_params["id"])
+        system = json.loads(row["system"]) if row["system"] else {}
+        if row["type"] == "link":
+            ref = ((system.get("shebang") or {}).get("linkInfo") or {}).get("ref")
+            if not ref:
+                raise NotFoundError(f"linked item {request.path_params['id']} has no URL")
+            return RedirectResponse(ref, 307)
+        return serve_object(request, self.app.dataset_driver(dataset.name), row["filename"].lstrip("/"),
+                            content_type=system.get("mimetype") or "application/octet-stream",
+                            cache_control="private, no-cache", presign_seconds=self._presign())
+
+    def _presign(self) -> int | None:
+        return self.config.web.presign_seconds if self.config.web.presign else None
+
+    # -- API: writes ----------------------------------------------------------------------
+
+    def _patch(self, request: Request, body: dict) -> Response:
+        row, dataset = self._item(request.path_params["id"])
+        replace = request.query_params.get("replace") in ("1", "true")
+        values = body.get("metadata", {}).get("user") if isinstance(body.get("metadata"), dict) else body.get("user")
+        if not isinstance(values, dict):
+            raise InputError('PATCH body: expected {"metadata": {"user": {...}}}')
+        usermeta.set_user_metadata(self.app.catalogue, dataset, [(row["filename"], values)], replace=replace)
+        item = self.app.catalogue.get_item(dataset, row["filename"])
+        return JSONResponse(self.decorate(request, item, dataset))
+
+    def api_sync(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        self._dataset(name)
+        with self._lock:
+            running = self._syncs.get(name)
+            if running is not None and running.is_alive():
+                return JSONResponse({"dataset": name, "started": False,
+                                     "error": "a sync of this dataset is running"}, 409)
+            thread = threading.Thread(target=self._sync, args=(name,), name=f"web-sync-{name}",
+                                      daemon=True)
+            self._syncs[name] = thread
+            thread.start()
+        return JSONResponse({"dataset": name, "started": True}, 202)
+
+    def _sync(self, name: str) -> None:
+        try:
+            with App(self.config) as app:
+                result = app.sync(name)
+                log.info("web: synced %s: %s", name, result.as_json())
+                if self.run_jobs_after_sync and self.config.preprocess.enabled:
+                    app.run_jobs([name])
+        except (SyncdError, DriverError) as error:
+            log.warning("web: sync of %s failed: %s", name, error)
+
+    def api_retry(self, request: Request) -> Response:
+        count = self.app.jobs().requeue(states=(), ids=[request.path_params["id"]])
+        return JSONResponse({"requeued": count})
+
+    def api_retry_failed(self, request: Request) -> Response:
+        names = [d for d in request.query_params.getlist("dataset") if d]
+        ids = [self._dataset(n).id for n in names] or None
+        return JSONResponse({"requeued": self.app.jobs().requeue(states=("failed",), datasets=ids)})
+
+
+_CSP = ("default-src 'self'; img-src 'self' blob: data: https: http:; media-src 'self' https: http:; "
+        "style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
+
+
+async def _read_json(request: Request) -> dict:
+    try:
+        body = await read_body(request, max_bytes=1024 * 1024, timeout=30)
+    except BodyError as error:
+        raise InputError(f"body: {error}") from None
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InputError("body: not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InputError("body: expected a JSON object")
+    return value
+
+
+def _encode_cursor(filename: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(filename.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    import base64
+
+    if not cursor:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InputError(f"cursor {cursor!r}: not a cursor this API gave") from None
+
+
+def error_response(request: Request, error: Exception) -> Response:
+    """The API's known errors as JSON answers."""
+    if isinstance(error, NotFoundError) or isinstance(error, NotFound):
+        status = 404
+    elif isinstance(error, InputError | ConfigError):
+        status = 400
+    elif isinstance(error, PermissionDenied):
+        status = 403
+    elif isinstance(error, DriverError):
+        status = 502
+    elif isinstance(error, SyncdError):
+        status = 500
+    else:
+        raise error
+    message = f"{type(error).__name__}: {error}" if isinstance(error, DriverError) else str(error)
+    return JSONResponse({"error": message}, status)
+
+
+class _Guard:
+    """ASGI middleware: authentication, CSRF and read-only checks."""
+
+    def __init__(self, app, site: Site):
+        self.app = app
+        self.site = site
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        if path not in GUARDED and not path.startswith("/api/"):
+            return await self.app(scope, receive, send)
+        request = Request(scope, receive)
+        how = self.site.authenticate(request)
+        api = path.startswith("/api/")
+        if how is None:
+            if api:
+                response = JSONResponse({"error": "missing or wrong token"}, 401,
+                                        headers={"WWW-Authenticate": "Bearer"})
+            else:
+                response = RedirectResponse("/login?next=" + quote(path, safe="/"), 303)
+            return await response(scope, receive, send)
+        if scope["method"] in WRITES and path != "/logout":
+            refusal = None
+            if self.site.read_only:
+                refusal = "read-only: this server serves no write action"
+            elif how == "cookie" and (
+                    not hmac.compare_digest(request.headers.get("x-csrf-token", "").encode(),
+                                            self.site.csrf.encode())
+                    or request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")):
+                refusal = "a write from the page needs its X-CSRF-Token, from the same site"
+            if refusal:
+                return await JSONResponse({"error": refusal}, 403)(scope, receive, send)
+        await self.app(scope, receive, send)
