@@ -114,7 +114,7 @@ async function datasetPage(name, params) {
     h("a", { href: link({ folder: "/" }), class: folder === "/" ? "current" : null }, "/ (all)"),
     up ? h("a", { href: link({ folder: up }), "data-folder": up }, "↑ " + up) : null,
     folder !== "/" ? h("a", { href: link({ folder }), class: "current" }, folder) : null,
-    tree.folders.map((f) => h("a", { href: link({ folder: f }), "data-folder": f }, "📁 " + f.slice(folder === "/" ? 1 : folder.length + 1))));
+    tree.folders.map((f) => h("a", { href: link({ folder: f }), "data-folder": f }, "▸ " + f.slice(folder === "/" ? 1 : folder.length + 1))));
 
   const form = h("form", { class: "filters", onsubmit: (event) => {
       event.preventDefault();
