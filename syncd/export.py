@@ -19,7 +19,7 @@ from typing import Any, TextIO
 FORMATS = ("jsonl", "csv", "parquet")
 BASE_COLUMNS = ("id", "dataset", "filename", "name", "dir", "type", "state", "createdAt",
                 "updatedAt", "description")
-PARQUET_ROWS = 10_000  # rows per Parquet row group (and per batch held in memory)
+PARQUET_ROWS = 2_000  # rows per Parquet row group (and per batch held in memory)
 
 Items = Callable[[], Iterable[dict[str, Any]]]  # a fresh pass over the items each call
 

@@ -106,3 +106,14 @@ def test_cli_where_takes_queries(catalogue, run):
     assert [i["filename"] for i in listed] == ["/cats/a.jpg", "/cats/deep/c.jpg"]
     result = run("items", "list", "photos", "--where", "user.lot >", expect=2)
     assert "expected a value at position 11" in result.stderr
+
+
+def test_folders_and_glob_prefixes_bound_the_index_range():
+    from syncd.catalogue.query import filename_bounds
+
+    assert filename_bounds("folder = /a/b and user.x = 1") == ("/a/b/", "/a/b0")
+    assert filename_bounds(["folder = /a", "folder = /a/b"]) == ("/a/b/", "/a/b0")
+    low, high = filename_bounds('filename glob "/f0*.jpg"')
+    assert low < "/f0" < "/f0zzz" < high and not ("/f" > low) and high == "/f1"
+    assert filename_bounds("user.x = 1 or folder = /a") is None  # not bound when an OR escapes
+    assert filename_bounds("not folder = /a") is None

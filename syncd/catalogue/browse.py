@@ -19,18 +19,21 @@ def dataset_id(catalogue: Catalogue, dataset: Dataset) -> str:
 
 
 def page(catalogue: Catalogue, dataset: Dataset, *, where: tuple[str, tuple] | None = None,
-         after: str = "", limit: int = 100, present_only: bool = False
-         ) -> tuple[list[dict[str, Any]], str | None]:
+         after: str = "", limit: int = 100, present_only: bool = False,
+         bounds: tuple[str, str | None] | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """Up to `limit` items in filename order after the filename `after`, and the filename to
     continue after (None at the end). Keyset pagination on the (dataset, filename) index: a
-    page costs the same at the start and at the millionth item."""
+    page costs the same at the start and at the millionth item. `bounds` (low, high) limit
+    the filenames further (a folder: see query.filename_bounds), in the same index range."""
     limit = max(1, min(limit, MAX_PAGE))
     extra_sql, extra_args = (f"AND ({where[0]})", tuple(where[1])) if where else ("", ())
     state = "AND state = 'present'" if present_only else ""
+    low, high = bounds or ("", None)
+    end_sql, end_args = ("AND filename < ?", (high,)) if high is not None else ("", ())
     cursor = catalogue.conn.execute(
-        f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename > ? {state} "
-        f"{extra_sql} ORDER BY filename LIMIT ?",
-        (dataset.id, after, *extra_args, limit + 1),
+        f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename > ? {end_sql} "
+        f"{state} {extra_sql} ORDER BY filename LIMIT ?",
+        (dataset.id, max(after, low), *end_args, *extra_args, limit + 1),
     )
     cursor.row_factory = sqlite3.Row
     rows = cursor.fetchall()

@@ -288,16 +288,56 @@ def _compare(node: Compare) -> tuple[str, list]:
         sql, args = _compare(Compare(field, "=", value, node.pos))
         return f"NOT coalesce({sql}, 0)", args
     if field in COLUMNS:
-        return _column(COLUMNS[field], op, value)
+        sql = "+filename" if field == "filename" and op == "glob" else COLUMNS[field]
+        return _column(sql, op, value)
     root, _, rest = field.partition(".")
     path = "$" + "".join("." + json.dumps(part) for part in rest.split("."))
     return _json(root, path, op, value)
 
 
-def folder_range(folder: str) -> tuple[str, list]:
-    """Every item under `folder` (any depth), as a range of the filename index."""
+def folder_bounds(folder: str) -> tuple[str, str]:
+    """(low, high): every filename under `folder` (any depth) is > low and < high."""
     prefix = "/" + folder.strip("/") + "/" if folder.strip("/") else "/"
-    return "filename >= ? AND filename < ?", [prefix, prefix[:-1] + "0"]  # '0' follows '/'
+    return prefix, prefix[:-1] + "0"  # '0' follows '/'
+
+
+def folder_range(folder: str) -> tuple[str, list]:
+    """Every item under `folder` (any depth). The unary + keeps SQLite from taking this as
+    the index range of a keyset page (it would drop the page's own bound): pages get the
+    range from `filename_bounds` instead."""
+    low, high = folder_bounds(folder)
+    return "+filename > ? AND +filename < ?", [low, high]
+
+
+def filename_bounds(queries: str | list[str] | tuple[str, ...]) -> tuple[str, str | None] | None:
+    """(low, high) that every matching filename lies strictly between (high None: no end),
+    from the folders and literal glob prefixes that must hold; None if nothing bounds them.
+    A keyset page combines these with its cursor into one index range."""
+    if isinstance(queries, str):
+        queries = [queries]
+    low, high = "", None
+    for query in queries:
+        for node in _conjuncts(parse(query)):
+            bounds = None
+            if node.field == "folder" and node.op == "=" and isinstance(node.value, str):
+                bounds = folder_bounds(node.value)
+            elif node.field == "filename" and node.op == "glob":
+                prefix = re.split(r"[*?\[]", node.value, maxsplit=1)[0]
+                if prefix:
+                    bounds = (prefix[:-1] + chr(ord(prefix[-1]) - 1) + "\U0010ffff"
+                              if prefix[-1] > "\x00" else "", prefix[:-1] + chr(ord(prefix[-1]) + 1))
+            if bounds:
+                low = max(low, bounds[0])
+                high = bounds[1] if high is None else min(high, bounds[1])
+    return (low, high) if low or high is not None else None
+
+
+def _conjuncts(node) -> list[Compare]:
+    if isinstance(node, Compare):
+        return [node]
+    if node.op == "and":
+        return [c for part in node.parts for c in _conjuncts(part)]
+    return []
 
 
 def _column(sql: str, op: str, value: Any) -> tuple[str, list]:

@@ -32,7 +32,7 @@ from drivers import DriverError, NotFound, PermissionDenied
 
 from ...app import App
 from ...catalogue import browse
-from ...catalogue.query import compile_query, folder_range
+from ...catalogue.query import compile_query, filename_bounds, folder_bounds
 from ...errors import ConfigError, InputError, NotFoundError, SyncdError
 from ... import usermeta
 from .hooks import bearer, same_secret
@@ -220,17 +220,22 @@ class Site:
         params = request.query_params
         queries = [q for q in params.getlist("where") if q.strip()]
         condition = compile_query(queries) if queries else None
+        bounds = filename_bounds(queries) if queries else None
         folder = params.get("folder", "").strip()
         if folder and folder != "/":
-            sql, args = folder_range(folder)
-            condition = (f"({condition[0]}) AND {sql}", (*condition[1], *args)) if condition else (sql, tuple(args))
+            low, high = folder_bounds(folder)
+            if bounds is not None:
+                low = max(low, bounds[0])
+                high = high if bounds[1] is None else min(high, bounds[1])
+            bounds = (low, high)
         try:
             limit = int(params.get("limit", "100"))
         except ValueError:
             raise InputError(f"limit {params.get('limit')!r}: expected a number") from None
         after = _decode_cursor(params.get("cursor", ""))
         items, last = browse.page(self.app.catalogue, dataset, where=condition, after=after,
-                                  limit=limit, present_only=params.get("state") == "present")
+                                  limit=limit, present_only=params.get("state") == "present",
+                                  bounds=bounds)
         return JSONResponse({
             "items": [self.decorate(request, item, dataset) for item in items],
             "next": _encode_cursor(last) if last is not None else None,
