@@ -33,5 +33,7 @@ def serve(app: App, listen: str | None, read_only: bool) -> None:
     server = WebServer(asgi, listen or config.web.listen, settings=config.web)
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass  # uvicorn stopped on the signal, then passed it on: a clean stop
     finally:
         site.close()

@@ -17,6 +17,9 @@ import hmac
 import html
 import json
 import logging
+import contextlib
+import functools
+import queue
 import threading
 import time
 from pathlib import Path
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "syncd_session"
+POOL = 8  # Apps (catalogue connections) shared by the requests in flight
 WRITES = {"POST", "PATCH", "PUT", "DELETE"}
 GUARDED = ("/", "/logout")  # with everything under /api/; the rest holds no data
 THUMBNAIL_CACHE = "private, max-age=31536000, immutable"  # a versioned URL (?v=) never changes
@@ -52,6 +56,17 @@ THUMBNAIL_CACHE = "private, max-age=31536000, immutable"  # a versioned URL (?v=
 def web_token(config) -> str | None:
     secret = config.web.token or config.daemon.hook_token
     return secret.get_secret_value() if secret else None
+
+
+def _leased(method):
+    """Run a (threadpool) endpoint holding one of the Site's pooled Apps."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lease():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class Site:
@@ -70,6 +85,7 @@ class Site:
         self.run_jobs_after_sync = run_jobs_after_sync
         self._local = threading.local()
         self._apps: list[App] = []
+        self._idle: queue.LifoQueue[App] = queue.LifoQueue()
         self._lock = threading.Lock()
         self._syncs: dict[str, threading.Thread] = {}
 
@@ -77,12 +93,34 @@ class Site:
 
     @property
     def app(self) -> App:
+        """The App (catalogue connection, drivers) this thread holds for its request."""
         app = getattr(self._local, "app", None)
         if app is None:
-            app = self._local.app = App(self.config)
-            with self._lock:
-                self._apps.append(app)
+            raise RuntimeError("Site.app outside a request: use `with site.lease()`")
         return app
+
+    @contextlib.contextmanager
+    def lease(self):
+        """Hold one of at most POOL Apps for a request: connections (and their page caches)
+        stay bounded however many threads serve requests."""
+        if getattr(self._local, "app", None) is not None:  # nested: already held
+            yield self._local.app
+            return
+        try:
+            app = self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                app = App(self.config) if len(self._apps) < POOL else None
+                if app is not None:
+                    self._apps.append(app)
+            if app is None:
+                app = self._idle.get()
+        self._local.app = app
+        try:
+            yield app
+        finally:
+            self._local.app = None
+            self._idle.put(app)
 
     def close(self) -> None:
         with self._lock:
@@ -202,6 +240,7 @@ class Site:
 
     # -- API: reads -----------------------------------------------------------------------
 
+    @_leased
     def api_status(self, request: Request) -> Response:
         return JSONResponse([self._status(d.name) for d in self.config.datasets])
 
@@ -210,12 +249,15 @@ class Site:
         status["syncRunning"] = name in self._syncs and self._syncs[name].is_alive()
         return status
 
+    @_leased
     def api_datasets(self, request: Request) -> Response:
         return JSONResponse([self._status(d.name, mimetypes=False) for d in self.config.datasets])
 
+    @_leased
     def api_dataset(self, request: Request) -> Response:
         return JSONResponse(self._status(request.path_params["name"]))
 
+    @_leased
     def api_items(self, request: Request) -> Response:
         started, cpu = time.perf_counter(), time.thread_time()
         dataset = self._dataset(request.path_params["name"])
@@ -248,16 +290,19 @@ class Site:
                                              f"cpu;dur={(time.thread_time() - cpu) * 1000:.2f}")
         return response
 
+    @_leased
     def api_folders(self, request: Request) -> Response:
         dataset = self._dataset(request.path_params["name"])
         parent = request.query_params.get("parent", "/")
         return JSONResponse({"parent": parent,
                              "folders": browse.folders(self.app.catalogue, dataset, parent)})
 
+    @_leased
     def api_errors(self, request: Request) -> Response:
         dataset = self._dataset(request.path_params["name"])
         return JSONResponse(browse.listing_errors(self.app.catalogue, dataset, limit=1000))
 
+    @_leased
     def api_jobs(self, request: Request) -> Response:
         params = request.query_params
         states = tuple(s for s in params.getlist("state") if s)
@@ -277,6 +322,7 @@ class Site:
             return await run_in_threadpool(self._patch, request, body)
         return await run_in_threadpool(self._get_item, request)
 
+    @_leased
     def _get_item(self, request: Request) -> Response:
         row, dataset = self._item(request.path_params["id"])
         catalogue = self.app.catalogue
@@ -285,6 +331,7 @@ class Site:
         result["jobs"] = browse.item_jobs(catalogue, row["pk"])
         return JSONResponse(result)
 
+    @_leased
     def api_thumbnail(self, request: Request) -> Response:
         row, dataset = self._item(request.path_params["id"])
         system = json.loads(row["system"]) if row["system"] else {}
@@ -297,6 +344,7 @@ class Site:
                             content_type=content_type, cache_control=cache,
                             presign_seconds=self._presign())
 
+    @_leased
     def api_stream(self, request: Request) -> Response:
         row, dataset = self._item(request.path_params["id"])
         system = json.loads(row["system"]) if row["system"] else {}
@@ -314,6 +362,7 @@ class Site:
 
     # -- API: writes ----------------------------------------------------------------------
 
+    @_leased
     def _patch(self, request: Request, body: dict) -> Response:
         row, dataset = self._item(request.path_params["id"])
         replace = request.query_params.get("replace") in ("1", "true")
@@ -324,6 +373,7 @@ class Site:
         item = self.app.catalogue.get_item(dataset, row["filename"])
         return JSONResponse(self.decorate(request, item, dataset))
 
+    @_leased
     def api_sync(self, request: Request) -> Response:
         name = request.path_params["name"]
         self._dataset(name)
@@ -348,10 +398,12 @@ class Site:
         except (SyncdError, DriverError) as error:
             log.warning("web: sync of %s failed: %s", name, error)
 
+    @_leased
     def api_retry(self, request: Request) -> Response:
         count = self.app.jobs().requeue(states=(), ids=[request.path_params["id"]])
         return JSONResponse({"requeued": count})
 
+    @_leased
     def api_retry_failed(self, request: Request) -> Response:
         names = [d for d in request.query_params.getlist("dataset") if d]
         ids = [self._dataset(n).id for n in names] or None
