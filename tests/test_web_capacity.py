@@ -117,3 +117,24 @@ def test_connections_that_never_finish_their_headers_or_body_are_closed(tmp_path
 
         assert asyncio.run(short_body()) == 408
         assert items(db) == {}
+
+
+def test_past_the_connection_cap_requests_get_503_not_a_reset(tmp_path, storage):
+    from daemon_support import daemon_config
+
+    port = free_port()
+    cfg = daemon_config(tmp_path, storage, watch=False, daemon=f'listen = "127.0.0.1:{port}"')
+    cfg.write_text(cfg.read_text() + "\n[web]\nmax_connections = 20\n")
+
+    async def crowded() -> int:
+        # The server accepts connections in order: these 25 are open when /healthz is read.
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(25)]
+        over = await asyncio.get_running_loop().run_in_executor(None, _healthz, port)
+        for _, writer in idle:
+            writer.close()
+            await writer.wait_closed()
+        return over
+
+    with ThreadDaemon(cfg):
+        assert asyncio.run(crowded()) == 503
+        wait_for(lambda: _healthz(port) == 200, what="served again once the idle connections closed")
