@@ -13,7 +13,8 @@ connection. Then `syncd items export` in each format, in a fresh process, with i
     python bench/api_bench.py -n 200000 --keep /tmp/api-bench.db
     python bench/api_bench.py --no-export
 
-Target: every page under 100 ms of server time (p95 over the requests of each case);
+Target: every page under 100 ms of server time (p95 over the requests of each case, from the
+API's Server-Timing header; the client's time is printed beside it);
 export memory flat (the same peak RSS at 200,000 and 1,000,000 items).
 """
 
@@ -163,11 +164,11 @@ def bench_pages(config: Path, db_path: Path, count: int) -> list[dict]:
                     query["cursor"] = base64.urlsafe_b64encode(after.encode()).decode().rstrip("=")
                 url = f"{server.url}/api/v1/datasets/big/items?{urllib.parse.urlencode(query)}"
                 get(url)  # warm-up
-                times, server, cpu, items = [], [], [], 0
+                times, on_server, cpu, items = [], [], [], 0
                 for _ in range(REQUESTS):
                     seconds, server_ms, cpu_ms, page = get(url)
                     times.append(seconds * 1000)
-                    server.append(server_ms)
+                    on_server.append(server_ms)
                     cpu.append(cpu_ms)
                     items = len(page["items"])
                 condition = compile_query(where) if where else None
@@ -178,10 +179,11 @@ def bench_pages(config: Path, db_path: Path, count: int) -> list[dict]:
                 results.append({"case": name, "at": start, "items": items,
                                 "p50_ms": round(statistics.median(times), 1),
                                 "p95_ms": round(sorted(times)[int(len(times) * 0.95) - 1], 1),
-                                "server_p50_ms": round(statistics.median(server), 1),
+                                "server_p50_ms": round(statistics.median(on_server), 1),
+                                "server_p95_ms": round(sorted(on_server)[int(len(on_server) * 0.95) - 1], 1),
                                 "cpu_p50_ms": round(statistics.median(cpu), 1),
                                 "floor_ms": round(floors[2] * 1000, 2),
-                                "x_floor": round(statistics.median(server) / (floors[2] * 1000), 1)})
+                                "x_floor": round(statistics.median(on_server) / (floors[2] * 1000), 1)})
                 print(json.dumps(results[-1]), file=sys.stderr)
     finally:
         server.stop()
@@ -230,9 +232,9 @@ def main() -> None:
               f"{'cpu p50':>8} {'floor':>7} {'x floor':>8}")
         for r in pages:
             print(f"{r['case']:40} {r['at']:6} {r['items']:5} {r['p50_ms']:10} {r['p95_ms']:7} "
-                  f"{r['server_p50_ms']:10} {r['cpu_p50_ms']:8} {r['floor_ms']:7} {r['x_floor']:8}")
-        worst = max(r["server_p50_ms"] for r in pages)
-        print(f"slowest server p50: {worst} ms (target: under 100 ms) -> {'met' if worst < 100 else 'NOT met'}"
+                  f"{r['server_p50_ms']:10} {r['server_p95_ms']:7} {r['cpu_p50_ms']:8} {r['floor_ms']:7} {r['x_floor']:8}")
+        worst = max(r["server_p95_ms"] for r in pages)
+        print(f"slowest server p95: {worst} ms (target: under 100 ms) -> {'met' if worst < 100 else 'NOT met'}"
               f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         if not options.no_export:
             print("\nexport (fresh process each):")
