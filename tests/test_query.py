@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 from conftest import put_file
+from syncd.catalogue import items
 from syncd.catalogue.query import QueryError, compile_query
 from syncd.usermeta import set_user_metadata
 
@@ -26,11 +26,12 @@ def catalogue(app, storage):
     app.sync("photos")
     dataset = app.dataset("photos")
     set_user_metadata(app.catalogue, dataset, [(n, v) for n, v in FILES.items() if v])
-    with app.catalogue.transaction() as conn:  # what preprocessing would have written
+    with app.catalogue.transaction():  # what preprocessing would have written
         for name, mimetype, width in [("/cats/a.jpg", "image/jpeg", 640), ("/cats/b.png", "image/png", 2000),
                                       ("/cats/deep/c.jpg", "image/jpeg", 1200)]:
-            conn.execute("UPDATE items SET system = ? WHERE filename = ?",
-                         (json.dumps({"mimetype": mimetype, "width": width, "exif": {"Make": "Canon"}}), name))
+            pk = items.find(app.catalogue, dataset, name)["pk"]
+            items.set_metadata(app.catalogue, pk,
+                               system={"mimetype": mimetype, "width": width, "exif": {"Make": "Canon"}})
     return app
 
 

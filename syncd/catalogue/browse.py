@@ -18,6 +18,12 @@ def dataset_id(catalogue: Catalogue, dataset: Dataset) -> str:
     return f"{catalogue.instance}{dataset.id:016x}"
 
 
+def dataset_name(catalogue: Catalogue, dataset_row_id: int) -> str:
+    """The name of the dataset with this row id (an item's `dataset_id`)."""
+    return catalogue._conn.execute("SELECT name FROM datasets WHERE id = ?",
+                                   (dataset_row_id,)).fetchone()[0]
+
+
 def page(catalogue: Catalogue, dataset: Dataset, *, where: tuple[str, tuple] | None = None,
          after: str = "", limit: int = 100, present_only: bool = False,
          bounds: tuple[str, str | None] | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -30,7 +36,7 @@ def page(catalogue: Catalogue, dataset: Dataset, *, where: tuple[str, tuple] | N
     state = "AND state = 'present'" if present_only else ""
     low, high = bounds or ("", None)
     end_sql, end_args = ("AND filename < ?", (high,)) if high is not None else ("", ())
-    cursor = catalogue.conn.execute(
+    cursor = catalogue._conn.execute(
         f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename > ? {end_sql} "
         f"{state} {extra_sql} ORDER BY filename LIMIT ?",
         (dataset.id, max(after, low), *end_args, *extra_args, limit + 1),
@@ -52,7 +58,7 @@ def folders(catalogue: Catalogue, dataset: Dataset, parent: str = "/",
     found: list[str] = []
     after = prefix
     while len(found) < limit:
-        row = catalogue.conn.execute(
+        row = catalogue._conn.execute(
             "SELECT filename FROM items WHERE dataset_id = ? AND filename > ? AND filename < ? "
             "AND instr(substr(filename, ?), '/') > 0 ORDER BY filename LIMIT 1",
             (dataset.id, after, end, len(prefix) + 1),
@@ -67,7 +73,7 @@ def folders(catalogue: Catalogue, dataset: Dataset, parent: str = "/",
 
 def item_jobs(catalogue: Catalogue, pk: int, limit: int = 100) -> list[dict[str, Any]]:
     """The item's jobs, newest first."""
-    rows = catalogue.conn.execute(
+    rows = catalogue._conn.execute(
         "SELECT id, kind, state, attempts, error, created_at, updated_at FROM jobs "
         "WHERE item_pk = ? ORDER BY id DESC LIMIT ?", (pk, limit)).fetchall()
     return [{"id": r[0], "kind": r[1], "state": r[2], "attempts": r[3], "error": r[4],
@@ -77,7 +83,7 @@ def item_jobs(catalogue: Catalogue, pk: int, limit: int = 100) -> list[dict[str,
 def status(catalogue: Catalogue, dataset: Dataset, *, mimetypes: bool = True) -> dict[str, Any]:
     """A dataset's items by state (and by mimetype), jobs by state, its last sync and the
     number of listing errors."""
-    conn = catalogue.conn
+    conn = catalogue._conn
     states = dict(conn.execute(
         "SELECT state, count(*) FROM items WHERE dataset_id = ? GROUP BY state", (dataset.id,)))
     jobs = dict(conn.execute(
@@ -120,4 +126,4 @@ def listing_errors(catalogue: Catalogue, dataset: Dataset, *, limit: int | None 
         sql += " LIMIT ?"
         args += (limit,)
     return [{"path": p, "reason": r, "at": a, "run": run}
-            for p, r, a, run in catalogue.conn.execute(sql, args)]
+            for p, r, a, run in catalogue._conn.execute(sql, args)]

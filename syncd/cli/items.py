@@ -11,7 +11,7 @@ import click
 from .. import usermeta
 from ..app import App
 from ..catalogue.query import compile_query
-from . import cli
+from .group import cli
 from .common import CommandError, emit_json, json_option, pass_app, progress_bar
 
 

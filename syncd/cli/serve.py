@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..app import App
-from . import cli
+from .group import cli
 from .common import pass_app
 from .daemon import _listen
 

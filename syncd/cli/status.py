@@ -6,7 +6,7 @@ import click
 
 from ..app import App
 from ..catalogue import browse
-from . import cli
+from .group import cli
 from .common import emit_json, json_option, pass_app
 
 

@@ -233,9 +233,7 @@ class Site:
         row = catalogue.item_row_by_pk(catalogue.item_pk(item_id))
         if row is None:
             raise NotFoundError(f"no item with id {item_id!r}")
-        name = catalogue.conn.execute("SELECT name FROM datasets WHERE id = ?",
-                                      (row["dataset_id"],)).fetchone()[0]
-        dataset = self._dataset(name)
+        dataset = self._dataset(browse.dataset_name(catalogue, row["dataset_id"]))
         return row, dataset
 
     # -- API: reads -----------------------------------------------------------------------
