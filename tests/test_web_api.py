@@ -10,23 +10,12 @@ import pytest
 
 from conftest import put_file
 from daemon_support import wait_for
-from syncd.app import App
-from web_support import TOKEN, Client, Served, fill_storage, web_config
+from web_support import TOKEN, Client, Served, served_catalogue
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("web")
-    storage = tmp_path / "storage"
-    storage.mkdir()
-    files = fill_storage(storage)
-    config = web_config(tmp_path, storage)
-    with App.from_file(config) as app:
-        app.sync("photos")
-        assert app.run_jobs(["photos"], workers=0).failed == 0
-    with Served(config) as server:
-        server.files = files
-        server.storage = storage
+    with served_catalogue(tmp_path_factory.mktemp("web")) as server:
         yield server
 
 

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import put_file
-from syncd.app import App
-from web_support import TOKEN, Client, Served, fill_storage, web_config
+from web_support import TOKEN, Client, served_catalogue
 
 CHROMIUM = Path(os.environ.get("SYNCD_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
@@ -38,17 +36,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("browser")
-    storage = tmp_path / "storage"
-    storage.mkdir()
-    files = fill_storage(storage)
-    put_file(storage, "cats/broken.jpg", files["cats/b.jpg"][:300])  # a job that fails
-    config = web_config(tmp_path, storage)
-    with App.from_file(config) as app:
-        app.sync("photos")
-        app.run_jobs(["photos"], workers=0)
-    with Served(config) as server:
-        server.files = files
+    with served_catalogue(tmp_path_factory.mktemp("browser"), broken=True) as server:
         yield server
 
 

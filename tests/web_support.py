@@ -3,6 +3,7 @@ client that keeps cookies apart from the Bearer token."""
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import json
 import shutil
@@ -58,6 +59,25 @@ def web_config(tmp_path: Path, storage: Path, web: str = "") -> Path:
         token = "{TOKEN}"
         {web}
         """)
+
+
+@contextlib.contextmanager
+def served_catalogue(tmp_path: Path, *, broken: bool = False):
+    """fill_storage's files synced and preprocessed (`broken`: plus a truncated JPEG whose job
+    fails), served; the Served has `files` and `storage`."""
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    files = fill_storage(storage)
+    if broken:
+        put_file(storage, "cats/broken.jpg", files["cats/b.jpg"][:300])
+    config = web_config(tmp_path, storage)
+    with App.from_file(config) as app:
+        app.sync("photos")
+        result = app.run_jobs(["photos"], workers=0)
+        assert result.failed == (1 if broken else 0), result
+    with Served(config) as server:
+        server.files, server.storage = files, storage
+        yield server
 
 
 class Served:
