@@ -14,13 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers import KINDS, DriverOptions, options_model
 from preprocess import DEFAULT_MAX_PIXELS
 
 from .service.daemon_config import DaemonConfig, SourceConfig
 from .errors import ConfigError
+from .sync.filters import FilterError, PathFilter, glob_to_regex, parse_filter_line
 
 DEFAULT_FILE = "syncd.toml"
 ENV_VAR = "SYNCD_CONFIG"
@@ -54,7 +55,42 @@ class PreprocessorConfig(_Section):
         return self.function or f"entry point {self.entry_point!r}"
 
 
-class DatasetConfig(_Section):
+class FilterRules(_Section):
+    """Which keys become items (syncd.sync.filters): in a [[drivers]] or [[datasets]] table."""
+
+    include: tuple[str, ...] = ()  # if any: keys none of them matches are excluded
+    exclude: tuple[str, ...] = ()
+    filters: tuple[str, ...] = ()  # rclone --filter lines, in order: "- *.tmp", "+ *.jpg"
+    default_excludes: bool | None = None  # in-progress and temp files; None: the driver's, else on
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, pattern in enumerate(value):
+            try:
+                glob_to_regex(pattern)
+            except FilterError as error:
+                raise ValueError(f"[{index}]: bad pattern: {error}") from None
+        return value
+
+    @field_validator("filters")
+    @classmethod
+    def _lines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, line in enumerate(value):
+            try:
+                glob_to_regex(parse_filter_line(line)[1])
+            except FilterError as error:
+                raise ValueError(f"[{index}]: {error}") from None
+        return value
+
+    def table(self) -> dict:
+        return {"include": self.include, "exclude": self.exclude, "filters": self.filters}
+
+
+FILTER_KEYS = tuple(FilterRules.model_fields)
+
+
+class DatasetConfig(FilterRules):
     name: str = Field(min_length=1)
     driver: str
     preprocessors: tuple[PreprocessorConfig, ...] = ()
@@ -95,6 +131,7 @@ class Config(_Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     daemon: DaemonConfig = DaemonConfig()
     sources: tuple[SourceConfig, ...] = ()
+    driver_filters: dict[str, FilterRules] = {}  # the filter keys of each [[drivers]] table
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -121,6 +158,16 @@ class Config(_Section):
             if options.name == name:
                 return options
         raise ConfigError(f"{self.source}: no driver named {name!r}")
+
+    def path_filter(self, dataset: str) -> PathFilter:
+        """The rules a key of `dataset` must pass: default excludes, driver's, dataset's."""
+        config = self.dataset(dataset)
+        driver = self.driver_filters.get(config.driver, FilterRules())
+        defaults = config.default_excludes
+        if defaults is None:
+            defaults = driver.default_excludes is not False
+        return PathFilter.build(defaults=defaults, tables=[
+            (f"driver {config.driver}", driver.table()), (f"dataset {config.name}", config.table())])
 
     def dataset(self, name: str) -> DatasetConfig:
         for dataset in self.datasets:
@@ -174,8 +221,13 @@ def parse_config(raw: dict[str, Any], *, source: Path) -> Config:
         driver_tables = raw.get("drivers", [])
         if not isinstance(driver_tables, list):
             raise _KeyError("drivers", "must be an array of tables: [[drivers]]")
-        driver_options = [_driver(index, table, base) for index, table in enumerate(driver_tables)]
-        config = Config.model_validate({**raw, "drivers": driver_options, "source": source})
+        driver_filters = {}
+        driver_options = [_driver(index, table, base, driver_filters)
+                          for index, table in enumerate(driver_tables)]
+        if "driver_filters" in raw:
+            raise _KeyError("driver_filters", "unknown key")
+        config = Config.model_validate({**raw, "drivers": driver_options, "source": source,
+                                        "driver_filters": driver_filters})
     except _KeyError as error:
         raise ConfigError(f"{source}: {error.key}: {error.message}") from None
     except ValidationError as error:
@@ -194,12 +246,19 @@ class _KeyError(Exception):
         self.key, self.message = key, message
 
 
-def _driver(index: int, table: Any, base: Path) -> DriverOptions:
+def _driver(index: int, table: Any, base: Path, filters: dict[str, FilterRules]) -> DriverOptions:
     where = f"drivers[{index}]"
     if not isinstance(table, dict):
         raise _KeyError(where, "must be a table")
     if "name" in table:
         where += f" ({table['name']!r})"
+    # The filter keys are syncd's, not the driver's: drivers never see them.
+    rules = {key: table[key] for key in FILTER_KEYS if key in table}
+    table = {key: value for key, value in table.items() if key not in FILTER_KEYS}
+    try:
+        filters[str(table.get("name"))] = FilterRules.model_validate(rules)
+    except ValidationError as error:
+        raise _KeyError(where, _describe(error)) from None
     kind = table.get("kind")
     if kind is None:
         raise _KeyError(f"{where}.kind", f"missing (one of: {', '.join(KINDS)})")

@@ -112,8 +112,9 @@ def _finish(result: ImportResult, as_json: bool, unit: str) -> None:
 def _report(result: ImportResult, unit: str) -> None:
     click.echo(
         f"{result.dataset}:{result.folder}: {result.total} {unit}: created {result.created}, "
-        f"updated {result.updated}, unchanged {result.unchanged}, failed {result.failed} "
-        f"({result.seconds:.2f} s)"
+        f"updated {result.updated}, unchanged {result.unchanged}, failed {result.failed}"
+        + (f", excluded by filters {result.excluded}" if result.excluded else "")
+        + f" ({result.seconds:.2f} s)"
     )
     if result.failures:
         click.echo(f"  failures written to {result.failures} (import it again to retry them)", err=True)

@@ -36,6 +36,7 @@ from drivers.base import check_key
 from ..app import App
 from ..catalogue import Catalogue, Dataset
 from ..errors import InputError, SyncdError
+from ..sync.filters import NO_FILTER, PathFilter
 from .fetch import Fetcher, FetchPolicy
 from .links import (
     LINK_SUFFIX,
@@ -71,6 +72,7 @@ class ImportResult:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    excluded: int = 0  # turned away by the dataset's filters (reported, not failures)
     failed: int = 0
     failures: str | None = None  # the failures file, if anything failed
     seconds: float = 0.0
@@ -96,7 +98,7 @@ class Task:
 class Outcome:
     ref: Any  # the caller's handle on the task: a CSV row, a file path
     filename: str | None
-    status: str  # created | updated | unchanged | failed
+    status: str  # created | updated | unchanged | excluded | failed
     item_id: str | None = None
     error: str | None = None
 
@@ -105,9 +107,11 @@ class Outcome:
 
 def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
               tasks: Iterable[tuple[Any, Task | Exception]], *, batch_size: int = DEFAULT_BATCH,
-              on_outcome: Callable[[Outcome], None]) -> None:
+              on_outcome: Callable[[Outcome], None],
+              path_filter: PathFilter = NO_FILTER) -> None:
     """Run `tasks` (pairs of a ref and a Task, or of a ref and the error that made it fail
-    before it could start) `batch_size` at a time; report each Outcome on this thread."""
+    before it could start) `batch_size` at a time; report each Outcome on this thread. A task
+    whose path `path_filter` excludes is reported as excluded and nothing is written."""
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
 
@@ -133,6 +137,11 @@ def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
             for ref, task in tasks:
                 if isinstance(task, Exception):
                     on_outcome(Outcome(ref, None, "failed", error=describe(task)))
+                    continue
+                rule = path_filter.excluded_by(task.filename.lstrip("/"))
+                if rule is not None:
+                    on_outcome(Outcome(ref, task.filename, "excluded",
+                                       error=f"{task.filename}: excluded by {rule}"))
                     continue
                 try:
                     known = existing(catalogue, dataset, task.filename)
@@ -176,6 +185,8 @@ class _Tally:
         setattr(result, outcome.status, getattr(result, outcome.status) + 1)
         if outcome.status == "failed":
             log.warning("%s", outcome.error)
+        elif outcome.status == "excluded":
+            log.info("%s", outcome.error)
         if self.progress:
             self.progress(1)
 
@@ -288,7 +299,8 @@ def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder
             tally.count(outcome)
 
         try:
-            run_tasks(catalogue, ds, driver, tasks(), batch_size=batch_size, on_outcome=on_outcome)
+            run_tasks(catalogue, ds, driver, tasks(), batch_size=batch_size, on_outcome=on_outcome,
+                      path_filter=app.path_filter(ds.name))
         except BaseException:
             failures_file.abort()
             raise
@@ -526,7 +538,7 @@ def import_link_files(app: App, dataset: str, files: Iterable[str | os.PathLike[
         outcomes.append(outcome)
 
     run_tasks(app.catalogue, ds, app.dataset_driver(dataset), tasks, batch_size=batch_size,
-              on_outcome=on_outcome)
+              on_outcome=on_outcome, path_filter=app.path_filter(ds.name))
     result.seconds = time.monotonic() - started
     return result, outcomes
 
@@ -572,7 +584,7 @@ def upload_folder(app: App, dataset: str, directory: str | os.PathLike[str], *, 
 
     try:
         run_tasks(app.catalogue, ds, app.dataset_driver(dataset), tasks(), batch_size=batch_size,
-                  on_outcome=on_outcome)
+                  on_outcome=on_outcome, path_filter=app.path_filter(ds.name))
     except BaseException:
         failures_file.abort()
         raise

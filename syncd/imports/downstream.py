@@ -23,7 +23,7 @@ from drivers.base import check_key, is_hidden
 from ..app import App
 from ..sync.applier import Applier, Change
 from ..catalogue import normalize_filename, now_iso
-from ..errors import NotFoundError
+from ..errors import InputError, NotFoundError
 from ..sync.events import ObjectCreated
 from ..jobs.queue import enqueue_cleanup
 
@@ -44,7 +44,8 @@ def remote_key(local: Path, remote: str | None) -> str:
 
 
 def _applier(app: App) -> Applier:
-    return Applier(app.catalogue, lambda name: (app.dataset(name), app.dataset_driver(name)))
+    return Applier(app.catalogue, lambda name: (app.dataset(name), app.dataset_driver(name)),
+                   path_filter=app.path_filter)
 
 
 def put(app: App, dataset: str, local: str | os.PathLike[str], remote: str | None = None
@@ -52,6 +53,10 @@ def put(app: App, dataset: str, local: str | os.PathLike[str], remote: str | Non
     """Write `local` to the dataset's storage and catalogue it (with a preprocessing job)."""
     path = Path(local)
     key = remote_key(path, remote)
+    rule = app.path_filter(dataset).excluded_by(key)
+    if rule is not None:
+        raise InputError(f"{path}: /{key} is excluded by the dataset's filters ({rule}); "
+                         "nothing was written")
     driver = app.dataset_driver(dataset)
     app.dataset(dataset)
     content_type = mimetypes.guess_type(path.name)[0]

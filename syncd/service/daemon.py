@@ -90,7 +90,8 @@ class Daemon:
         self._stopped = False
         self._resolved: dict[str, tuple[Dataset, Driver]] = {}
         self.applier = Applier(app.catalogue, self.resolve, clock=clock,
-                               move_window=self.settings.move_window_seconds)
+                               move_window=self.settings.move_window_seconds,
+                               path_filter=app.path_filter)
         self._next_rescan: dict[str, float] = {}
         self._wanted: dict[str, set[str]] = {}  # dataset -> folder prefixes to rescan
         self._rescans: dict[str, _Rescan] = {}
@@ -297,6 +298,7 @@ class Daemon:
         dataset, driver = self.resolve(name)
         path = self.config.catalogue.path
         max_delete = self.config.sync.max_delete_percent
+        path_filter = self.app.path_filter(name)
 
         def progress(_count: int) -> None:
             if self._stop.is_set():
@@ -306,7 +308,8 @@ class Daemon:
             try:
                 with Catalogue(path) as catalogue:
                     rescan.result = sync_dataset(catalogue, dataset, driver, prefix=prefix,
-                                                 max_delete_percent=max_delete, progress=progress)
+                                                 max_delete_percent=max_delete, progress=progress,
+                                                 path_filter=path_filter)
             except BaseException as error:  # noqa: BLE001 - reported by the loop
                 rescan.error = error
             finally:

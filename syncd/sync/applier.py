@@ -32,6 +32,7 @@ from drivers.base import is_hidden
 
 from ..catalogue import Catalogue, Dataset, now_iso
 from .events import Event, FolderChanged, ObjectMoved
+from .filters import NO_FILTER, PathFilter
 from .indexer import CONTENT_KEY
 from ..jobs.queue import enqueue_cleanup
 
@@ -67,9 +68,14 @@ class Applier:
     """Applies batches of events to one catalogue. Used from one thread at a time."""
 
     def __init__(self, catalogue: Catalogue, resolve: Resolve, *, move_window: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 path_filter: Callable[[str], PathFilter] = lambda _name: NO_FILTER):
         self.catalogue = catalogue
         self.resolve = resolve
+        # dataset name -> its filter. An excluded key is as good as absent from storage: no
+        # item is made for it, an item already there goes, and a rename from an excluded
+        # name (rsync's .NAME.XXXXXX -> NAME) is a create of the new name.
+        self.path_filter = path_filter
         self.move_window = move_window  # seconds
         self.clock = clock
         # (dataset id, content key) -> [(pk, created at)], for copy-then-delete moves
@@ -137,6 +143,8 @@ class Applier:
         driver = self.resolve(name)[1]
         if is_hidden(key):
             return _BAD  # syncd's own artifacts are never items
+        if self.path_filter(name).excluded(key):
+            return None
         try:
             return driver.stat(key)
         except NotFound:

@@ -36,6 +36,7 @@ from ..imports import links
 from ..catalogue import Catalogue, Dataset, now_iso
 from ..errors import SyncError
 from ..jobs.queue import enqueue_cleanup
+from .filters import NO_FILTER, Excluded, PathFilter, filter_pages
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,12 @@ class SyncResult:
     pruned: bool = False
     deletes_skipped: str | None = None  # why deletions were not applied, if they were not
     samples: dict[str, list[str]] = field(default_factory=dict)
+    excluded: Excluded = field(default_factory=Excluded)  # listed keys the filters turned away
 
     def as_json(self) -> dict:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
+        data["excluded"] = dict(self.excluded.counts)  # rule -> keys; the keys: see samples
         if not data["deletes_skipped"]:
             del data["deletes_skipped"]
         return data
@@ -85,11 +88,14 @@ def sync_dataset(
     prune: bool = False,
     max_delete_percent: float = 100.0,
     progress: Progress | None = None,
+    path_filter: PathFilter = NO_FILTER,
 ) -> SyncResult:
-    """List `driver` (under `prefix`) and bring `dataset`'s items in line with it."""
+    """List `driver` (under `prefix`) and bring `dataset`'s items in line with it. Keys that
+    `path_filter` excludes are left out of the listing (so their items, if any, are gone)."""
     with _dataset_lock(catalogue, dataset):
         return _sync_locked(catalogue, dataset, driver, prefix=prefix, dry_run=dry_run,
-                            prune=prune, max_delete_percent=max_delete_percent, progress=progress)
+                            prune=prune, max_delete_percent=max_delete_percent, progress=progress,
+                            path_filter=path_filter)
 
 
 @contextlib.contextmanager
@@ -119,7 +125,7 @@ def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
-                 progress) -> SyncResult:
+                 progress, path_filter) -> SyncResult:
     started = time.monotonic()
     result = SyncResult(dataset.name, dry_run=dry_run, pruned=prune)
     conn = catalogue.conn
@@ -127,7 +133,7 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
     try:
         _create_temp_tables(conn)
         errors: list[tuple[str, str]] = []
-        _load_listing(conn, driver, prefix, errors, result, progress)
+        _load_listing(conn, driver, prefix, errors, result, progress, path_filter)
         result.errors = len(errors)
         for path, reason in errors:
             log.warning("%s: cannot list %s: %s", dataset.name, path or "/", reason)
@@ -206,7 +212,7 @@ def _drop_temp_tables(conn) -> None:
         conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
 
-def _load_listing(conn, driver, prefix, errors, result, progress) -> None:
+def _load_listing(conn, driver, prefix, errors, result, progress, path_filter=NO_FILTER) -> None:
     def on_error(key: str, reason: str) -> None:
         errors.append((key, reason))
 
@@ -214,6 +220,8 @@ def _load_listing(conn, driver, prefix, errors, result, progress) -> None:
     conn.execute("BEGIN")
     try:
         pages = driver.list_pages(prefix, on_error=on_error)
+        if path_filter:
+            pages = filter_pages(pages, path_filter, result.excluded)
         if driver.features.threaded_listing:
             pages = prefetched(pages)
         for page in pages:
