@@ -18,7 +18,7 @@ batch_option = click.option("--batch-size", type=click.IntRange(1, 512), default
 
 @cli.group("import")
 def import_group() -> None:
-    """Import linked items and CSV files into a dataset."""
+    """Import linked items, CSV and JSON Lines files into a dataset."""
 
 
 @import_group.command("links")
@@ -68,6 +68,32 @@ def import_csv_command(app: App, file: str, dataset: str, folder: str, batch_siz
         result = import_csv(app, dataset, file, folder=folder, batch_size=batch_size,
                             failures=failures, progress=bar.update)
     _finish(result, as_json, "rows")
+
+
+@import_group.command("jsonl")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@dataset_option
+@click.option("--folder", default="/", show_default=True,
+              help="Folder of the dataset in which the file's own folder is made.")
+@batch_option
+@click.option("--failures", type=click.Path(dir_okay=False),
+              help="Where to write the lines that failed (default: <name>.failures.jsonl beside FILE).")
+@json_option
+@pass_app
+def import_jsonl_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
+                         failures: str | None, as_json: bool) -> None:
+    """Import a JSON Lines file of items, one object a line, read as a stream.
+
+    Keys: url or path (a local file, relative to FILE's folder), and optionally name,
+    metadata (merged into metadata.user), description, mimetype, action (link | upload; a url
+    is linked by default). Items go into a folder named after FILE. Failed lines are written
+    to the failures file, which imports again as it is. --json: one summary object."""
+    from ..imports.jsonl import import_jsonl
+
+    with progress_bar(f"{dataset}: {file}", unit="line") as bar:
+        result = import_jsonl(app, dataset, file, folder=folder, batch_size=batch_size,
+                              failures=failures, progress=bar.update)
+    _finish(result, as_json, "lines")
 
 
 @cli.command("upload")
