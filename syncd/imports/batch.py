@@ -37,6 +37,7 @@ from ..app import App
 from ..catalogue import Catalogue, Dataset
 from ..errors import InputError, SyncdError
 from ..sync.filters import NO_FILTER, PathFilter
+from . import dialects
 from .fetch import Fetcher, FetchPolicy
 from .links import (
     LINK_SUFFIX,
@@ -267,14 +268,16 @@ class CsvRow:
 def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder: str = "/",
                batch_size: int = DEFAULT_BATCH, failures: str | os.PathLike[str] | None = None,
                progress: Progress | None = None, fetcher: Fetcher | None = None) -> ImportResult:
-    """Import a CSV file in the reference's columns into the folder named after it.
+    """Import a CSV file in the reference's columns (or Clarifai's, or the reference SDK's
+    upload columns: syncd.imports.dialects) into the folder named after it.
 
     Raises InputError for a file that cannot be read as such a CSV (unknown columns, bad
     encoding); a bad row only fails that row."""
     source = Path(source)
     started = time.monotonic()
     fetcher = fetcher or Fetcher(FetchPolicy.from_config(app.config.fetch))
-    target = posixpath.join(_folder(folder), _strip_suffixes(source.name))
+    base = _folder(folder)
+    target = posixpath.join(base, _strip_suffixes(source.name))
     check_key(target.lstrip("/"))
     ds, driver, catalogue = app.dataset(dataset), app.dataset_driver(dataset), app.catalogue
     result = ImportResult(ds.name, str(source), target)
@@ -282,11 +285,12 @@ def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder
     with _CsvReader(source) as (header, columns, rows):
         failures_file = FailuresFile(Path(failures) if failures else default_failures_path(source), header)
         seen: dict[str, int] = {}
+        dialect = dialects.detect(header)
 
         def tasks() -> Iterator[tuple[CsvRow, Task | Exception]]:
             for row in rows:
                 try:
-                    yield row, _csv_task(row, source, target, seen, fetcher)
+                    yield row, _csv_task(row, source, target, seen, fetcher, dialect=dialect, base=base)
                 except (InputError, ValueError) as error:
                     yield row, error
 
@@ -372,7 +376,9 @@ def _reason(error: BaseException) -> str:
 
 def _csv_columns(source: Path, header: list[str]) -> list[str | None]:
     """Each header cell's canonical column (None for `error`, which is ignored)."""
-    known = {name.lower(): name for name in CSV_COLUMNS}
+    dialect = dialects.detect(header)
+    names = dialects.COLUMNS.get(dialect, CSV_COLUMNS)
+    known = {name.lower(): name for name in names}
     columns: list[str | None] = []
     unknown, first = [], {}
     for index, cell in enumerate(header):
@@ -391,19 +397,24 @@ def _csv_columns(source: Path, header: list[str]) -> list[str | None]:
         columns.append(canonical)
     if unknown:
         raise InputError(f"{source}: unknown column{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(unknown)}; the columns are {', '.join(CSV_COLUMNS)}"
-                         " (any case)")
+                         f"{', '.join(unknown)}; the columns are {', '.join(names)}"
+                         " (any case)" + ("" if dialect == dialects.REFERENCE else f", as a {dialect} CSV"))
+    if dialect != dialects.REFERENCE:
+        return columns
     if "URL" not in first and "image_bytes" not in first:
         raise InputError(f"{source}: needs a URL or an image_bytes column")
     return columns
 
 
 def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
-              fetcher: Fetcher) -> Task:
+              fetcher: Fetcher, *, dialect: str = dialects.REFERENCE, base: str = "/") -> Task:
     where = row.where(source)
     values = row.values
     if "__error__" in values:
         raise InputError(f"{where}: {values['__error__']}")
+    values = dialects.to_reference(values, dialect, where=where, base=source.parent)
+    if "folder" in values:
+        target = posixpath.join(base, values["folder"].lstrip("/")).rstrip("/") or "/"
 
     def fail(column: str, what: str) -> InputError:
         return InputError(f"{where}: {column}: {what}")
@@ -415,9 +426,10 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
     action = values.get("action", "").strip().lower() or ("link" if url else "upload")
     if action not in ("link", "upload"):
         raise fail("action", f"expected 'link' or 'upload', got {values['action']!r}")
-    if not url and not data:
+    local = values.get("path")
+    if not url and not data and local is None:
         raise fail("URL", "empty, and so is image_bytes: a row needs one of them")
-    user = _user_metadata(values.get("item_metadata", ""), fail)
+    user = {**values.get("user", {}), **_user_metadata(values.get("item_metadata", ""), fail)}
     description = values.get("item_description") or None
 
     if action == "link":
@@ -437,7 +449,10 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
         task = Task(filename, lambda: Content.of_bytes(content),
                     ItemFacts("link", link_system(info), user, description), "application/json")
     else:
-        if data:
+        if local is not None:
+            def load(local=local) -> Content:
+                return local_content(local)
+        elif data:
             if not name:
                 raise fail("name", "empty, and so is ID: image_bytes need a name")
             limit = fetcher.policy.max_bytes
@@ -620,6 +635,16 @@ def _retry_paths(failures: Path) -> list[str]:
         raise InputError(f"{failures}: {_reason(error)}") from None
 
 
+def local_content(path: Path) -> Content:
+    """A local file's Content: hashed in chunks, then opened for the put (flat memory)."""
+    digest, size = hashlib.md5(), 0
+    with open(path, "rb") as file:
+        while chunk := file.read(HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return Content(open(path, "rb"), digest.hexdigest(), size)  # noqa: SIM115 - closed by _stage
+
+
 def _file_task(directory: Path, relative: str, base: str, label: bool, top_name: str) -> Task:
     parts = Path(relative).parts
     if Path(relative).is_absolute() or ".." in parts:
@@ -632,15 +657,7 @@ def _file_task(directory: Path, relative: str, base: str, label: bool, top_name:
     user = {"label": path.parent.name if len(parts) > 1 else top_name} if label else {}
     content_type = mimetypes.guess_type(path.name)[0]
 
-    def load() -> Content:
-        digest, size = hashlib.md5(), 0
-        with open(path, "rb") as file:
-            while chunk := file.read(HASH_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        return Content(open(path, "rb"), digest.hexdigest(), size)  # noqa: SIM115 - closed by _stage
-
-    return Task(filename, load, ItemFacts("file", {}, user), content_type)
+    return Task(filename, lambda: local_content(path), ItemFacts("file", {}, user), content_type)
 
 
 def _folder(folder: str) -> str:

@@ -13,7 +13,6 @@ imported again), so that file can be fed back unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mimetypes
 import os
@@ -32,7 +31,7 @@ from drivers.base import check_key
 from ..app import App
 from ..errors import InputError
 from .batch import (
-    DEFAULT_BATCH, HASH_CHUNK, ImportResult, Outcome, Progress, Task, _folder, _Tally, run_tasks,
+    DEFAULT_BATCH, ImportResult, Outcome, Progress, Task, _folder, _Tally, local_content, run_tasks,
 )
 from .fetch import Fetcher, FetchPolicy
 from .links import LinkError, check_url, link_bytes, link_filename, link_system, url_link_info, url_link_name
@@ -164,7 +163,7 @@ def _task(line: Line, source: Path, target: str, seen: dict[str, int], fetcher: 
         if not local.is_file():
             raise fail("path", f"no such file: {local}")
         name = name or local.name
-        task = Task(posixpath.join(target, name), lambda: _local_content(local),
+        task = Task(posixpath.join(target, name), lambda: local_content(local),
                     ItemFacts("file", {"mimetype": mimetype} if mimetype else {}, user, description),
                     mimetype or mimetypes.guess_type(name)[0])
     elif action == "link":
@@ -203,15 +202,6 @@ def _task(line: Line, source: Path, target: str, seen: dict[str, int], fetcher: 
         raise fail("name", f"{task.filename} is already written by line {seen[task.filename]}")
     seen[task.filename] = line.number
     return task
-
-
-def _local_content(path: Path) -> Content:
-    digest, size = hashlib.md5(), 0
-    with open(path, "rb") as file:
-        while chunk := file.read(HASH_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return Content(open(path, "rb"), digest.hexdigest(), size)  # noqa: SIM115 - closed by the runner
 
 
 class _FailuresFile:
