@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sync_bench import build_tree, run_sync  # noqa: E402
 
 MODES = {
@@ -54,6 +55,7 @@ def main() -> None:
                 result, _, _ = run_sync(config)
                 assert result["created"] == 0, result
                 noop[mode].append(result["seconds"])
+        micro = _in_process(root, args.passes)
         base = statistics.median(noop["no filter"])
         print(f"\nfilter benchmark: {args.files:,} files (+{args.files // 1000} rsync temp files),"
               f" no-op re-sync, median of {args.passes} passes taking turns\n")
@@ -62,8 +64,44 @@ def main() -> None:
             seconds = statistics.median(noop[mode])
             print(f"{mode:<20}{initial[mode][0]:>10.3f}{seconds:>10.3f}{seconds / base:>13.2f}  "
                   + " ".join(f"{s:.3f}" for s in noop[mode]))
+        print(f"\nin one process, the same tree: listing (the local driver) "
+              f"{micro.pop('listing'):.3f} s; filtering its pages (median of {args.passes}):")
+        for mode, seconds in micro.items():
+            print(f"  {mode:<20}{seconds:>8.3f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _in_process(root: Path, passes: int) -> dict[str, float]:
+    """The listing's own time beside the time the filters add to it: less noisy than
+    whole processes on a shared machine."""
+    import time
+
+    import drivers
+    from drivers.local import LocalOptions
+    from syncd.config import FilterRules
+    from syncd.sync.filters import Excluded, PathFilter, filter_pages
+
+    driver = drivers.open_driver(LocalOptions(name="bench", kind="local", root=root))
+    started = time.perf_counter()
+    pages = list(driver.list_pages())
+    seconds = {"listing": time.perf_counter() - started}
+    for mode, rules in MODES.items():
+        table = {}
+        for line in rules.splitlines():
+            key, _, value = line.partition(" = ")
+            table[key] = eval(value) if key != "default_excludes" else None  # noqa: S307 - our literals
+        defaults = "default_excludes" not in table
+        table.pop("default_excludes", None)
+        path_filter = PathFilter.build(defaults=defaults, tables=[("driver bench", FilterRules(**table).table())])
+        times = []
+        for _ in range(passes):
+            started = time.perf_counter()
+            for _page in filter_pages(iter(pages), path_filter, Excluded()):
+                pass
+            times.append(time.perf_counter() - started)
+        seconds[mode] = statistics.median(times)
+    return seconds
 
 
 if __name__ == "__main__":

@@ -96,6 +96,32 @@ def import_jsonl_command(app: App, file: str, dataset: str, folder: str, batch_s
     _finish(result, as_json, "lines")
 
 
+@import_group.command("tar")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@dataset_option
+@click.option("--folder", default="/", show_default=True,
+              help="Folder of the dataset in which the archive's own folder is made.")
+@batch_option
+@click.option("--failures", type=click.Path(dir_okay=False),
+              help="Where to write the members that failed (default: <name>.failures.csv beside FILE).")
+@click.option("--retry", type=click.Path(exists=True, dir_okay=False),
+              help="Import only the members listed in this failures file.")
+@json_option
+@pass_app
+def import_tar_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
+                       failures: str | None, retry: str | None, as_json: bool) -> None:
+    """Expand a tar archive (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) into items, streamed.
+
+    Members keep their paths under a folder named after the archive; links, devices and
+    paths leaving the folder fail alone. --json: one summary object."""
+    from ..imports.archive import import_tar
+
+    with progress_bar(f"{dataset}: {file}", unit="file") as bar:
+        result = import_tar(app, dataset, file, folder=folder, batch_size=batch_size,
+                            failures=failures, retry=retry, progress=bar.update)
+    _finish(result, as_json, "members")
+
+
 @cli.command("upload")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @dataset_option
