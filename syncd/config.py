@@ -90,8 +90,24 @@ class FilterRules(_Section):
 FILTER_KEYS = tuple(FilterRules.model_fields)
 
 
+class UploadControls(_Section):
+    """[datasets.upload]: what `upload` and the imports do to each file (syncd.imports.controls)."""
+
+    sample_percent: float = Field(default=100.0, gt=0, le=100)  # chance each file or row is kept
+    sample_seed: int | None = None  # repeatable sampling; else a seed is drawn and reported
+    quota_per_minute: int | None = Field(default=None, ge=0)  # items created by uploads
+    quota_per_hour: int | None = Field(default=None, ge=0)
+    quota_per_day: int | None = Field(default=None, ge=0)
+    max_size: int | None = Field(default=None, ge=16)  # pixels, longest side; aspect kept
+    jpeg_quality: int | None = Field(default=None, ge=1, le=100)  # JPEGs re-encoded
+    batch_prefix: str | None = Field(default=None, min_length=1)  # metadata.user.batch
+    batch_every: Literal["never", "daily", "weekly", "monthly"] = "never"
+    tags: tuple[str, ...] = ()  # metadata.user.tags
+
+
 class DatasetConfig(FilterRules):
     name: str = Field(min_length=1)
+    upload: UploadControls = UploadControls()
     driver: str
     preprocessors: tuple[PreprocessorConfig, ...] = ()
     rescan_interval_seconds: float | None = Field(default=None, ge=0)  # else [daemon]'s

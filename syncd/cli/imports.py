@@ -157,7 +157,7 @@ def _finish(result: ImportResult, as_json: bool, unit: str) -> None:
         emit_json(result.as_json())
     else:
         _report(result, unit)
-    if result.failed:
+    if result.failed or result.refused:
         raise SystemExit(EXIT_PARTIAL)
 
 
@@ -166,7 +166,15 @@ def _report(result: ImportResult, unit: str) -> None:
         f"{result.dataset}:{result.folder}: {result.total} {unit}: created {result.created}, "
         f"updated {result.updated}, unchanged {result.unchanged}, failed {result.failed}"
         + (f", excluded by filters {result.excluded}" if result.excluded else "")
+        + (f", left out by sampling {result.sampled}" if result.sampled else "")
+        + (f", refused by quota {result.refused}" if result.refused else "")
         + f" ({result.seconds:.2f} s)"
     )
+    sample = result.controls.get("sample")
+    if sample:
+        click.echo(f"  sample: {sample['percent']:g}% with seed {sample['seed']} "
+                   f"(set [datasets.upload] sample_seed to repeat it)", err=True)
+    if result.controls.get("batch"):
+        click.echo(f"  batch: {result.controls['batch']}", err=True)
     if result.failures:
         click.echo(f"  failures written to {result.failures} (import it again to retry them)", err=True)

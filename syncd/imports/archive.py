@@ -31,6 +31,7 @@ from ..app import App
 from ..errors import InputError
 from .batch import (
     DEFAULT_BATCH, FailuresFile, ImportResult, Outcome, Progress, Task, _folder, _Tally, run_tasks,
+    upload_controls,
 )
 from .writes import Content, ItemFacts
 
@@ -84,7 +85,7 @@ def import_tar(app: App, dataset: str, source: str | os.PathLike[str], *, folder
             raise InputError(f"{source}: the archive breaks off: {error} (members after it were not read)") from None
 
     def on_outcome(outcome: Outcome) -> None:
-        if outcome.status == "failed":
+        if outcome.status in ("failed", "refused"):
             if not outcome.error.startswith(f"{source.name}: "):
                 outcome.error = f"{source.name}: {outcome.ref}: {outcome.error}"
             failures_file.add([outcome.ref], outcome.error)
@@ -92,8 +93,10 @@ def import_tar(app: App, dataset: str, source: str | os.PathLike[str], *, folder
 
     try:
         with archive:
+            controls = upload_controls(app, ds)
             run_tasks(app.catalogue, ds, driver, tasks(), batch_size=batch_size,
-                      on_outcome=on_outcome, path_filter=app.path_filter(ds.name))
+                      on_outcome=on_outcome, path_filter=app.path_filter(ds.name), controls=controls)
+            result.controls = controls.report() if controls else {}
     except BaseException:
         failures_file.abort()
         raise

@@ -37,6 +37,7 @@ from ..app import App
 from ..catalogue import Catalogue, Dataset
 from ..errors import InputError, SyncdError
 from ..sync.filters import NO_FILTER, PathFilter
+from .controls import Controls
 from . import dialects
 from .fetch import Fetcher, FetchPolicy
 from .links import (
@@ -74,9 +75,12 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0
     excluded: int = 0  # turned away by the dataset's filters (reported, not failures)
+    sampled: int = 0  # left out by [datasets.upload] sample_percent
+    refused: int = 0  # past an upload quota: in the failures file, to import again later
     failed: int = 0
     failures: str | None = None  # the failures file, if anything failed
     seconds: float = 0.0
+    controls: dict[str, Any] = field(default_factory=dict)  # sample seed, quota use, batch
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -99,7 +103,7 @@ class Task:
 class Outcome:
     ref: Any  # the caller's handle on the task: a CSV row, a file path
     filename: str | None
-    status: str  # created | updated | unchanged | excluded | failed
+    status: str  # created | updated | unchanged | excluded | sampled | refused | failed
     item_id: str | None = None
     error: str | None = None
 
@@ -109,10 +113,11 @@ class Outcome:
 def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
               tasks: Iterable[tuple[Any, Task | Exception]], *, batch_size: int = DEFAULT_BATCH,
               on_outcome: Callable[[Outcome], None],
-              path_filter: PathFilter = NO_FILTER) -> None:
+              path_filter: PathFilter = NO_FILTER, controls: Controls | None = None) -> None:
     """Run `tasks` (pairs of a ref and a Task, or of a ref and the error that made it fail
     before it could start) `batch_size` at a time; report each Outcome on this thread. A task
-    whose path `path_filter` excludes is reported as excluded and nothing is written."""
+    whose path `path_filter` excludes is reported as excluded and nothing is written;
+    `controls` (the dataset's upload controls) may leave a task out, refuse it, or change it."""
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
 
@@ -144,6 +149,13 @@ def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
                     on_outcome(Outcome(ref, task.filename, "excluded",
                                        error=f"{task.filename}: excluded by {rule}"))
                     continue
+                if controls is not None:
+                    decision = controls.admit()
+                    if decision is not None:
+                        status, reason = decision
+                        on_outcome(Outcome(ref, task.filename, status, error=f"{task.filename}: {reason}"))
+                        continue
+                    task = controls.apply(task)
                 try:
                     known = existing(catalogue, dataset, task.filename)
                 except Exception as error:  # noqa: BLE001
@@ -159,6 +171,12 @@ def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
             for future in pending:
                 future.cancel()
             raise
+
+
+def upload_controls(app: App, dataset: Dataset) -> Controls | None:
+    """The dataset's [datasets.upload] controls for one run, or None when none is set."""
+    controls = Controls.start(app.catalogue, dataset, app.config.dataset(dataset.name).upload)
+    return controls if controls.active else None
 
 
 def _stage(driver: Driver, task: Task, known) -> Stored:
@@ -184,9 +202,9 @@ class _Tally:
         result = self.result
         result.total += 1
         setattr(result, outcome.status, getattr(result, outcome.status) + 1)
-        if outcome.status == "failed":
+        if outcome.status in ("failed", "refused"):
             log.warning("%s", outcome.error)
-        elif outcome.status == "excluded":
+        elif outcome.status in ("excluded", "sampled"):
             log.info("%s", outcome.error)
         if self.progress:
             self.progress(1)
@@ -295,7 +313,7 @@ def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder
                     yield row, error
 
         def on_outcome(outcome: Outcome) -> None:
-            if outcome.status == "failed":
+            if outcome.status in ("failed", "refused"):
                 where = outcome.ref.where(source)
                 if not outcome.error.startswith(where):
                     outcome.error = f"{where}: {outcome.error}"
@@ -303,8 +321,10 @@ def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder
             tally.count(outcome)
 
         try:
+            controls = upload_controls(app, ds)
             run_tasks(catalogue, ds, driver, tasks(), batch_size=batch_size, on_outcome=on_outcome,
-                      path_filter=app.path_filter(ds.name))
+                      path_filter=app.path_filter(ds.name), controls=controls)
+            result.controls = controls.report() if controls else {}
         except BaseException:
             failures_file.abort()
             raise
@@ -552,8 +572,10 @@ def import_link_files(app: App, dataset: str, files: Iterable[str | os.PathLike[
         tally.count(outcome)
         outcomes.append(outcome)
 
+    controls = upload_controls(app, ds)
     run_tasks(app.catalogue, ds, app.dataset_driver(dataset), tasks, batch_size=batch_size,
-              on_outcome=on_outcome, path_filter=app.path_filter(ds.name))
+              on_outcome=on_outcome, path_filter=app.path_filter(ds.name), controls=controls)
+    result.controls = controls.report() if controls else {}
     result.seconds = time.monotonic() - started
     return result, outcomes
 
@@ -594,12 +616,14 @@ def upload_folder(app: App, dataset: str, directory: str | os.PathLike[str], *, 
 
     def on_outcome(outcome: Outcome) -> None:
         tally.count(outcome)
-        if outcome.status == "failed":
+        if outcome.status in ("failed", "refused"):
             failures_file.add([outcome.ref], outcome.error)
 
     try:
+        controls = upload_controls(app, ds)
         run_tasks(app.catalogue, ds, app.dataset_driver(dataset), tasks(), batch_size=batch_size,
-                  on_outcome=on_outcome, path_filter=app.path_filter(ds.name))
+                  on_outcome=on_outcome, path_filter=app.path_filter(ds.name), controls=controls)
+        result.controls = controls.report() if controls else {}
     except BaseException:
         failures_file.abort()
         raise

@@ -48,9 +48,10 @@ def _applier(app: App) -> Applier:
                    path_filter=app.path_filter)
 
 
-def put(app: App, dataset: str, local: str | os.PathLike[str], remote: str | None = None
-        ) -> tuple[dict[str, Any], Change]:
-    """Write `local` to the dataset's storage and catalogue it (with a preprocessing job)."""
+def put(app: App, dataset: str, local: str | os.PathLike[str], remote: str | None = None,
+        *, user: dict[str, Any] | None = None) -> tuple[dict[str, Any], Change]:
+    """Write `local` to the dataset's storage and catalogue it (with a preprocessing job);
+    `user` is merged into its metadata.user."""
     path = Path(local)
     key = remote_key(path, remote)
     rule = app.path_filter(dataset).excluded_by(key)
@@ -69,6 +70,10 @@ def put(app: App, dataset: str, local: str | os.PathLike[str], remote: str | Non
                           etag=info.etag, size=info.size), info)
     finally:
         applier.close()
+    if user:
+        from ..usermeta import set_user_metadata
+
+        set_user_metadata(app.catalogue, app.dataset(dataset), [("/" + key, user)])
     return app.catalogue.get_item(app.dataset(dataset), "/" + key), change
 
 

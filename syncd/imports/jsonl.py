@@ -32,6 +32,7 @@ from ..app import App
 from ..errors import InputError
 from .batch import (
     DEFAULT_BATCH, ImportResult, Outcome, Progress, Task, _folder, _Tally, local_content, run_tasks,
+    upload_controls,
 )
 from .fetch import Fetcher, FetchPolicy
 from .links import LinkError, check_url, link_bytes, link_filename, link_system, url_link_info, url_link_name
@@ -90,7 +91,7 @@ def import_jsonl(app: App, dataset: str, source: str | os.PathLike[str], *, fold
                 yield line, error
 
     def on_outcome(outcome: Outcome) -> None:
-        if outcome.status == "failed":
+        if outcome.status in ("failed", "refused"):
             where = outcome.ref.where(source)
             if not outcome.error.startswith(where):
                 outcome.error = f"{where}: {outcome.error}"
@@ -99,8 +100,10 @@ def import_jsonl(app: App, dataset: str, source: str | os.PathLike[str], *, fold
 
     try:
         with file:
+            controls = upload_controls(app, ds)
             run_tasks(app.catalogue, ds, driver, tasks(), batch_size=batch_size,
-                      on_outcome=on_outcome, path_filter=app.path_filter(ds.name))
+                      on_outcome=on_outcome, path_filter=app.path_filter(ds.name), controls=controls)
+            result.controls = controls.report() if controls else {}
     except BaseException:
         failed.abort()
         raise
