@@ -9,6 +9,7 @@ import drivers
 from drivers import PermissionGuard
 
 from .catalogue import Catalogue, Dataset
+from .catalogue.outbox import Outbox, Subscription
 from .config import Config, load_config
 from .sync.filters import PathFilter
 from .sync.indexer import Progress, SyncResult, sync_dataset
@@ -30,7 +31,14 @@ class App:
     def catalogue(self) -> Catalogue:
         if self._catalogue is None:
             self._catalogue = Catalogue(self.config.catalogue.path)
+            if self.config.webhooks:
+                Outbox(self._catalogue)  # its table, before any writer emits into it
         return self._catalogue
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The webhooks and their events: what writers emit into the outbox."""
+        return tuple(Subscription(w.name, frozenset(w.events)) for w in self.config.webhooks)
 
     def driver(self, name: str) -> PermissionGuard:
         if name not in self._drivers:
@@ -62,7 +70,7 @@ class App:
             self.catalogue, self.dataset(name), self.dataset_driver(name),
             prefix=prefix, dry_run=dry_run, prune=prune,
             max_delete_percent=self.config.sync.max_delete_percent, progress=progress,
-            path_filter=self.path_filter(name),
+            path_filter=self.path_filter(name), subscriptions=self.subscriptions,
         )
 
     def jobs(self) -> JobQueue:

@@ -113,6 +113,23 @@ class DatasetConfig(FilterRules):
     rescan_interval_seconds: float | None = Field(default=None, ge=0)  # else [daemon]'s
 
 
+WEBHOOK_EVENTS = ("sync.finished", "item.created", "item.updated", "item.moved", "item.deleted",
+                  "job.done", "job.failed")
+
+
+class WebhookConfig(_Section):
+    """[[webhooks]]: events POSTed to a URL (syncd.service.webhooks)."""
+
+    name: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https?://")
+    events: tuple[Literal[WEBHOOK_EVENTS], ...] = WEBHOOK_EVENTS  # type: ignore[valid-type]
+    secret: str | None = Field(default=None, min_length=16, repr=False)  # HMAC-SHA256 key
+    max_attempts: int = Field(default=10, ge=1)  # tries before an event is a dead letter
+    retry_seconds: float = Field(default=5.0, gt=0)  # first wait after a failed try; doubles
+    timeout_seconds: float = Field(default=10.0, gt=0)  # connect, and the receiver's answer
+    batch_size: int = Field(default=100, ge=1, le=10_000)  # events in one POST
+
+
 class FetchConfig(_Section):
     allow_hosts: tuple[str, ...] = ()  # hosts allowed even if loopback or private
     max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
@@ -148,11 +165,13 @@ class Config(_Section):
     daemon: DaemonConfig = DaemonConfig()
     sources: tuple[SourceConfig, ...] = ()
     driver_filters: dict[str, FilterRules] = {}  # the filter keys of each [[drivers]] table
+    webhooks: tuple[WebhookConfig, ...] = ()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
         _unique("drivers", [d.name for d in self.drivers])
         _unique("datasets", [d.name for d in self.datasets])
+        _unique("webhooks", [w.name for w in self.webhooks])
         names = {d.name for d in self.drivers}
         for index, dataset in enumerate(self.datasets):
             if dataset.driver not in names:

@@ -31,6 +31,7 @@ from . import jobs  # noqa: E402
 from . import imports  # noqa: E402, F401
 from . import drivers  # noqa: E402
 from . import daemon, downstream  # noqa: E402,F401
+from . import status  # noqa: E402,F401
 
 
 def _terminate(signum, frame) -> None:

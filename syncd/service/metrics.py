@@ -15,6 +15,8 @@ from prometheus_client import (
     CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+
+from ..catalogue.outbox import counts as outbox_counts
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)  # seconds
@@ -32,6 +34,9 @@ class _CatalogueCollector:
         items = GaugeMetricFamily("syncd_items", "Items in the catalogue, per dataset and state.",
                                   labels=["dataset", "state"])
         jobs = GaugeMetricFamily("syncd_jobs", "Preprocessing jobs, per state.", labels=["state"])
+        hooks = GaugeMetricFamily("syncd_webhook_events",
+                                  "Webhook events in the outbox, per webhook and state (dead: dead letters).",
+                                  labels=["webhook", "state"])
         try:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
         except sqlite3.Error:
@@ -45,12 +50,15 @@ class _CatalogueCollector:
             counts = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"))
             for state in ("pending", "running", "done", "failed", "cancelled"):
                 jobs.add_metric([state], counts.get(state, 0))
+            for row in outbox_counts(conn):
+                hooks.add_metric([row["webhook"], row["state"]], row["events"])
         except sqlite3.Error:
             return
         finally:
             conn.close()
         yield items
         yield jobs
+        yield hooks
 
 
 class Metrics:

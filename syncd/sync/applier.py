@@ -32,6 +32,7 @@ from drivers.base import is_hidden
 
 from ..catalogue import Catalogue, Dataset, now_iso
 from .events import Event, FolderChanged, ObjectMoved
+from ..catalogue.outbox import Subscription, emit_many
 from .filters import NO_FILTER, PathFilter
 from .indexer import CONTENT_KEY
 from ..jobs.queue import enqueue_cleanup
@@ -69,13 +70,15 @@ class Applier:
 
     def __init__(self, catalogue: Catalogue, resolve: Resolve, *, move_window: float = 30.0,
                  clock: Callable[[], float] = time.monotonic,
-                 path_filter: Callable[[str], PathFilter] = lambda _name: NO_FILTER):
+                 path_filter: Callable[[str], PathFilter] = lambda _name: NO_FILTER,
+                 subscriptions: tuple[Subscription, ...] = ()):
         self.catalogue = catalogue
         self.resolve = resolve
         # dataset name -> its filter. An excluded key is as good as absent from storage: no
         # item is made for it, an item already there goes, and a rename from an excluded
         # name (rsync's .NAME.XXXXXX -> NAME) is a create of the new name.
         self.path_filter = path_filter
+        self.subscriptions = subscriptions  # webhooks: item events go to the outbox in the same transaction
         self.move_window = move_window  # seconds
         self.clock = clock
         # (dataset id, content key) -> [(pk, created at)], for copy-then-delete moves
@@ -115,6 +118,7 @@ class Applier:
                 else:
                     info = facts[(event.dataset, event.key)]
                     changes.append(self._reconcile(event, dataset, event.key, info, now))
+            self._emit(changes, now)
         for change in changes:
             _log(change)
         return changes
@@ -123,9 +127,19 @@ class Applier:
         """Apply one event whose storage facts the caller already has (a downstream put)."""
         dataset, _ = self.resolve(event.dataset)
         with self.catalogue.transaction(immediate=True):
-            change = self._reconcile(event, dataset, event.key, info, now_iso())
+            now = now_iso()
+            change = self._reconcile(event, dataset, event.key, info, now)
+            self._emit([change], now)
         _log(change)
         return change
+
+    def _emit(self, changes: list[Change], now: str) -> None:
+        if self.subscriptions:
+            emit_many(self.catalogue.conn, self.subscriptions, (
+                (f"item.{c.action}", {"dataset": c.event.dataset, "id": c.item_id, "filename": c.filename,
+                                      **({"old_filename": c.old_filename} if c.old_filename else {}),
+                                      "source": c.event.source})
+                for c in changes if c.changed), now=now)
 
     def _stat_all(self, targets: list[tuple[str, str]]) -> dict[tuple[str, str], object]:
         remote = [t for t in targets if self.resolve(t[0])[1].kind != "local"]

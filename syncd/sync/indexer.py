@@ -36,6 +36,7 @@ from ..imports import links
 from ..catalogue import Catalogue, Dataset, now_iso
 from ..errors import SyncError
 from ..jobs.queue import enqueue_cleanup
+from ..catalogue import outbox
 from .filters import NO_FILTER, Excluded, PathFilter, filter_pages
 
 log = logging.getLogger(__name__)
@@ -89,13 +90,14 @@ def sync_dataset(
     max_delete_percent: float = 100.0,
     progress: Progress | None = None,
     path_filter: PathFilter = NO_FILTER,
+    subscriptions: tuple[outbox.Subscription, ...] = (),
 ) -> SyncResult:
     """List `driver` (under `prefix`) and bring `dataset`'s items in line with it. Keys that
     `path_filter` excludes are left out of the listing (so their items, if any, are gone)."""
     with _dataset_lock(catalogue, dataset):
         return _sync_locked(catalogue, dataset, driver, prefix=prefix, dry_run=dry_run,
                             prune=prune, max_delete_percent=max_delete_percent, progress=progress,
-                            path_filter=path_filter)
+                            path_filter=path_filter, subscriptions=subscriptions)
 
 
 @contextlib.contextmanager
@@ -125,7 +127,7 @@ def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
-                 progress, path_filter) -> SyncResult:
+                 progress, path_filter, subscriptions=()) -> SyncResult:
     started = time.monotonic()
     result = SyncResult(dataset.name, dry_run=dry_run, pruned=prune)
     conn = catalogue.conn
@@ -156,7 +158,8 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
             result.deleted = 0
         if not dry_run:
             _read_link_files(conn, driver, plan)
-            _apply(catalogue, dataset, plan, prune=prune, deletes=result.deletes_skipped is None)
+            _apply(catalogue, dataset, plan, prune=prune, deletes=result.deletes_skipped is None,
+                   subscriptions=subscriptions)
             _record_errors(catalogue, dataset, run_id, errors)
     except DriverError as error:
         if run_id is not None:
@@ -171,7 +174,8 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
         _drop_temp_tables(conn)
     result.seconds = time.monotonic() - started
     if run_id is not None:
-        _finish_run(catalogue, run_id, result, "ok", result.deletes_skipped)
+        _finish_run(catalogue, run_id, result, "ok", result.deletes_skipped,
+                    subscriptions=subscriptions)
     return result
 
 
@@ -387,14 +391,23 @@ def _samples(conn, plan: Plan) -> dict[str, list[str]]:
 
 # -- applying it --------------------------------------------------------------------------
 
-def _apply(catalogue: Catalogue, dataset: Dataset, plan: Plan, *, prune: bool, deletes: bool) -> None:
+def _apply(catalogue: Catalogue, dataset: Dataset, plan: Plan, *, prune: bool, deletes: bool,
+           subscriptions: tuple[outbox.Subscription, ...] = ()) -> None:
     conn = catalogue.conn
     now = now_iso()
+    emit = outbox.ItemEvents(conn, subscriptions, dataset.name, catalogue.instance, now)
     with catalogue.transaction(immediate=True):
         if plan.changed or plan.moves:
+            # Events first: they read the paths as they are before the change.
+            emit("item.moved", "SELECT m.pk, l.path, i.filename FROM temp.moves m"
+                 " JOIN items i ON i.pk = m.pk JOIN temp.listing l ON l.n = m.n")
+            emit("item.updated", "SELECT d.pk, i.filename, NULL FROM temp.diff d"
+                 " JOIN items i ON i.pk = d.pk WHERE d.pk IS NOT NULL")
             _apply_changes(conn, now)
             _apply_link_files(conn, dataset.id)
         if deletes and (plan.gone_present or plan.gone_missing):
+            emit("item.deleted", "SELECT g.pk, i.filename, NULL FROM temp.gone g JOIN items i ON i.pk = g.pk"
+                 " WHERE g.state = 'present' AND g.pk NOT IN (SELECT pk FROM temp.moves)")
             _apply_deletes(conn, now, prune=prune)
         conn.execute("UPDATE datasets SET synced_at = ? WHERE id = ?", (now, dataset.id))
     if plan.fresh == plan.moves:
@@ -419,6 +432,7 @@ def _apply(catalogue: Catalogue, dataset: Dataset, plan: Plan, *, prune: bool, d
                 (now, now, before),
             )
             _apply_link_files(conn, dataset.id, after_pk=before)
+            emit("item.created", "SELECT pk, filename, NULL FROM items WHERE pk > ?", (before,))
 
 
 # -- link files ----------------------------------------------------------------------------
@@ -526,8 +540,13 @@ def _start_run(catalogue: Catalogue, dataset: Dataset) -> int:
 
 
 def _finish_run(catalogue: Catalogue, run_id: int, result: SyncResult, status: str,
-                message: str | None) -> None:
+                message: str | None, *, subscriptions: tuple[outbox.Subscription, ...] = ()) -> None:
     with catalogue.transaction(immediate=True) as conn:
+        outbox.emit(conn, subscriptions, "sync.finished", {
+            "dataset": result.dataset, "run": run_id, "status": status,
+            **{k: getattr(result, k) for k in ("listed", "created", "updated", "moved", "deleted",
+                                               "unchanged", "errors")},
+            "excluded": result.excluded.total, "seconds": round(result.seconds, 3)})
         conn.execute(
             """UPDATE sync_runs SET finished_at = ?, status = ?, listed = ?, created = ?,
                       updated = ?, moved = ?, deleted = ?, unchanged = ?, errors = ?, message = ?
