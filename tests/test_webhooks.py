@@ -298,3 +298,25 @@ def test_daemon_killed_mid_delivery_delivers_everything_after_restart(tmp_path, 
     first = receiver.requests[0]["events"]
     resent = [r for r in receiver.requests[1:] if [e["id"] for e in r["events"]][:len(first)] == [e["id"] for e in first]]
     assert resent, "the batch in flight at the kill was delivered again, with the same ids"
+
+
+def test_jobs_emit_done_and_failed(tmp_path, storage, clock):
+    from daemon_support import jpeg
+
+    receiver = Receiver().start()
+    config = local_config(tmp_path, storage, extra=hook_config(tmp_path, storage, receiver.url).replace(
+        "secret =", 'events = ["job.done", "job.failed"]\n        secret ='))
+    put_file(storage, "good.jpg", jpeg(1))
+    put_file(storage, "bad.jpg", b"not a jpeg at all")
+    Runner(config)("sync", expect=None)
+    with App.from_file(config) as app:
+        sender = deliverer(app, clock)
+        try:
+            sender.deliver_due()
+        finally:
+            sender.stop()
+            receiver.stop()
+    seen = sorted((e["type"], e["data"]["filename"]) for e in receiver.events())
+    assert seen == [("job.done", "/good.jpg"), ("job.failed", "/bad.jpg")]
+    [failed] = [e["data"] for e in receiver.events() if e["type"] == "job.failed"]
+    assert failed["kind"] == "preprocess" and "not an image" in failed["error"]

@@ -31,6 +31,7 @@ from typing import Any
 import preprocess
 
 from ..catalogue import Dataset, now_iso
+from ..catalogue.outbox import emit
 from ..errors import ConfigError, SyncdError
 from .queue import CLEANUP, PREPROCESS, Job, JobQueue
 from .worker import Preprocessor, Task, TaskResult, init_worker, ping, run_task
@@ -405,6 +406,11 @@ class Runner:
         elif job.kind == CLEANUP and state == "done":
             self._forget_artifacts(conn, job.item_pk, result.deleted)
         setattr(self.result, state, getattr(self.result, state) + 1)
+        if state in ("done", "failed") and self.app.subscriptions:  # webhooks, in this transaction
+            emit(conn, self.app.subscriptions, f"job.{state}", {
+                "job": job.id, "kind": job.kind, "dataset": task.item.get("dataset") if task else None,
+                "id": task.item_id if task else None, "filename": task.item.get("filename") if task else None,
+                "error": result.error if state == "failed" else None})
         if state == "failed":
             log.warning("job %d (%s %s) failed: %s", job.id, job.kind,
                         (task.key if task else None) or job.item_pk, result.error)
