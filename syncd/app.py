@@ -9,11 +9,11 @@ import drivers
 from drivers import PermissionGuard
 
 from .catalogue import Catalogue, Dataset
-from .catalogue.outbox import Outbox, Subscription
+from .catalogue.outbox import set_subscriptions
 from .config import Config, load_config
 from .sync.filters import PathFilter
 from .sync.indexer import Progress, SyncResult, sync_dataset
-from .jobs.queue import JobQueue
+from .catalogue.jobs import JobQueue
 
 
 class App:
@@ -31,14 +31,9 @@ class App:
     def catalogue(self) -> Catalogue:
         if self._catalogue is None:
             self._catalogue = Catalogue(self.config.catalogue.path)
-            if self.config.webhooks:
-                Outbox(self._catalogue)  # its table, before any writer emits into it
+            # What the writers emit into the outbox, on any connection (catalogue/outbox.py).
+            set_subscriptions(self._catalogue, [(w.name, w.events) for w in self.config.webhooks])
         return self._catalogue
-
-    @property
-    def subscriptions(self) -> tuple[Subscription, ...]:
-        """The webhooks and their events: what writers emit into the outbox."""
-        return tuple(Subscription(w.name, frozenset(w.events)) for w in self.config.webhooks)
 
     def driver(self, name: str) -> PermissionGuard:
         if name not in self._drivers:
@@ -70,7 +65,7 @@ class App:
             self.catalogue, self.dataset(name), self.dataset_driver(name),
             prefix=prefix, dry_run=dry_run, prune=prune,
             max_delete_percent=self.config.sync.max_delete_percent, progress=progress,
-            path_filter=self.path_filter(name), subscriptions=self.subscriptions,
+            path_filter=self.path_filter(name),
         )
 
     def jobs(self) -> JobQueue:
@@ -83,6 +78,13 @@ class App:
         from .jobs.runner import run_jobs  # imports Pillow: only when jobs are run
 
         return run_jobs(self, datasets=datasets, **options)
+
+    def background_runner(self, **options):
+        """A job runner in a thread of its own, with its own App on this config (the daemon's
+        workers); see syncd.jobs.runner.BackgroundRunner."""
+        from .jobs.runner import BackgroundRunner
+
+        return BackgroundRunner(lambda: App(self.config), **options)
 
     def close(self) -> None:
         for driver in self._drivers.values():

@@ -14,7 +14,9 @@ import pytest
 from conftest import Runner, local_config, put_file
 from daemon_support import DaemonProcess, daemon_config, free_port, wait_for
 from syncd.app import App
-from syncd.catalogue.outbox import Outbox, Subscription, emit
+from syncd.catalogue import items
+from syncd.catalogue.counts import read_counts
+from syncd.sync.rules import RULES, Change
 from syncd.service.webhooks import SIGNATURE_HEADER, Deliverer, sign, verify
 from syncd.sync.applier import Applier
 from syncd.sync.events import ObjectCreated
@@ -105,7 +107,7 @@ def clock():
 def created(app, storage, names):
     """Files written and their events applied: item.created rows in the outbox."""
     applier = Applier(app.catalogue, lambda n: (app.dataset(n), app.dataset_driver(n)),
-                      path_filter=app.path_filter, subscriptions=app.subscriptions)
+                      path_filter=app.path_filter)
     try:
         for name in names:
             put_file(storage, name, name)
@@ -226,15 +228,25 @@ def test_a_destination_the_ssrf_guard_refuses_is_dead_at_once(tmp_path, storage,
     assert row["state"] == "dead" and "loopback address" in row["last_error"]
 
 
-def test_outbox_rows_are_written_with_the_change_or_not_at_all(app, storage):
-    """The outbox write is part of the applier's transaction: a failure rolls both back."""
-    subs = (Subscription("rx", frozenset({"item.created"})),)
-    Outbox(app.catalogue)
-    with pytest.raises(RuntimeError):
-        with app.catalogue.transaction(immediate=True) as conn:
-            emit(conn, subs, "item.created", {"filename": "/x"})
-            raise RuntimeError("crash before commit")
-    assert app.catalogue.conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+def test_an_item_and_its_event_are_written_together_or_not_at_all(tmp_path, storage):
+    """The outbox rows come with the rule applied in the writer's transaction: a failure
+    before the commit leaves neither the item nor its event."""
+    config = local_config(tmp_path, storage, extra=hook_config(tmp_path, storage, "http://127.0.0.1:9/"))
+    with App.from_file(config) as app:
+        dataset = app.dataset("photos")
+        with pytest.raises(RuntimeError):
+            with app.catalogue.transaction(immediate=True):
+                pk = items.insert(app.catalogue, dataset, "/x.jpg", size=1, mtime=1.0, etag="e", md5=None)
+                items.apply_rule(app.catalogue, RULES[Change.CREATED], [pk])
+                assert [r["events"] for r in read_counts(app.config.catalogue.path).webhooks] == []  # not committed
+                raise RuntimeError("crash before commit")
+        assert read_counts(app.config.catalogue.path).webhooks == []
+        assert app.catalogue.count_items(dataset)["present"] == 0
+        with app.catalogue.transaction(immediate=True):
+            pk = items.insert(app.catalogue, dataset, "/x.jpg", size=1, mtime=1.0, etag="e", md5=None)
+            items.apply_rule(app.catalogue, RULES[Change.CREATED], [pk])
+        [row] = read_counts(app.config.catalogue.path).webhooks
+        assert (row["webhook"], row["state"], row["events"]) == ("rx", "pending", 1)
 
 
 def test_sync_emits_item_and_sync_events(tmp_path, storage, clock):

@@ -11,7 +11,7 @@ def uploaded_since(catalogue: Catalogue, dataset: Dataset, since: list[str]) -> 
     if not since:
         return []
     sums = ", ".join("total(created_at >= ?)" for _ in since)
-    row = catalogue.conn.execute(
+    row = catalogue._conn.execute(
         f"""SELECT {sums} FROM items
             WHERE dataset_id = ? AND created_at >= ?
               AND json_extract(system, '$.contentMd5') IS NOT NULL""",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from ..app import App
-from ..catalogue.outbox import Outbox, counts
-from . import cli
+from ..catalogue.counts import read_counts
+from ..catalogue.outbox import Outbox
 from .common import emit_json, json_option, pass_app
+from .group import cli
 
 
 @cli.command("status")
@@ -17,27 +18,28 @@ def status(app: App, as_json: bool) -> None:
     """Items per dataset and state, jobs per state, and webhook events per webhook and state
     (pending, delivered, dead: the dead letters). --json: one object per line, each with
     `dataset`, `jobs` or `webhook`."""
-    conn = app.catalogue.conn
-    lines = []
-    for name in (d.name for d in app.config.datasets):
-        dataset = app.dataset(name)
-        lines.append({"dataset": name, **app.catalogue.count_items(dataset),
-                      "synced_at": dataset.synced_at})
-    jobs = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
-    lines.append({"jobs": jobs})
-    lines += counts(conn)
+    synced = {name: app.dataset(name).synced_at for name in (d.name for d in app.config.datasets)}
+    counts = read_counts(app.config.catalogue.path)
+    lines: list[dict] = []
+    for name, synced_at in synced.items():
+        states = {state: n for (dataset, state), n in (counts.items.items() if counts else []) if dataset == name}
+        lines.append({"dataset": name, "present": states.get("present", 0),
+                      "missing": states.get("missing", 0), "synced_at": synced_at})
+    lines.append({"jobs": counts.jobs if counts else {}})
+    lines += counts.webhooks if counts else []
     if as_json:
         for line in lines:
             emit_json(line)
         return
     for line in lines:
         if "dataset" in line:
-            rest = ", ".join(f"{k} {v}" for k, v in line.items() if k not in ("dataset", "synced_at"))
-            click.echo(f"dataset {line['dataset']}: {rest} (synced {line['synced_at'] or 'never'})")
+            click.echo(f"dataset {line['dataset']}: present {line['present']}, missing {line['missing']}"
+                       f" (synced {line['synced_at'] or 'never'})")
         elif "jobs" in line:
             click.echo("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(line["jobs"].items())) or "none"))
         else:
-            error = f" (last error: {line['last_error']})" if line["last_error"] and line["state"] != "delivered" else ""
+            error = (f" (last error: {line['last_error']})"
+                     if line["last_error"] and line["state"] != "delivered" else "")
             click.echo(f"webhook {line['webhook']}: {line['state']} {line['events']}{error}")
 
 
