@@ -13,7 +13,6 @@ fails alone, named. Failed members are written to `<name>.failures.csv` (`member
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import mimetypes
 import os
@@ -30,8 +29,8 @@ from drivers.base import check_key
 from ..app import App
 from ..errors import InputError
 from .batch import (
-    DEFAULT_BATCH, FailuresFile, ImportResult, Outcome, Progress, Task, _folder, _Tally, run_tasks,
-    upload_controls,
+    DEFAULT_BATCH, FailuresFile, ImportResult, Outcome, Progress, Task, _folder, retry_column,
+    run_import,
 )
 from .writes import Content, ItemFacts
 
@@ -60,10 +59,9 @@ def import_tar(app: App, dataset: str, source: str | os.PathLike[str], *, folder
     started = time.monotonic()
     target = posixpath.join(_folder(folder), archive_name(source))
     check_key(target.lstrip("/"))
-    wanted = _retry_members(Path(retry)) if retry else None
-    ds, driver = app.dataset(dataset), app.dataset_driver(dataset)
+    wanted = set(retry_column(Path(retry), "member", "syncd import tar")) if retry else None
+    ds = app.dataset(dataset)
     result = ImportResult(ds.name, str(source), target)
-    tally = _Tally(result, progress)
     try:
         archive = tarfile.open(source, mode="r|*")  # noqa: SIM115 - closed below
     except (OSError, tarfile.TarError) as error:
@@ -84,23 +82,14 @@ def import_tar(app: App, dataset: str, source: str | os.PathLike[str], *, folder
         except (tarfile.TarError, EOFError, OSError) as error:
             raise InputError(f"{source}: the archive breaks off: {error} (members after it were not read)") from None
 
-    def on_outcome(outcome: Outcome) -> None:
-        if outcome.status in ("failed", "refused"):
-            if not outcome.error.startswith(f"{source.name}: "):
-                outcome.error = f"{source.name}: {outcome.ref}: {outcome.error}"
-            failures_file.add([outcome.ref], outcome.error)
-        tally.count(outcome)
+    def on_failure(outcome: Outcome) -> None:
+        if not outcome.error.startswith(f"{source.name}: "):
+            outcome.error = f"{source.name}: {outcome.ref}: {outcome.error}"
+        failures_file.add([outcome.ref], outcome.error)
 
-    try:
-        with archive:
-            controls = upload_controls(app, ds)
-            run_tasks(app.catalogue, ds, driver, tasks(), batch_size=batch_size,
-                      on_outcome=on_outcome, path_filter=app.path_filter(ds.name), controls=controls)
-            result.controls = controls.report() if controls else {}
-    except BaseException:
-        failures_file.abort()
-        raise
-    result.failures = failures_file.finish()
+    with archive:
+        run_import(app, ds, result, tasks(), batch_size=batch_size, progress=progress,
+                   failures=failures_file, on_failure=on_failure)
     result.seconds = time.monotonic() - started
     return result
 
@@ -134,16 +123,3 @@ def _member_task(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
     content = Content(spool, digest.hexdigest(), size)
     return Task(filename, lambda: content, ItemFacts("file"), mimetypes.guess_type(name)[0])
 
-
-def _retry_members(failures: Path) -> set[str]:
-    try:
-        with open(failures, newline="", encoding="utf-8-sig") as file:
-            reader = csv.reader(file)
-            header = [h.strip().lower() for h in next(reader, [])]
-            if "member" not in header:
-                raise InputError(f"{failures}: no 'member' column (expected a failures file of "
-                                 "`syncd import tar`)")
-            index = header.index("member")
-            return {row[index] for row in reader if len(row) > index and row[index]}
-    except OSError as error:
-        raise InputError(f"{failures}: cannot read: {error.strerror or error}") from None

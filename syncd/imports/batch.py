@@ -179,6 +179,55 @@ def upload_controls(app: App, dataset: Dataset) -> Controls | None:
     return controls if controls.active else None
 
 
+def run_import(app: App, dataset: Dataset, result: ImportResult,
+               tasks: Iterable[tuple[Any, Task | Exception]], *, batch_size: int,
+               progress: Progress | None, failures: FailuresFile | Any | None = None,
+               on_failure: Callable[[Outcome], None] | None = None,
+               on_outcome: Callable[[Outcome], None] | None = None) -> ImportResult:
+    """What every import shares: the dataset's filters and upload controls, the pool, the
+    tally, and the failures file (`on_failure` writes a failed or refused task to it; it is
+    finished at the end, or aborted if the input breaks off)."""
+    tally = _Tally(result, progress)
+
+    def counted(outcome: Outcome) -> None:
+        if on_failure is not None and outcome.status in ("failed", "refused"):
+            on_failure(outcome)
+        tally.count(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    controls = upload_controls(app, dataset)
+    try:
+        run_tasks(app.catalogue, dataset, app.dataset_driver(dataset.name), tasks,
+                  batch_size=batch_size, on_outcome=counted,
+                  path_filter=app.path_filter(dataset.name), controls=controls)
+    except BaseException:
+        if failures is not None:
+            failures.abort()
+        raise
+    result.controls = controls.report() if controls else {}
+    if failures is not None:
+        result.failures = failures.finish()
+    return result
+
+
+def retry_column(failures: Path, column: str, command: str) -> list[str]:
+    """The `column` of a failures file written by `command`, to import those again."""
+    try:
+        with open(failures, newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            header = [h.strip().lower() for h in next(reader, [])]
+            if column not in header:
+                raise InputError(f"{failures}: no {column!r} column (expected a failures file of "
+                                 f"`{command}`)")
+            index = header.index(column)
+            return [row[index] for row in reader if len(row) > index and row[index].strip()]
+    except OSError as error:
+        raise InputError(f"{failures}: cannot read: {error.strerror or error}") from None
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise InputError(f"{failures}: {_reason(error)}") from None
+
+
 def _stage(driver: Driver, task: Task, known) -> Stored:
     content = task.load()
     try:
@@ -212,31 +261,16 @@ class _Tally:
 
 # -- failures files -------------------------------------------------------------------------
 
-class FailuresFile:
-    """A CSV of what failed: the input's own columns plus `error`. Written beside its final
-    path and moved there at the end; with nothing failed, a stale one there is removed."""
+class ReplacedFile:
+    """A file written beside its final path and moved there at the end if anything was
+    written (`count`); with nothing written, a stale one there is removed."""
 
-    def __init__(self, path: Path, header: list[str]):
+    def __init__(self, path: Path, suffix: str):
         self.path = path
-        lowered = [h.strip().lower() for h in header]
-        self.error_index = lowered.index(ERROR_COLUMN) if ERROR_COLUMN in lowered else None
-        self.header = list(header) + ([] if self.error_index is not None else [ERROR_COLUMN])
-        self.width = len(header)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.temporary = tempfile.mkstemp(prefix=".syncd-failures-", suffix=".csv", dir=path.parent)
+        fd, self.temporary = tempfile.mkstemp(prefix=".syncd-failures-", suffix=suffix, dir=path.parent)
         self.file = os.fdopen(fd, "w", newline="", encoding="utf-8")
-        self.writer = csv.writer(self.file)
-        self.writer.writerow(self.header)
         self.count = 0
-
-    def add(self, row: list[str], error: str) -> None:
-        row = (list(row) + [""] * self.width)[: self.width]
-        if self.error_index is not None:
-            row[self.error_index] = error
-        else:
-            row.append(error)
-        self.writer.writerow(row)
-        self.count += 1
 
     def finish(self) -> str | None:
         self.file.close()
@@ -252,6 +286,28 @@ class FailuresFile:
         self.file.close()
         if os.path.exists(self.temporary):
             os.unlink(self.temporary)
+
+
+class FailuresFile(ReplacedFile):
+    """A CSV of what failed: the input's own columns plus `error`."""
+
+    def __init__(self, path: Path, header: list[str]):
+        super().__init__(path, ".csv")
+        lowered = [h.strip().lower() for h in header]
+        self.error_index = lowered.index(ERROR_COLUMN) if ERROR_COLUMN in lowered else None
+        self.header = list(header) + ([] if self.error_index is not None else [ERROR_COLUMN])
+        self.width = len(header)
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(self.header)
+
+    def add(self, row: list[str], error: str) -> None:
+        row = (list(row) + [""] * self.width)[: self.width]
+        if self.error_index is not None:
+            row[self.error_index] = error
+        else:
+            row.append(error)
+        self.writer.writerow(row)
+        self.count += 1
 
 
 def default_failures_path(source: Path) -> Path:
@@ -297,9 +353,8 @@ def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder
     base = _folder(folder)
     target = posixpath.join(base, _strip_suffixes(source.name))
     check_key(target.lstrip("/"))
-    ds, driver, catalogue = app.dataset(dataset), app.dataset_driver(dataset), app.catalogue
+    ds = app.dataset(dataset)
     result = ImportResult(ds.name, str(source), target)
-    tally = _Tally(result, progress)
     with _CsvReader(source) as (header, columns, rows):
         failures_file = FailuresFile(Path(failures) if failures else default_failures_path(source), header)
         seen: dict[str, int] = {}
@@ -312,23 +367,14 @@ def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder
                 except (InputError, ValueError) as error:
                     yield row, error
 
-        def on_outcome(outcome: Outcome) -> None:
-            if outcome.status in ("failed", "refused"):
-                where = outcome.ref.where(source)
-                if not outcome.error.startswith(where):
-                    outcome.error = f"{where}: {outcome.error}"
-                failures_file.add(outcome.ref.raw, outcome.error)
-            tally.count(outcome)
+        def on_failure(outcome: Outcome) -> None:
+            where = outcome.ref.where(source)
+            if not outcome.error.startswith(where):
+                outcome.error = f"{where}: {outcome.error}"
+            failures_file.add(outcome.ref.raw, outcome.error)
 
-        try:
-            controls = upload_controls(app, ds)
-            run_tasks(catalogue, ds, driver, tasks(), batch_size=batch_size, on_outcome=on_outcome,
-                      path_filter=app.path_filter(ds.name), controls=controls)
-            result.controls = controls.report() if controls else {}
-        except BaseException:
-            failures_file.abort()
-            raise
-        result.failures = failures_file.finish()
+        run_import(app, ds, result, tasks(), batch_size=batch_size, progress=progress,
+                   failures=failures_file, on_failure=on_failure)
     result.seconds = time.monotonic() - started
     return result
 
@@ -566,16 +612,8 @@ def import_link_files(app: App, dataset: str, files: Iterable[str | os.PathLike[
     ds = app.dataset(dataset)
     result = ImportResult(ds.name, ", ".join(str(f) for f, _ in tasks), base)
     outcomes: list[Outcome] = []
-    tally = _Tally(result, progress)
-
-    def on_outcome(outcome: Outcome) -> None:
-        tally.count(outcome)
-        outcomes.append(outcome)
-
-    controls = upload_controls(app, ds)
-    run_tasks(app.catalogue, ds, app.dataset_driver(dataset), tasks, batch_size=batch_size,
-              on_outcome=on_outcome, path_filter=app.path_filter(ds.name), controls=controls)
-    result.controls = controls.report() if controls else {}
+    run_import(app, ds, result, tasks, batch_size=batch_size, progress=progress,
+               on_outcome=outcomes.append)
     result.seconds = time.monotonic() - started
     return result, outcomes
 
@@ -597,12 +635,11 @@ def upload_folder(app: App, dataset: str, directory: str | os.PathLike[str], *, 
     if not directory.is_dir():
         raise InputError(f"{directory}: not a folder")
     base = _folder(folder)
-    paths = _retry_paths(Path(retry)) if retry else list(_walk(directory))
+    paths = retry_column(Path(retry), "path", "syncd upload") if retry else list(_walk(directory))
     if total:
         total(len(paths))
     ds = app.dataset(dataset)
     result = ImportResult(ds.name, str(directory), base)
-    tally = _Tally(result, progress)
     failures_file = FailuresFile(Path(failures) if failures else default_failures_path(directory),
                                  ["path"])
     top_name = directory.resolve().name
@@ -614,20 +651,9 @@ def upload_folder(app: App, dataset: str, directory: str | os.PathLike[str], *, 
             except (InputError, DriverError, ValueError) as error:
                 yield relative, error
 
-    def on_outcome(outcome: Outcome) -> None:
-        tally.count(outcome)
-        if outcome.status in ("failed", "refused"):
-            failures_file.add([outcome.ref], outcome.error)
-
-    try:
-        controls = upload_controls(app, ds)
-        run_tasks(app.catalogue, ds, app.dataset_driver(dataset), tasks(), batch_size=batch_size,
-                  on_outcome=on_outcome, path_filter=app.path_filter(ds.name), controls=controls)
-        result.controls = controls.report() if controls else {}
-    except BaseException:
-        failures_file.abort()
-        raise
-    result.failures = failures_file.finish()
+    run_import(app, ds, result, tasks(), batch_size=batch_size, progress=progress,
+               failures=failures_file,
+               on_failure=lambda outcome: failures_file.add([outcome.ref], outcome.error))
     result.seconds = time.monotonic() - started
     return result
 
@@ -641,22 +667,6 @@ def _walk(directory: Path) -> Iterator[str]:
         dirs.sort()
         for name in sorted(files):
             yield Path(os.path.relpath(os.path.join(root, name), directory)).as_posix()
-
-
-def _retry_paths(failures: Path) -> list[str]:
-    try:
-        with open(failures, newline="", encoding="utf-8-sig") as file:
-            reader = csv.reader(file)
-            header = [h.strip().lower() for h in next(reader, [])]
-            if "path" not in header:
-                raise InputError(f"{failures}: no 'path' column (expected a failures file of "
-                                 "`syncd upload`)")
-            index = header.index("path")
-            return [row[index] for row in reader if len(row) > index and row[index].strip()]
-    except OSError as error:
-        raise InputError(f"{failures}: cannot read: {error.strerror or error}") from None
-    except (csv.Error, UnicodeDecodeError) as error:
-        raise InputError(f"{failures}: {_reason(error)}") from None
 
 
 def local_content(path: Path) -> Content:

@@ -17,7 +17,6 @@ import json
 import mimetypes
 import os
 import posixpath
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,8 +30,8 @@ from drivers.base import check_key
 from ..app import App
 from ..errors import InputError
 from .batch import (
-    DEFAULT_BATCH, ImportResult, Outcome, Progress, Task, _folder, _Tally, local_content, run_tasks,
-    upload_controls,
+    DEFAULT_BATCH, ImportResult, Outcome, Progress, ReplacedFile, Task, _folder, local_content,
+    run_import,
 )
 from .fetch import Fetcher, FetchPolicy
 from .links import LinkError, check_url, link_bytes, link_filename, link_system, url_link_info, url_link_name
@@ -61,9 +60,8 @@ def import_jsonl(app: App, dataset: str, source: str | os.PathLike[str], *, fold
     fetcher = fetcher or Fetcher(FetchPolicy.from_config(app.config.fetch))
     target = posixpath.join(_folder(folder), base_name(source))
     check_key(target.lstrip("/"))
-    ds, driver = app.dataset(dataset), app.dataset_driver(dataset)
+    ds = app.dataset(dataset)
     result = ImportResult(ds.name, str(source), target)
-    tally = _Tally(result, progress)
     try:
         file = open(source, encoding="utf-8-sig")  # noqa: SIM115 - closed below
     except OSError as error:
@@ -90,24 +88,15 @@ def import_jsonl(app: App, dataset: str, source: str | os.PathLike[str], *, fold
             except (InputError, ValueError) as error:
                 yield line, error
 
-    def on_outcome(outcome: Outcome) -> None:
-        if outcome.status in ("failed", "refused"):
-            where = outcome.ref.where(source)
-            if not outcome.error.startswith(where):
-                outcome.error = f"{where}: {outcome.error}"
-            failed.add(outcome.ref.text, outcome.error)
-        tally.count(outcome)
+    def on_failure(outcome: Outcome) -> None:
+        where = outcome.ref.where(source)
+        if not outcome.error.startswith(where):
+            outcome.error = f"{where}: {outcome.error}"
+        failed.add(outcome.ref.text, outcome.error)
 
-    try:
-        with file:
-            controls = upload_controls(app, ds)
-            run_tasks(app.catalogue, ds, driver, tasks(), batch_size=batch_size,
-                      on_outcome=on_outcome, path_filter=app.path_filter(ds.name), controls=controls)
-            result.controls = controls.report() if controls else {}
-    except BaseException:
-        failed.abort()
-        raise
-    result.failures = failed.finish()
+    with file:
+        run_import(app, ds, result, tasks(), batch_size=batch_size, progress=progress,
+                   failures=failed, on_failure=on_failure)
     result.seconds = time.monotonic() - started
     return result
 
@@ -207,16 +196,11 @@ def _task(line: Line, source: Path, target: str, seen: dict[str, int], fetcher: 
     return task
 
 
-class _FailuresFile:
-    """Failed lines as they were, with an `error` key where the line is a JSON object;
-    written beside the final path and moved there at the end (removed when nothing failed)."""
+class _FailuresFile(ReplacedFile):
+    """Failed lines as they were, with an `error` key where the line is a JSON object."""
 
     def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.temporary = tempfile.mkstemp(prefix=".syncd-failures-", suffix=".jsonl", dir=path.parent)
-        self.file = os.fdopen(fd, "w", encoding="utf-8")
-        self.count = 0
+        super().__init__(path, ".jsonl")
 
     def add(self, text: str, error: str) -> None:
         try:
@@ -228,18 +212,3 @@ class _FailuresFile:
             text = json.dumps(entry, ensure_ascii=False)
         self.file.write(text + "\n")  # not an object: as it was, to be fixed by hand
         self.count += 1
-
-    def finish(self) -> str | None:
-        self.file.close()
-        if self.count:
-            os.replace(self.temporary, self.path)
-            return str(self.path)
-        os.unlink(self.temporary)
-        if self.path.exists():
-            self.path.unlink()
-        return None
-
-    def abort(self) -> None:
-        self.file.close()
-        if os.path.exists(self.temporary):
-            os.unlink(self.temporary)
