@@ -64,13 +64,14 @@ def test_export_parquet_is_typed_and_filtered(synced, run, tmp_path):
 
 
 def test_status_and_errors(synced, run):
-    (status,) = run.json_lines("status")
+    (status,) = [line for line in run.json_lines("status") if "dataset" in line]
     assert status["dataset"] == "photos" and status["items"] == {"present": 3, "missing": 0}
     assert status["jobs"]["pending"] == 0 and status["jobs"]["done"] == 3
     assert status["mimetypes"] == {"image/jpeg": 2, "text/plain": 1}
     assert status["lastSync"]["created"] == 3 and status["listingErrors"] == 1
     text = run("status").stdout
     assert "3 present, 0 missing" in text and "1 listing errors (syncd errors photos)" in text
+    assert "jobs: done 3" in text
     (error,) = run.json_lines("errors", "photos")
     assert "odd" in error["path"] and error["reason"]
     assert "odd" in run("errors", "photos").stdout
