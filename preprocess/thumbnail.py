@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import functools
 import io
-import struct
 from dataclasses import dataclass
 
 from PIL import Image, ImageCms
 
 from .errors import CorruptImage
-from .image import DEFAULT_MAX_PIXELS, check_pixels, open_image, orientation_of
+from .image import DEFAULT_MAX_PIXELS, check_pixels, describe, open_image, orientation_of, pillow_turns_on_load
 
 # format -> (file extension, content type)
 FORMATS: dict[str, tuple[str, str]] = {"jpeg": ("jpg", "image/jpeg"), "webp": ("webp", "image/webp")}
@@ -78,13 +77,13 @@ def make_thumbnail(
             message = str(error)
             if "truncated" in message:
                 raise CorruptImage(f"truncated image: {message}") from None
-            raise CorruptImage(f"damaged image: {message}") from None
-        except (SyntaxError, ValueError, EOFError, struct.error, IndexError) as error:
-            raise CorruptImage(f"damaged image: {error}") from None
+            raise CorruptImage(f"damaged image ({image.format}): {message}") from None
+        except Exception as error:  # noqa: BLE001 - a decoder on bad bytes raises anything
+            raise CorruptImage(f"damaged image ({image.format}): {describe(error)}") from None
         frame = _displayable(image)
         frame.thumbnail((size, size), Image.Resampling.BICUBIC)
         frame = _to_rgb(frame, icc, keep_alpha=format == "webp", background=background)
-        if orientation in _UPRIGHT:
+        if orientation in _UPRIGHT and not pillow_turns_on_load(image):
             frame = frame.transpose(_UPRIGHT[orientation])
         out = io.BytesIO()
         if format == "jpeg":

@@ -199,7 +199,8 @@ def test_with_thumbnails_a_bomb_is_refused_before_the_rest_is_read():
     ("empty.jpg", b"", "empty file (0 bytes)"),
     ("half.jpg", images.truncated_jpeg(), "truncated image"),
     ("bomb.png", images.bomb_png(), "image too large: 100000 x 100000"),
-    ("photo.heic", images.fake_heic(), "unsupported image format (image/heic)"),
+    ("photo.heic", images.fake_heic(), "damaged image (image/heic)"),  # a HEIC header, no image
+    ("a.svg", b'<svg xmlns="http://www.w3.org/2000/svg"/>', "unsupported image format (image/svg+xml)"),
     ("notes.jpg", b"not a picture at all\n", "not an image: notes.jpg holds text/plain content"),
 ])
 def test_bad_images_fail_with_a_clear_reason(name, data, reason):

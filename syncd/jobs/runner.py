@@ -40,12 +40,10 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]  # called with the number of jobs just finished
 ExecutorFactory = Callable[[], Executor]
 
-# metadata.system fields that preprocessing owns: replaced as a whole by each run, so a
-# re-run after a content change leaves nothing stale behind.
-SYSTEM_KEYS = frozenset({
-    "mimetype", "encoding", "isBinary", "width", "height", "channels", "bitDepth", "colorMode",
-    "frames", "exif", "location", "thumbnailId", "etl",
-})
+# metadata.system fields that preprocessing owns (the file facts and each media handler's
+# keys, from the handler registry, plus the run's `etl`): replaced as a whole by each run, so
+# a re-run after a content change leaves nothing stale behind.
+SYSTEM_KEYS = preprocess.system_keys() | {"etl"}
 ROW_KEYS = frozenset({"originalname", "size"})  # item_json derives these from the item row
 POLL_SECONDS = 0.5  # --wait: how often to look for jobs held by other runners
 IN_FLIGHT_PER_WORKER = 4  # tasks submitted ahead, per worker...
