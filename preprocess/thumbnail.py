@@ -85,11 +85,28 @@ def make_thumbnail(
         frame = _to_rgb(frame, icc, keep_alpha=format == "webp", background=background)
         if orientation in _UPRIGHT and not pillow_turns_on_load(image):
             frame = frame.transpose(_UPRIGHT[orientation])
-        out = io.BytesIO()
-        if format == "jpeg":
-            frame.save(out, "JPEG", quality=quality)
-        else:
-            frame.save(out, "WEBP", quality=quality, method=4)
+        return encode(frame, format=format, quality=quality)
+
+
+def from_frame(image: Image.Image, *, size: int = 256, format: str = "jpeg",  # noqa: A002
+               quality: int = 85, rotate: int = 0) -> Thumbnail:
+    """A thumbnail of a decoded RGB picture (a video frame), turned `rotate` degrees
+    counter-clockwise (a multiple of 90) to show it upright."""
+    frame = image.copy() if image.size[0] <= size and image.size[1] <= size else image
+    frame.thumbnail((size, size), Image.Resampling.BICUBIC)
+    turn = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
+            270: Image.Transpose.ROTATE_270}.get(rotate % 360)
+    if turn is not None:
+        frame = frame.transpose(turn)
+    return encode(frame if frame.mode == "RGB" else frame.convert("RGB"), format=format, quality=quality)
+
+
+def encode(frame: Image.Image, *, format: str, quality: int) -> Thumbnail:  # noqa: A002
+    out = io.BytesIO()
+    if format == "jpeg":
+        frame.save(out, "JPEG", quality=quality)
+    else:
+        frame.save(out, "WEBP", quality=quality, method=4)
     return Thumbnail(out.getvalue(), format, frame.width, frame.height)
 
 

@@ -1,0 +1,220 @@
+"""Videos: facts checked against ffprobe, upright representative-frame thumbnails checked
+against ffmpeg's own frame, bad files, ranged reads, and the whole path through sync."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from preprocess import BytesSource, Options, preprocess
+from test_jobs import Bucket, bucket, items, jobs, make_app  # noqa: F401 - fixtures
+from videos import BLUE, GREEN, RED, WHITE, encode, ffmpeg_frame, ffprobe
+
+pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None,
+                                reason="ffprobe/ffmpeg not installed (.ci/run installs them)")
+MEDIA = Path(__file__).parent / "data" / "media"
+BUNNY = MEDIA / "big_buck_bunny_6s.mp4"
+QUIET = {"x265-params": "log-level=error"}
+
+# name, video codec, audio codec, ffprobe's names for them
+KINDS = [
+    ("h264.mp4", "libx264", "aac", "h264", "aac"),
+    ("hevc.mkv", "libx265", "libopus", "hevc", "opus"),
+    ("vp9.webm", "libvpx-vp9", "libopus", "vp9", "opus"),
+    ("mpeg4.avi", "mpeg4", "libmp3lame", "mpeg4", "mp3"),
+    ("h264.mov", "libx264", None, "h264", None),
+    ("av1.mp4", "libsvtav1", None, "av1", None),
+]
+
+
+def run(path: Path, **options):
+    return preprocess(BytesSource(path.read_bytes(), path.name), Options(**options))
+
+
+def picture(outcome) -> Image.Image:
+    assert outcome.thumbnail is not None, outcome.errors
+    return Image.open(io.BytesIO(outcome.thumbnail.data)).convert("RGB")
+
+
+def near(a, b, tolerance=60) -> bool:
+    return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=False))
+
+
+def at(image: Image.Image, x: float, y: float):
+    return image.getpixel((int(x * (image.width - 1)), int(y * (image.height - 1))))
+
+
+def mean_difference(a: Image.Image, b: Image.Image) -> float:
+    diff = ImageChops.difference(a.convert("L"), b.convert("L").resize(a.size))
+    return ImageStat.Stat(diff).mean[0]
+
+
+@pytest.mark.parametrize(("name", "codec", "audio", "video_name", "audio_name"), KINDS)
+def test_video_facts_agree_with_ffprobe(tmp_path, name, codec, audio, video_name, audio_name):
+    path = encode(tmp_path / name, codec=codec, audio=audio, options=QUIET if codec == "libx265" else None)
+    outcome = run(path)
+    assert outcome.ok, outcome.errors
+    system = outcome.system
+    probe = ffprobe(path, count_frames=True)
+    video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+    assert system["isBinary"] and system["encoding"] == "binary"
+    assert system["mimetype"].startswith("video/")
+    assert system["codec"] == video["codec_name"] == video_name
+    assert (system["width"], system["height"]) == (video["width"], video["height"]) == (320, 240)
+    assert system["fps"] == pytest.approx(float(Fraction(video["avg_frame_rate"])), rel=1e-3)
+    duration = float(video.get("duration") or probe["format"]["duration"])
+    assert system["duration"] == pytest.approx(duration, abs=0.06)
+    if "nb_frames" in video:  # the container keeps a count
+        assert system["frames"] == int(video["nb_frames"])
+    else:  # Matroska / WebM: duration x fps, against the frames ffprobe decodes
+        assert abs(system["frames"] - int(video["nb_read_frames"])) <= 2
+    assert system["bitRate"] == pytest.approx(int(probe["format"]["bit_rate"]), rel=0.03)
+    assert system["rotation"] == 0
+    sound = [s for s in probe["streams"] if s["codec_type"] == "audio"]
+    if audio is None:
+        assert system["audio"] is None and not sound
+    else:
+        assert system["audio"] == {"codec": sound[0]["codec_name"], "channels": sound[0]["channels"],
+                                   "sampleRate": int(sound[0]["sample_rate"])}
+        assert system["audio"]["codec"] == audio_name
+    assert picture(outcome).size == (256, 192)
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_rotated_video_thumbnail_is_upright_as_ffmpeg_shows_it(tmp_path, rotation):
+    path = encode(tmp_path / f"r{rotation}.mp4", rotation=rotation, audio=None)
+    outcome = run(path)
+    assert outcome.ok, outcome.errors
+    system = outcome.system
+    assert (system["width"], system["height"]) == (320, 240)  # as stored
+    side = ffprobe(path)["streams"][0].get("side_data_list", [{}])[0]
+    assert system["rotation"] % 360 == side["rotation"] % 360
+    ours = picture(outcome)
+    theirs = ffmpeg_frame(path, 0.4 * system["duration"])  # a frame of the pattern, upright
+    assert ours.size == ((192, 256) if rotation in (90, 270) else (256, 192))
+    assert theirs.size[0] < theirs.size[1] if rotation in (90, 270) else theirs.size[0] > theirs.size[1]
+    assert mean_difference(ours, theirs) < 20
+
+
+def test_thumbnail_is_a_representative_frame_not_the_black_opening(tmp_path):
+    path = encode(tmp_path / "fade.mp4", seconds=6, black_seconds=1.0)
+    thumb = picture(run(path))
+    for color, (x, y) in zip((RED, GREEN, BLUE, WHITE), [(0.2, 0.2), (0.8, 0.2), (0.2, 0.8), (0.8, 0.8)],
+                             strict=True):
+        assert near(at(thumb, x, y), color), color
+    # a real film opening on black (Big Buck Bunny): its first frame is black, ours is not
+    first = ffmpeg_frame(BUNNY, 0)
+    assert ImageStat.Stat(first.convert("L")).mean[0] < 10
+    outcome = run(BUNNY)
+    assert outcome.ok, outcome.errors
+    assert ImageStat.Stat(picture(outcome).convert("L")).mean[0] > 60
+
+
+def test_real_sample_facts_agree_with_ffprobe():
+    outcome = run(BUNNY)
+    system = outcome.system
+    probe = ffprobe(BUNNY)
+    video, audio = probe["streams"][0], probe["streams"][1]
+    assert system["mimetype"] == "video/mp4" and system["codec"] == "h264"
+    assert (system["width"], system["height"]) == (video["width"], video["height"]) == (854, 480)
+    assert system["frames"] == int(video["nb_frames"]) and system["fps"] == 24
+    assert system["duration"] == pytest.approx(float(video["duration"]), abs=0.05)
+    assert system["audio"] == {"codec": "aac", "channels": audio["channels"],
+                               "sampleRate": int(audio["sample_rate"])}
+
+
+# -- bad videos: a failed job with the reason, the file facts recorded ------------------------
+
+def _faststart(tmp_path: Path) -> bytes:
+    path = encode(tmp_path / "v.mp4", seconds=4)
+    fast = tmp_path / "fast.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(path), "-c", "copy", "-movflags", "+faststart",
+                    str(fast)], check=True)
+    return fast.read_bytes()
+
+
+def _unknown_codec(tmp_path: Path) -> bytes:
+    data = encode(tmp_path / "v.avi", codec="mpeg4", audio=None).read_bytes()
+    for fourcc in (b"FMP4", b"fmp4"):
+        data = data.replace(fourcc, b"ZZZZ")  # a codec tag no decoder knows
+    return data
+
+
+@pytest.mark.parametrize(("name", "make", "reason"), [
+    ("cut_index_first.mp4", lambda t: (d := _faststart(t))[: len(d) // 2], "truncated video"),
+    ("cut_index_last.mp4", lambda t: encode(t / "v.mp4").read_bytes()[:4000], "damaged video (video/mp4)"),
+    ("sound.mp4", lambda t: encode(t / "a.mp4", codec="libx264", seconds=2).read_bytes(), None),
+    ("unknown.avi", _unknown_codec, "unsupported video codec"),
+    ("empty.mp4", lambda t: b"", "empty file (0 bytes)"),
+])
+def test_bad_videos_fail_with_the_reason_and_keep_file_facts(tmp_path, name, make, reason):
+    data = make(tmp_path)
+    if name == "sound.mp4":  # the audio track alone, no video stream
+        src = tmp_path / "a.mp4"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-vn", "-c", "copy",
+                        str(tmp_path / name)], check=True)
+        data, reason = (tmp_path / name).read_bytes(), "no video stream in this"
+    outcome = preprocess(BytesSource(data, name))
+    assert outcome.errors and outcome.errors[0].startswith(reason), outcome.errors
+    assert outcome.thumbnail is None
+    system = outcome.system
+    assert system["size"] == len(data) and "mimetype" in system and "isBinary" in system
+    if data:
+        assert system["isBinary"] is True and system["mimetype"].startswith("video/")
+
+
+# -- ranged reads -----------------------------------------------------------------------------
+
+class CountingSource(BytesSource):
+    def __post_init__(self):
+        super().__post_init__()
+        self.reads: list[int] = []
+
+    def open(self, offset=0, length=None):
+        stream = super().open(offset, length)
+        self.reads.append(len(stream.getbuffer()))
+        return stream
+
+
+def test_video_is_read_with_ranged_reads_not_whole(tmp_path):
+    path = encode(tmp_path / "long.mp4", seconds=20, size=(320, 240), black_seconds=0, noise=True,
+                  options={"g": "25", "preset": "ultrafast", "crf": "30"}, audio=None)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(path), "-c", "copy", "-movflags", "+faststart",
+                    str(tmp_path / "fast.mp4")], check=True)
+    data = (tmp_path / "fast.mp4").read_bytes()
+    assert len(data) > 8_000_000
+    source = CountingSource(data, "long.mp4")
+    outcome = preprocess(source)
+    assert outcome.ok, outcome.errors
+    assert outcome.data is None  # never the whole file in memory
+    assert max(source.reads) <= 1024 * 1024  # one window at a time
+    assert sum(source.reads) < len(data) / 2  # only the index and the packets looked at
+
+
+# -- end to end: sync, jobs, thumbnail in storage --------------------------------------------
+
+def test_synced_videos_get_facts_and_a_thumbnail_in_storage(make_app, bucket, tmp_path):
+    bucket.put("clips/a.mp4", encode(tmp_path / "a.mp4", rotation=90).read_bytes())
+    bucket.put("clips/b.webm", encode(tmp_path / "b.webm", codec="libvpx-vp9", audio="libopus").read_bytes())
+    bucket.put("clips/empty.mp4", b"")
+    app = make_app("workers = 2")
+    app.sync("photos")
+    result = app.run_jobs()
+    assert (result.done, result.failed) == (2, 1)
+    found = items(app)
+    for name in ("a.mp4", "b.webm"):
+        item = found[f"/clips/{name}"]
+        system = item["metadata"]["system"]
+        assert system["codec"] in ("h264", "vp9") and system["duration"] == pytest.approx(4, abs=0.1)
+        key = system["thumbnailId"]
+        assert key == f".dataloop/thumbnails/{item['id']}.jpg"
+        thumb = Image.open(io.BytesIO(bucket.get(key)))
+        assert thumb.size == ((192, 256) if name == "a.mp4" else (256, 192))
+    empty = found["/clips/empty.mp4"]["metadata"]["system"]
+    assert empty["etl"]["status"] == "failed" and empty["etl"]["errors"] == ["empty file (0 bytes)"]
