@@ -42,6 +42,7 @@ class PreprocessorConfig(_Section):
     entry_point: str | None = None  # a name in the `syncd.preprocessors` entry-point group
     mimetypes: tuple[str, ...] = ("*",)  # patterns (fnmatch) the item's mimetype must match
     key: str = Field(default="user", min_length=1)  # "user": merged into metadata.user; else metadata.user[key]
+    input: Literal["bytes", "source"] = "bytes"  # the file's bytes, or its ranged byte source
 
     @model_validator(mode="after")
     def _one_target(self) -> PreprocessorConfig:

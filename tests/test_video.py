@@ -203,7 +203,8 @@ def test_synced_videos_get_facts_and_a_thumbnail_in_storage(make_app, bucket, tm
     bucket.put("clips/a.mp4", encode(tmp_path / "a.mp4", rotation=90).read_bytes())
     bucket.put("clips/b.webm", encode(tmp_path / "b.webm", codec="libvpx-vp9", audio="libopus").read_bytes())
     bucket.put("clips/empty.mp4", b"")
-    app = make_app("workers = 2")
+    app = make_app("workers = 2", dataset='preprocessors = [{function = "custom_preprocessors:ranged_head",'
+                   ' mimetypes = ["video/*"], input = "source", key = "head"}]')
     app.sync("photos")
     result = app.run_jobs()
     assert (result.done, result.failed) == (2, 1)
@@ -216,5 +217,8 @@ def test_synced_videos_get_facts_and_a_thumbnail_in_storage(make_app, bucket, tm
         assert key == f".dataloop/thumbnails/{item['id']}.jpg"
         thumb = Image.open(io.BytesIO(bucket.get(key)))
         assert thumb.size == ((192, 256) if name == "a.mp4" else (256, 192))
+        head = item["metadata"]["user"]["head"]  # the custom function got the ranged source
+        assert head["has_open"] and not head["is_bytes"]
+        assert head["bytes_4_12"] == bucket.get(f"clips/{name}")[4:12].hex()
     empty = found["/clips/empty.mp4"]["metadata"]["system"]
     assert empty["etl"]["status"] == "failed" and empty["etl"]["errors"] == ["empty file (0 bytes)"]

@@ -356,7 +356,7 @@ class Runner:
                 size=None if row["type"] == "link" else row["size"], item=item,
                 options=self.options, fetch=self.config.fetch,
                 preprocessors=tuple(
-                    Preprocessor(p.target, p.mimetypes, p.key, p.entry_point)
+                    Preprocessor(p.target, p.mimetypes, p.key, p.entry_point, p.input)
                     for p in dataset_config.preprocessors
                 ),
             )

@@ -42,12 +42,15 @@ ENTRY_POINT_GROUP = "syncd.preprocessors"
 
 @dataclass(frozen=True)
 class Preprocessor:
-    """A custom function: `function(data: bytes, item: dict) -> dict`."""
+    """A custom function: `function(data: bytes, item: dict) -> dict`, or with
+    input="source" `function(source: preprocess.ByteSource, item: dict) -> dict` (ranged reads:
+    `source.open(offset, length)`, for files too large to hold, such as videos)."""
 
     target: str  # "module:function", or "entry point NAME"
     mimetypes: tuple[str, ...] = ("*",)
     key: str = "user"
     entry_point: str | None = None
+    input: str = "bytes"  # bytes | source
 
     def matches(self, mimetype: str) -> bool:
         return any(fnmatch.fnmatchcase(mimetype, pattern) for pattern in self.mimetypes)
@@ -176,17 +179,18 @@ def _preprocess_source(task: Task, driver: Driver, source: preprocess.ByteSource
     custom = [c for c in task.preprocessors if c.matches(mimetype)]
     if custom and not result.errors:
         data = outcome.data
-        if data is None:
+        if data is None and any(c.input == "bytes" for c in custom):
             with source.open(0) as stream:
                 data = stream.read()
         for preprocessor in custom:
-            _run_custom(preprocessor, data, task, result)
+            _run_custom(preprocessor, source if preprocessor.input == "source" else data, task, result)
     if result.errors:
         result.state = "failed"
     return result
 
 
-def _run_custom(custom: Preprocessor, data: bytes, task: Task, result: TaskResult) -> None:
+def _run_custom(custom: Preprocessor, data: bytes | preprocess.ByteSource, task: Task,
+                result: TaskResult) -> None:
     item = dict(task.item)
     metadata = dict(item.get("metadata") or {})
     metadata["system"] = {**(metadata.get("system") or {}), **result.system}
