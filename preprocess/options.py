@@ -18,7 +18,6 @@ class Options:
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused (decompression bombs)
     head_bytes: int = 64 * 1024  # the first ranged read
     keep_bytes: bool = False  # return the whole file's bytes (for custom preprocessors)
-    video_preview: bool = False  # videos: also a small browser-playable preview
 
     def __post_init__(self) -> None:
         if self.thumbnail_format not in FORMATS:
@@ -31,7 +30,6 @@ class Outcome:
     thumbnail: Thumbnail | None = None
     errors: list[str] = field(default_factory=list)
     data: bytes | None = None  # the whole file, when it was read (or asked for)
-    artifacts: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # name -> (bytes, type)
 
     @property
     def ok(self) -> bool:
