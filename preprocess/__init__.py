@@ -11,11 +11,15 @@ No storage, no SQL, no syncd: `syncd` calls in, nothing here calls out.
 
 from .errors import (
     CorruptImage,
+    CorruptVideo,
     EmptyFile,
     ImageTooLarge,
+    NoVideoStream,
     NotAnImage,
+    NotAVideo,
     PreprocessError,
     UnsupportedImage,
+    UnsupportedVideo,
 )
 from .image import DEFAULT_MAX_PIXELS, ImageFacts, NeedMoreBytes, probe
 from .handlers import Handler, handler_for, register, system_keys
@@ -25,7 +29,8 @@ from .source import ByteSource, BytesSource, RangedFile, Reader
 from .thumbnail import FORMATS, Thumbnail, make_thumbnail
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "FORMATS", "ByteSource", "BytesSource", "CorruptImage", "EmptyFile",
+    "DEFAULT_MAX_PIXELS", "FORMATS", "ByteSource", "BytesSource", "CorruptImage", "CorruptVideo",
+    "EmptyFile", "NoVideoStream", "NotAVideo", "UnsupportedVideo",
     "Handler", "ImageFacts", "ImageTooLarge", "NeedMoreBytes", "NotAnImage", "Options", "Outcome",
     "PreprocessError", "RangedFile", "Reader", "Thumbnail", "UnsupportedImage", "handler_for",
     "make_thumbnail", "preprocess", "probe", "register", "system_keys",

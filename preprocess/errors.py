@@ -39,3 +39,7 @@ class UnsupportedVideo(PreprocessError):
 
 class NoVideoStream(PreprocessError):
     """A media file without a video stream (audio only, subtitles, ...)."""
+
+
+class NotAVideo(PreprocessError):
+    """The file's name says video, but its bytes are something else."""

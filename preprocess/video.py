@@ -20,11 +20,13 @@ rotation.
 
 from __future__ import annotations
 
+import posixpath
+
 import av
 from av.error import FFmpegError
 from PIL import ImageStat
 
-from .errors import CorruptVideo, EmptyFile, NoVideoStream, UnsupportedVideo
+from .errors import CorruptVideo, EmptyFile, NotAVideo, NoVideoStream, UnsupportedVideo
 from .options import Options, Outcome
 from .source import Reader
 from .thumbnail import from_frame
@@ -40,6 +42,9 @@ def handle(reader: Reader, outcome: Outcome, options: Options) -> None:
     mimetype = system["mimetype"]
     if reader.size == 0:
         raise EmptyFile("empty file (0 bytes)")
+    if not system["isBinary"]:
+        name = posixpath.basename(reader.source.name)
+        raise NotAVideo(f"not a video: {name} holds {mimetype} content")
     try:
         container = av.open(reader.file(), mode="r", metadata_errors="ignore")
     except FFmpegError as error:

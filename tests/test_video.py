@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from preprocess import BytesSource, Options, preprocess
+from local_http import http_server  # noqa: F401 - the fixture
 from test_jobs import Bucket, bucket, items, jobs, make_app  # noqa: F401 - fixtures
 from videos import BLUE, GREEN, RED, WHITE, encode, ffmpeg_frame, ffprobe
 
@@ -152,6 +153,7 @@ def _unknown_codec(tmp_path: Path) -> bytes:
     ("sound.mp4", lambda t: encode(t / "a.mp4", codec="libx264", seconds=2).read_bytes(), None),
     ("unknown.avi", _unknown_codec, "unsupported video codec"),
     ("empty.mp4", lambda t: b"", "empty file (0 bytes)"),
+    ("notes.mp4", lambda t: b"just some words\n", "not a video: notes.mp4 holds text/plain content"),
 ])
 def test_bad_videos_fail_with_the_reason_and_keep_file_facts(tmp_path, name, make, reason):
     data = make(tmp_path)
@@ -165,7 +167,7 @@ def test_bad_videos_fail_with_the_reason_and_keep_file_facts(tmp_path, name, mak
     assert outcome.thumbnail is None
     system = outcome.system
     assert system["size"] == len(data) and "mimetype" in system and "isBinary" in system
-    if data:
+    if data and name != "notes.mp4":
         assert system["isBinary"] is True and system["mimetype"].startswith("video/")
 
 
@@ -222,3 +224,21 @@ def test_synced_videos_get_facts_and_a_thumbnail_in_storage(make_app, bucket, tm
         assert head["bytes_4_12"] == bucket.get(f"clips/{name}")[4:12].hex()
     empty = found["/clips/empty.mp4"]["metadata"]["system"]
     assert empty["etl"]["status"] == "failed" and empty["etl"]["errors"] == ["empty file (0 bytes)"]
+
+
+def test_linked_video_is_preprocessed_from_its_url(app, tmp_path, http_server):
+    from syncd.imports.batch import import_link_files
+    from syncd.imports.fetch import Fetcher, FetchPolicy
+    from syncd.imports.links import LinkedSource, link_bytes, url_link_info
+
+    url = http_server.route("/clips/bunny.mp4", BUNNY.read_bytes())
+    link = tmp_path / "bunny_link.json"
+    link.write_bytes(link_bytes(url_link_info(url)))
+    import_link_files(app, "photos", [link])
+    item = next(i for i in app.catalogue.iter_items(app.dataset("photos")))
+    with LinkedSource(item, Fetcher(FetchPolicy(allow_hosts=("127.0.0.1",), timeout_seconds=5))) as source:
+        outcome = preprocess(source)
+    assert outcome.ok, outcome.errors
+    assert (outcome.system["codec"], outcome.system["width"]) == ("h264", 854)
+    assert outcome.system["size"] == BUNNY.stat().st_size and outcome.thumbnail is not None
+    assert http_server.hits == ["/clips/bunny.mp4"]  # fetched once, read in ranges
