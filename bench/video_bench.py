@@ -14,7 +14,7 @@ and reports each method's peak RSS (largest resident set of its processes, from 
 syncd's own time inside a warm worker (imports done: what a pool worker spends per video).
 
     python bench/video_bench.py                  # H.264 and H.265, 5 rounds
-    python bench/video_bench.py --seconds 20 --rounds 3
+    python bench/video_bench.py --seconds 20 --rounds 3 --dir /tmp/videos   # reuse the files
 
 Target: syncd within 1.5x of the floor, peak RSS under ~300 MB.
 """
@@ -96,16 +96,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--codecs", default="h264,h265")
+    parser.add_argument("--dir", type=Path, help="keep the videos here and reuse them next time")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     os.environ.update(env)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
+        videos = args.dir or work
+        videos.mkdir(parents=True, exist_ok=True)
         rows = []
         for codec in args.codecs.split(","):
-            video = work / f"{codec}.mp4"
-            print(f"making {args.seconds} s of 1080p {codec} ...", file=sys.stderr, flush=True)
-            make_video(video, codec, args.seconds)
+            video = videos / f"{codec}-{args.seconds}s.mp4"
+            if not video.exists():
+                print(f"making {args.seconds} s of 1080p {codec} ...", file=sys.stderr, flush=True)
+                make_video(video, codec, args.seconds)
             seek = 0.1 * duration(video)
             methods = {
                 "syncd": [[sys.executable, "-c", SYNCD, str(video), str(work / "s.jpg")]],

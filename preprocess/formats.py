@@ -9,6 +9,7 @@ a raw codestream (image/j2k), PNG with an animation control chunk as image/apng.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 
@@ -130,8 +131,29 @@ def identify(head: bytes) -> str | None:
             return None
 
 
+HEIF_TYPES = ("image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence")
+
+
+def ensure_plugin(mimetype: str) -> None:
+    """Register the Pillow plugin this type needs, the first time it is met (so a process that
+    sees no HEIC never imports libheif): HEIC/HEIF through pillow-heif. Pillow reads AVIF."""
+    if mimetype in HEIF_TYPES:
+        _register_heif()
+
+
+@functools.cache
+def _register_heif() -> bool:
+    try:
+        import pillow_heif
+    except ImportError:  # a dependency; without it HEIC is "unsupported"
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
 def pillow_can_open(mimetype: str) -> bool:
-    """Whether the installed Pillow (with the plugins registered so far) decodes this type."""
+    """Whether the installed Pillow (with its plugins) decodes this type."""
+    ensure_plugin(mimetype)
     Image.init()
     if mimetype in _PNM.values() or mimetype in ("image/j2k", "image/jpx", "image/jpm", "image/apng"):
         return True

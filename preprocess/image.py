@@ -27,13 +27,6 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from . import formats
 from .errors import CorruptImage, EmptyFile, ImageTooLarge, PreprocessError, UnsupportedImage
 
-try:  # HEIC/HEIF (iPhone photos) through libheif; Pillow reads AVIF itself
-    import pillow_heif
-except ImportError:  # pragma: no cover - a dependency; without it HEIC is "unsupported"
-    pillow_heif = None
-else:
-    pillow_heif.register_heif_opener()
-
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb error limit
 
 # The usual camera fields: (IFD, tag) -> name in metadata.system.exif.
@@ -111,7 +104,7 @@ def open_image(data: bytes, *, complete: bool = True, mimetype: str | None = Non
     if not data:
         raise EmptyFile("empty file (0 bytes)")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore")  # bomb warnings (our own limit applies), damaged tags skipped
         try:
             try:
                 image = Image.open(io.BytesIO(data))
@@ -153,7 +146,8 @@ def probe(data: bytes, *, complete: bool = True, mimetype: str | None = None) ->
     """Facts about the image starting with `data`. With complete=False, `data` is a prefix
     and NeedMoreBytes says how much to read before trying again; `frames` is then None for
     formats that may hold more than one frame (counting needs the whole file)."""
-    with open_image(data, complete=complete, mimetype=mimetype) as image:
+    with open_image(data, complete=complete, mimetype=mimetype) as image, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns of damaged EXIF it skips: not our reader's concern
         try:
             exif, location = _exif(image)
             width, height = stored_size(image)

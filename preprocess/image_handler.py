@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import posixpath
 
-from . import handlers
+from . import formats, handlers
 from .errors import CorruptImage, EmptyFile, NotAnImage
 from .image import ImageFacts, NeedMoreBytes, check_pixels, probe
 from .options import Options, Outcome
@@ -31,6 +31,7 @@ def handle(reader: Reader, outcome: Outcome, options: Options) -> None:
         raise EmptyFile("empty file (0 bytes)")
     if not handlers.IMAGE.matches(mimetype):
         raise NotAnImage(f"not an image: {name} holds {mimetype} content")
+    formats.ensure_plugin(mimetype)
     facts = _probe(reader, mimetype, grow=not options.thumbnails)
     if facts is not None:
         system.update(facts.as_system())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import io
+import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageCms
@@ -66,7 +67,8 @@ def make_thumbnail(
     """A thumbnail of the image in `data`, its longest side `size` pixels (never enlarged)."""
     if format not in FORMATS:
         raise ValueError(f"thumbnail format {format!r}: one of {', '.join(FORMATS)}")
-    with open_image(data) as image:
+    with open_image(data) as image, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # damaged EXIF Pillow skips while loading
         check_pixels(image.width, image.height, max_pixels)
         orientation = orientation_of(image)
         icc = image.info.get("icc_profile")

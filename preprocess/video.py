@@ -13,9 +13,10 @@ WebM, duration x fps), `codec` (the video decoder's name), `width` / `height` (a
 `bitRate` (bits per second, the whole file), `container` (FFmpeg's demuxer name) and
 `audio` (`codec`, `channels`, `sampleRate` of the first audio stream, or null).
 
-The thumbnail is a representative frame: the key frame at 10% of the duration, or at 25% or
-50% if that one is blank (black, white or flat: fades, title cards), turned upright by the
-rotation.
+The thumbnail is a representative frame: the frame at 10% of the duration (the first
+reference frame from there: frames nothing depends on are skipped on the way, as a player
+scrubs), or at 25% or 50% if that one is blank (black, white or flat: fades, title cards),
+turned upright by the rotation.
 """
 
 from __future__ import annotations
@@ -59,7 +60,15 @@ def handle(reader: Reader, outcome: Outcome, options: Options) -> None:
             name = stream.codec_context.name if stream.codec_context is not None else "unknown"
             raise UnsupportedVideo(f"unsupported video codec ({name}): no decoder for it here")
         _check_complete(container, reader.size)
-        frame = representative_frame(container, stream, system.get("duration"))
+        stream.thread_type = "AUTO"  # frame and slice threads, as ffmpeg decodes
+        try:
+            # On the way to a seek point only reference frames need decoding (as a player
+            # scrubbing does): the frame shown is the first one at or after it.
+            stream.codec_context.skip_frame = "NONREF"
+            frame = representative_frame(container, stream, system.get("duration"))
+        except CorruptVideo:
+            stream.codec_context.skip_frame = "DEFAULT"  # a codec whose every frame is "non-ref"
+            frame = representative_frame(container, stream, system.get("duration"))
         rotation = _rotation(frame)
         system["rotation"] = rotation
         if options.thumbnails:
