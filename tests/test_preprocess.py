@@ -268,3 +268,21 @@ def test_animations_and_pages_use_the_first_frame(name, make, mimetype):
     assert outcome.system["frames"] == 3
     assert (outcome.system["width"], outcome.system["height"]) == (30, 20)
     assert images.near(images.color_at(thumbnail_image(outcome), 0.5, 0.5), images.RED)
+
+
+# -- handlers by media type -------------------------------------------------------------------
+
+def test_a_registered_handler_gets_its_mimetype_and_owns_its_keys():
+    from preprocess import Handler, handlers, register, system_keys
+
+    csv = Handler("csv", ("text/csv",), frozenset({"lines"}), "custom_preprocessors:count_lines")
+    register(csv)
+    try:
+        assert "lines" in system_keys() and "duration" in system_keys() and "exif" in system_keys()
+        outcome = run(b"a,b\n" * 5000, "table.csv")
+        assert outcome.ok and outcome.system["mimetype"] == "text/csv"
+        assert outcome.system["lines"] == 5000 and outcome.thumbnail is None
+        assert run(b"plain\n", "notes.txt").system.get("lines") is None  # other types: not called
+    finally:
+        handlers.HANDLERS.remove(csv)
+    assert "lines" not in system_keys()
