@@ -242,3 +242,45 @@ def test_linked_video_is_preprocessed_from_its_url(app, tmp_path, http_server):
     assert (outcome.system["codec"], outcome.system["width"]) == ("h264", 854)
     assert outcome.system["size"] == BUNNY.stat().st_size and outcome.thumbnail is not None
     assert http_server.hits == ["/clips/bunny.mp4"]  # fetched once, read in ranges
+
+
+READ_IN_A_WORKER = """
+import io, json, resource, sys
+from preprocess import preprocess
+class FileSource:  # ranged reads of a local file, as a driver does
+    def __init__(self, path):
+        self.name, self.file = path, open(path, "rb")
+        self.file.seek(0, 2)
+        self.size = self.file.tell()
+    def open(self, offset=0, length=None):
+        self.file.seek(offset)
+        return io.BytesIO(self.file.read(-1 if length is None else length))
+outcome = preprocess(FileSource(sys.argv[1]))
+print(json.dumps({"errors": outcome.errors, "codec": outcome.system.get("codec"),
+                  "size": outcome.system["size"], "thumbnail": outcome.thumbnail is not None,
+                  "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def test_a_2_gb_video_is_preprocessed_in_flat_memory(tmp_path):
+    """The sample with a 2 GiB box after its index (a sparse file: no disk, no time to make),
+    preprocessed in a process of its own, as a worker would: peak RSS well under 300 MB."""
+    import json
+    import struct
+    import sys
+
+    big = tmp_path / "big.mp4"
+    data = BUNNY.read_bytes()
+    padding = 2 * 1024**3
+    with big.open("wb") as file:
+        file.write(data)
+        file.write(struct.pack(">I4sQ", 1, b"free", padding))  # a 64-bit size box
+    os_size = len(data) + 16 + padding
+    import os
+    os.truncate(big, os_size)  # the hole reads as zeros
+    out = subprocess.run([sys.executable, "-c", READ_IN_A_WORKER, str(big)], capture_output=True,
+                         check=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    result = json.loads(out.stdout)
+    assert result["errors"] == [] and result["codec"] == "h264" and result["thumbnail"]
+    assert result["size"] == os_size > 2 * 10**9
+    assert result["rss_kib"] < 300 * 1024
