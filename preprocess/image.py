@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import math
-import struct
 import threading
 import warnings
 from collections.abc import Iterator

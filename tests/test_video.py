@@ -4,8 +4,12 @@ against ffmpeg's own frame, bad files, ranged reads, and the whole path through 
 from __future__ import annotations
 
 import io
+import json
+import os
 import shutil
+import struct
 import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,7 +18,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from preprocess import BytesSource, Options, preprocess
 from local_http import http_server  # noqa: F401 - the fixture
-from test_jobs import Bucket, bucket, items, jobs, make_app  # noqa: F401 - fixtures
+from test_jobs import bucket, items, make_app  # noqa: F401 - the fixtures
 from videos import BLUE, GREEN, RED, WHITE, encode, ffmpeg_frame, ffprobe
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None,
@@ -265,22 +269,17 @@ print(json.dumps({"errors": outcome.errors, "codec": outcome.system.get("codec")
 def test_a_2_gb_video_is_preprocessed_in_flat_memory(tmp_path):
     """The sample with a 2 GiB box after its index (a sparse file: no disk, no time to make),
     preprocessed in a process of its own, as a worker would: peak RSS well under 300 MB."""
-    import json
-    import struct
-    import sys
-
     big = tmp_path / "big.mp4"
     data = BUNNY.read_bytes()
     padding = 2 * 1024**3
     with big.open("wb") as file:
         file.write(data)
         file.write(struct.pack(">I4sQ", 1, b"free", padding))  # a 64-bit size box
-    os_size = len(data) + 16 + padding
-    import os
-    os.truncate(big, os_size)  # the hole reads as zeros
+    size = len(data) + 16 + padding
+    os.truncate(big, size)  # the hole reads as zeros
     out = subprocess.run([sys.executable, "-c", READ_IN_A_WORKER, str(big)], capture_output=True,
                          check=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     result = json.loads(out.stdout)
     assert result["errors"] == [] and result["codec"] == "h264" and result["thumbnail"]
-    assert result["size"] == os_size > 2 * 10**9
+    assert result["size"] == size > 2 * 10**9
     assert result["rss_kib"] < 300 * 1024

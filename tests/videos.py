@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -96,5 +97,4 @@ def ffmpeg_frame(path: Path, seconds: float) -> Image.Image:
     out = subprocess.run(["ffmpeg", "-v", "error", "-ss", f"{seconds:.3f}", "-i", str(path),
                           "-frames:v", "1", "-f", "image2pipe", "-c:v", "png", "-"],
                          capture_output=True, check=True).stdout
-    import io
     return Image.open(io.BytesIO(out)).convert("RGB")
