@@ -46,7 +46,7 @@ IMAGE = Handler(
 VIDEO = Handler(
     "video", ("video/*", "application/x-matroska", "application/mp4"),
     frozenset({"width", "height", "frames", "duration", "fps", "codec", "rotation", "bitRate",
-               "audio", "container"}),
+               "audio", "container", "previewId"}),
     "preprocess.video:handle",
 )
 HANDLERS: list[Handler] = [IMAGE, VIDEO]

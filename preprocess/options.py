@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .image import DEFAULT_MAX_PIXELS
+from .preview import Preview
 from .thumbnail import FORMATS, Thumbnail
 
 
@@ -18,6 +19,7 @@ class Options:
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused (decompression bombs)
     head_bytes: int = 64 * 1024  # the first ranged read
     keep_bytes: bool = False  # return the whole file's bytes (for custom preprocessors)
+    video_preview: bool = False  # videos: also a 360p H.264 MP4 preview (a temporary file)
 
     def __post_init__(self) -> None:
         if self.thumbnail_format not in FORMATS:
@@ -30,7 +32,13 @@ class Outcome:
     thumbnail: Thumbnail | None = None
     errors: list[str] = field(default_factory=list)
     data: bytes | None = None  # the whole file, when it was read (or asked for)
+    preview: Preview | None = None  # a video's preview: a temporary file, removed by close()
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def close(self) -> None:
+        """Remove the temporary files this outcome holds (a video preview)."""
+        if self.preview is not None:
+            self.preview.remove()

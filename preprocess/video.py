@@ -13,6 +13,8 @@ WebM, duration x fps), `codec` (the video decoder's name), `width` / `height` (a
 `bitRate` (bits per second, the whole file), `container` (FFmpeg's demuxer name) and
 `audio` (`codec`, `channels`, `sampleRate` of the first audio stream, or null).
 
+With `video_preview`, also a 360p H.264 MP4 preview (preview.py), read front to back.
+
 The thumbnail is a representative frame: the frame at 10% of the duration (the first
 reference frame from there: frames nothing depends on are skipped on the way, as a player
 scrubs), or at 25% or 50% if that one is blank (black, white or flat: fades, title cards),
@@ -29,6 +31,7 @@ from PIL import ImageStat
 
 from .errors import CorruptVideo, EmptyFile, NotAVideo, NoVideoStream, UnsupportedVideo
 from .options import Options, Outcome
+from .preview import make_preview
 from .source import Reader
 from .thumbnail import from_frame
 
@@ -76,6 +79,8 @@ def handle(reader: Reader, outcome: Outcome, options: Options) -> None:
                 frame.to_image(), size=options.thumbnail_size, format=options.thumbnail_format,
                 quality=options.thumbnail_quality, rotate=rotation,
             )
+    if options.video_preview:
+        outcome.preview = make_preview(reader.file(), rotation=rotation)
 
 
 def facts(container: av.container.InputContainer, stream) -> dict:

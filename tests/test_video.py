@@ -283,3 +283,43 @@ def test_a_2_gb_video_is_preprocessed_in_flat_memory(tmp_path):
     assert result["errors"] == [] and result["codec"] == "h264" and result["thumbnail"]
     assert result["size"] == size > 2 * 10**9
     assert result["rss_kib"] < 300 * 1024
+
+
+def test_video_preview_is_written_playable_and_cleaned_up_with_the_item(make_app, bucket, tmp_path):
+    bucket.put("clips/turned.mp4", encode(tmp_path / "t.mp4", size=(640, 480), rotation=90).read_bytes())
+    bucket.put("clips/bunny.mp4", BUNNY.read_bytes())
+    app = make_app("workers = 2\nvideo_preview = true")
+    app.sync("photos")
+    assert app.run_jobs().done == 2
+    found = items(app)
+    for name, size in (("turned.mp4", (480, 360)), ("bunny.mp4", (640, 360))):
+        item = found[f"/clips/{name}"]
+        key = item["metadata"]["system"]["previewId"]
+        assert key == f".dataloop/previews/{item['id']}.mp4"
+        preview = tmp_path / f"preview-{name}"
+        preview.write_bytes(bucket.get(key))
+        assert preview.read_bytes()[4:8] == b"ftyp" and preview.read_bytes().find(b"moov") < \
+            preview.read_bytes().find(b"mdat")  # the index first: it plays while it downloads
+        probe = ffprobe(preview)
+        video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+        assert (video["codec_name"], video["pix_fmt"]) == ("h264", "yuv420p")
+        assert (video["width"], video["height"]) == size
+        assert float(probe["format"]["duration"]) == pytest.approx(item["metadata"]["system"]["duration"], abs=0.1)
+        if name == "turned.mp4":  # the rotation stays in the matrix, as in the source
+            assert video["side_data_list"][0]["rotation"] == ffprobe(tmp_path / "t.mp4")["streams"][0][
+                "side_data_list"][0]["rotation"]
+        else:
+            assert [s["codec_name"] for s in probe["streams"] if s["codec_type"] == "audio"] == ["aac"]
+    bunny = found["/clips/bunny.mp4"]["metadata"]["system"]
+    bucket.delete("clips/bunny.mp4")
+    app.sync("photos", prune=True)
+    assert app.run_jobs().done == 1
+    assert not bucket.exists(bunny["previewId"]) and not bucket.exists(bunny["thumbnailId"])
+    # the video's content replaced by a still picture: its preview goes, its thumbnail stays
+    turned = found["/clips/turned.mp4"]["metadata"]["system"]
+    bucket.put("clips/turned.mp4", (MEDIA.parent / "corpus" / "pillow" / "hopper.jpg").read_bytes())
+    app.sync("photos")
+    app.run_jobs()
+    system = items(app)["/clips/turned.mp4"]["metadata"]["system"]
+    assert system["mimetype"] == "image/jpeg" and "previewId" not in system and "duration" not in system
+    assert not bucket.exists(turned["previewId"]) and bucket.exists(system["thumbnailId"])

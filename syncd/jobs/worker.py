@@ -30,7 +30,7 @@ import preprocess
 from drivers import Driver, DriverError, DriverOptions, NotFound, PermissionDenied
 
 from ..imports.fetch import FetchError
-from ..catalogue.jobs import CLEANUP, PREPROCESS, thumbnail_key
+from ..catalogue.jobs import CLEANUP, PREPROCESS, preview_key, thumbnail_key
 
 # item type -> "module:function" returning a preprocess.ByteSource for (task, driver)
 BYTE_SOURCES: dict[str, str] = {
@@ -168,6 +168,14 @@ def _preprocess(task: Task, driver: Driver) -> TaskResult:
 
 def _preprocess_source(task: Task, driver: Driver, source: preprocess.ByteSource) -> TaskResult:
     outcome = preprocess.preprocess(source, task.options)
+    try:
+        return _store(task, driver, source, outcome)
+    finally:
+        outcome.close()  # a video preview's temporary file
+
+
+def _store(task: Task, driver: Driver, source: preprocess.ByteSource,
+           outcome: preprocess.Outcome) -> TaskResult:
     result = TaskResult(task.job_id, "done", system=dict(outcome.system), errors=list(outcome.errors))
     if outcome.thumbnail is not None:
         key = thumbnail_key(task.item_id, outcome.thumbnail.extension)
@@ -177,6 +185,15 @@ def _preprocess_source(task: Task, driver: Driver, source: preprocess.ByteSource
             result.errors.append(f"cannot write the thumbnail: {error}")
         else:
             result.system["thumbnailId"] = key
+    if outcome.preview is not None:
+        key = preview_key(task.item_id, outcome.preview.extension)
+        try:
+            with open(outcome.preview.path, "rb") as file:
+                driver.put(key, file, content_type=outcome.preview.content_type)
+        except PermissionDenied as error:
+            result.errors.append(f"cannot write the video preview: {error}")
+        else:
+            result.system["previewId"] = key
     mimetype = outcome.system.get("mimetype", "")
     custom = [c for c in task.preprocessors if c.matches(mimetype)]
     if custom and not result.errors:
