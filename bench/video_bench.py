@@ -10,7 +10,9 @@ processes, each method taking turns `--rounds` times (the median is kept):
   floor   `ffprobe -show_format -show_streams F` then
           `ffmpeg -ss T -i F -frames:v 1 -vf scale=256:-2 thumb.jpg` (T = 10% of the duration)
 
-and reports each method's peak RSS (largest resident set of its processes, from wait4), and
+and reports each method's peak RSS (largest resident set of its processes, from wait4: on
+Linux that includes the few tens of MB of this small parent process the child was forked
+from, for both methods alike), and
 syncd's own time inside a warm worker (imports done: what a pool worker spends per video).
 
     python bench/video_bench.py                  # H.264 and H.265, 5 rounds
