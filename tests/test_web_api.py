@@ -15,7 +15,7 @@ from web_support import TOKEN, Client, Served, served_catalogue
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    with served_catalogue(tmp_path_factory.mktemp("web")) as server:
+    with served_catalogue(tmp_path_factory.mktemp("web"), preview=True) as server:
         yield server
 
 
@@ -173,6 +173,14 @@ def test_video_streams_in_ranges(served, api):
     assert item["metadata"]["system"]["mimetype"] == "video/webm"
     answer = api(item["stream"].split(api.base, 1)[1], headers={"Range": "bytes=0-"})
     assert answer.status == 206 and answer.body == served.files["clips/test.webm"]
+    # Its 360p MP4 preview, made by preprocessing, streams in ranges too.
+    preview = item["preview"].split(api.base, 1)[1]
+    whole = api(preview)
+    assert whole.status == 200 and whole.headers["Content-Type"] == "video/mp4"
+    assert whole.body[4:8] == b"ftyp" and "immutable" in whole.headers["Cache-Control"]
+    part = api(preview, headers={"Range": "bytes=4-7"})
+    assert part.status == 206 and part.body == b"ftyp"
+    assert item_of(api, "/cats/a.jpg")["preview"] is None
 
 
 # -- status, jobs, sync ---------------------------------------------------------------------

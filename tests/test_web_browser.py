@@ -36,7 +36,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    with served_catalogue(tmp_path_factory.mktemp("browser"), broken=True) as server:
+    with served_catalogue(tmp_path_factory.mktemp("browser"), broken=True, preview=True) as server:
         yield server
 
 
@@ -155,6 +155,7 @@ def test_video_plays(page, served):
     page.evaluate("() => { const v = document.getElementById('player'); v.muted = true; return v.play(); }")
     page.wait_for_function("document.getElementById('player').currentTime > 0.5")
     assert page.evaluate("document.getElementById('player').videoWidth") == 160
+    assert "/preview?v=" in page.evaluate("document.getElementById('player').currentSrc")  # the H.264 preview
     # Seeking asks the server for a byte range, and playback goes on from there.
     page.evaluate("() => { document.getElementById('player').currentTime = 2.0; }")
     page.wait_for_function("document.getElementById('player').currentTime >= 2.0")

@@ -50,10 +50,11 @@ def fill_storage(storage: Path) -> dict[str, bytes]:
     return files
 
 
-def web_config(tmp_path: Path, storage: Path, web: str = "") -> Path:
+def web_config(tmp_path: Path, storage: Path, web: str = "", preprocess: str = "") -> Path:
     return local_config(tmp_path, storage, extra=f"""
         [preprocess]
         workers = 0
+        {preprocess}
 
         [web]
         token = "{TOKEN}"
@@ -62,15 +63,16 @@ def web_config(tmp_path: Path, storage: Path, web: str = "") -> Path:
 
 
 @contextlib.contextmanager
-def served_catalogue(tmp_path: Path, *, broken: bool = False):
+def served_catalogue(tmp_path: Path, *, broken: bool = False, preview: bool = False):
     """fill_storage's files synced and preprocessed (`broken`: plus a truncated JPEG whose job
-    fails), served; the Served has `files` and `storage`."""
+    fails; `preview`: videos get their MP4 preview), served; the Served has `files` and
+    `storage`."""
     storage = tmp_path / "storage"
     storage.mkdir()
     files = fill_storage(storage)
     if broken:
         put_file(storage, "cats/broken.jpg", files["cats/b.jpg"][:300])
-    config = web_config(tmp_path, storage)
+    config = web_config(tmp_path, storage, preprocess="video_preview = true" if preview else "")
     with App.from_file(config) as app:
         app.sync("photos")
         result = app.run_jobs(["photos"], workers=0)

@@ -17,6 +17,7 @@ import hmac
 import html
 import json
 import logging
+import mimetypes
 import contextlib
 import functools
 import queue
@@ -56,6 +57,12 @@ THUMBNAIL_CACHE = "private, max-age=31536000, immutable"  # a versioned URL (?v=
 def web_token(config) -> str | None:
     secret = config.web.token or config.daemon.hook_token
     return secret.get_secret_value() if secret else None
+
+
+def _version(system: dict, field: str) -> str:
+    """A version for an artifact's URL: it changes whenever preprocessing runs again."""
+    return hashlib.sha256(f"{system[field]}|{system.get('etag')}|"
+                          f"{(system.get('etl') or {}).get('at')}".encode()).hexdigest()[:16]
 
 
 def _leased(method):
@@ -161,6 +168,7 @@ class Site:
             Route(f"{api}/items/{{id}}", self.api_item, methods=["GET", "PATCH"]),
             Route(f"{api}/items/{{id}}/thumbnail", self.api_thumbnail),
             Route(f"{api}/items/{{id}}/stream", self.api_stream),
+            Route(f"{api}/items/{{id}}/preview", self.api_preview),
             Route(f"{api}/jobs", self.api_jobs),
             Route(f"{api}/jobs/retry", self.api_retry_failed, methods=["POST"]),
             Route(f"{api}/jobs/{{id:int}}/retry", self.api_retry, methods=["POST"]),
@@ -222,11 +230,10 @@ class Site:
         system = item["metadata"]["system"]
         thumbnail = None
         if system.get("thumbnailId"):
-            version = hashlib.sha256(f"{system['thumbnailId']}|{system.get('etag')}|"
-                                     f"{(system.get('etl') or {}).get('at')}".encode()).hexdigest()[:16]
-            thumbnail = f"{url}/thumbnail?v={version}"
+            thumbnail = f"{url}/thumbnail?v={_version(system, 'thumbnailId')}"
+        preview = f"{url}/preview?v={_version(system, 'previewId')}" if system.get("previewId") else None
         return {**item, "datasetId": browse.dataset_id(self.app.catalogue, dataset), "url": url,
-                "stream": f"{url}/stream", "thumbnail": thumbnail}
+                "stream": f"{url}/stream", "thumbnail": thumbnail, "preview": preview}
 
     def _item(self, item_id: str):
         catalogue = self.app.catalogue
@@ -331,12 +338,21 @@ class Site:
 
     @_leased
     def api_thumbnail(self, request: Request) -> Response:
+        return self._artifact(request, "thumbnailId", "thumbnail")
+
+    @_leased
+    def api_preview(self, request: Request) -> Response:
+        return self._artifact(request, "previewId", "video preview")
+
+    def _artifact(self, request: Request, field: str, what: str) -> Response:
+        """One of syncd's own files under .dataloop/ for the item (its thumbnail, its video
+        preview): long-cached under its versioned URL, in ranges."""
         row, dataset = self._item(request.path_params["id"])
         system = json.loads(row["system"]) if row["system"] else {}
-        key = system.get("thumbnailId")
+        key = system.get(field)
         if not key:
-            raise NotFoundError(f"item {request.path_params['id']} has no thumbnail (yet)")
-        content_type = "image/webp" if key.endswith(".webp") else "image/jpeg"
+            raise NotFoundError(f"item {request.path_params['id']} has no {what} (yet)")
+        content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
         cache = THUMBNAIL_CACHE if request.query_params.get("v") else "private, no-cache"
         return serve_object(request, self.app.dataset_driver(dataset.name), key,
                             content_type=content_type, cache_control=cache,

@@ -186,7 +186,9 @@ async function itemPage(id) {
   const system = item.metadata.system;
   const mimetype = system.mimetype || "";
   let media;
-  if (mimetype.startsWith("video/")) media = h("video", { src: item.stream, controls: true, preload: "metadata", id: "player" });
+  // A video plays from its 360p H.264 preview where preprocessing made one (any browser
+  // plays it), else from the file itself.
+  if (mimetype.startsWith("video/")) media = h("video", { src: item.preview || item.stream, controls: true, preload: "metadata", id: "player" });
   else if (mimetype.startsWith("image/")) media = h("img", { src: item.stream, alt: item.name, id: "image" });
   else media = h("p", {}, h("a", { href: item.stream }, "Download"), ` (${mimetype || "unknown type"})`);
 
