@@ -9,6 +9,7 @@ import drivers
 from drivers import PermissionGuard
 
 from .catalogue import Catalogue, Dataset
+from .catalogue.errors import catalogue_errors
 from .config import Config, load_config
 from .sync.indexer import Progress, SyncResult, sync_dataset
 from .jobs.queue import JobQueue
@@ -27,7 +28,8 @@ class App:
     @property
     def catalogue(self) -> Catalogue:
         if self._catalogue is None:
-            self._catalogue = Catalogue(self.config.catalogue.path)
+            with catalogue_errors(self.config.catalogue.path):
+                self._catalogue = Catalogue(self.config.catalogue.path)
         return self._catalogue
 
     def driver(self, name: str) -> PermissionGuard:

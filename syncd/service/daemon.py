@@ -42,7 +42,7 @@ from ..sync.events import Delivery, ObjectUpdated
 from ..sync.indexer import SyncResult, sync_dataset
 from ..jobs.queue import enqueue_cleanup
 from .metrics import Metrics
-from .sources import Router, Source, build_sources
+from .sources import Router, Source, build_sources, datasets_without_events
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +143,16 @@ class Daemon:
             elif interval:
                 age = wall - _parse_iso(dataset.synced_at)
                 self._next_rescan[name] = now + max(0.0, interval - age)
+        for name in datasets_without_events(self.config, hooks=bool(self.listen)):
+            interval = self._interval(name)
+            log.warning("dataset %r has no event source: its changes are seen only by rescans, "
+                        "%s", name, f"every {interval:g} s (rescan_interval_seconds)" if interval
+                        else "and rescan_interval_seconds = 0: never", extra={"dataset": name})
         if self.listen:
             from .sources.http import HookServer
 
             host, port = parse_listen(self.listen)
-            token = self.settings.hook_token.get_secret_value() if self.settings.hook_token else None
+            token = self.config.hook_token()  # "${VAR}" is read now, not at config load
             if not token:
                 log.warning("[daemon] hook_token is not set: every /hooks/ request gets 401")
             try:

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import filelock
 
-from drivers import Driver, DriverError, NotFound, PermissionDenied, Unreachable
+from drivers import CredentialsRefused, Driver, DriverError, NotFound, PermissionDenied, Unreachable
 
 from ..imports import links
 from ..catalogue import Catalogue, Dataset, now_iso
@@ -171,8 +171,8 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
 
 def _describe_failure(driver: Driver, error: DriverError) -> str:
     what = "storage error"
-    for kind, label in ((NotFound, "not found"), (PermissionDenied, "permission denied"),
-                        (Unreachable, "unreachable")):
+    for kind, label in ((NotFound, "not found"), (CredentialsRefused, "credentials refused"),
+                        (PermissionDenied, "permission denied"), (Unreachable, "unreachable")):
         if isinstance(error, kind):
             what = label
             break

@@ -35,6 +35,24 @@ APPLY_TIMEOUT = 120.0  # seconds a source waits for its delivery to be applied
 
 _STORAGE = {"s3": ("s3", "bucket"), "gcs": ("gcs", "bucket"), "azure": ("azure", "container")}
 _EVENTS = {"created": ObjectCreated, "updated": ObjectUpdated, "deleted": ObjectDeleted}
+# Queue sources and the storage whose notifications they carry. The push hooks ([daemon]
+# listen: SNS, Pub/Sub push, Event Grid) carry those of every cloud storage.
+QUEUE_STORAGE = {"sqs": "s3", "pubsub": "gcs", "azure_queue": "azure"}
+
+
+def datasets_without_events(config: Config, *, hooks: bool) -> list[str]:
+    """The datasets no configured source can report changes of: no `watch` of their local
+    folder, no queue of their cloud's notifications, and (for clouds) no push hooks."""
+    watched = {s.driver for s in config.sources if s.kind == "watch"}
+    queued = {QUEUE_STORAGE[s.kind] for s in config.sources if s.kind in QUEUE_STORAGE}
+    kinds = {d.name: d.kind for d in config.drivers}
+    unheard = []
+    for dataset in config.datasets:
+        storage = _STORAGE.get(kinds[dataset.driver], (None,))[0]
+        if dataset.driver in watched or (storage is not None and (hooks or storage in queued)):
+            continue
+        unheard.append(dataset.name)
+    return unheard
 
 
 class Router:
