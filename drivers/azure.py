@@ -95,8 +95,9 @@ class AzureOptions(CloudOptions):
             try:
                 ContainerClient.from_connection_string(value.get_secret_value(), "check").close()
             except ValueError as error:
-                raise ValueError(f"malformed: {one_line(str(error))} Expected "
-                                 "'AccountName=...;AccountKey=...;...' as the portal shows it") from None
+                raise ValueError(f"malformed ({one_line(str(error)).rstrip('.')}); expected "
+                                 "'AccountName=...;AccountKey=...;...' as the Azure portal "
+                                 "shows it") from None
         return value
 
     @field_validator("storage_class")

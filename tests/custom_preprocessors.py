@@ -36,3 +36,11 @@ def kill_worker(data: bytes, item: dict) -> dict:
             marker.write_text("crashed once")
             os.kill(os.getpid(), signal.SIGKILL)
     return {"survived": True}
+
+
+def slow(data: bytes, item: dict) -> dict:
+    """Takes a tenth of a second: keeps jobs in flight long enough to signal a run."""
+    import time
+
+    time.sleep(0.1)
+    return {"slow": True}

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from drivers import AlreadyExists, NotFound, PermissionDenied
+from drivers import AlreadyExists, InvalidKey, NotFound, PermissionDenied
 from drivers.cloud import CHUNK_SIZE
 from emulators import KINDS, FlakyProxy, new_store
 
@@ -233,6 +233,21 @@ def test_large_streams_are_uploaded_in_chunks(store):
         assert info.md5 == digest
     assert info.md5 in (None, digest)
     assert driver.stat("big.bin") == info
+
+
+def test_over_long_names_are_refused_before_any_request(store):
+    """Clouds take object names of up to 1,024 bytes; local filesystems take file names of
+    up to 255 bytes (and longer paths). Past that: InvalidKey, permanent, naming the limit."""
+    driver = store.make()
+    long_file = "x" * 256 + ".jpg"
+    long_path = "/".join(["y" * 200] * 6)  # 1,205 bytes
+    refused, accepted = (long_file, long_path) if store.kind == "local" else (long_path, long_file)
+    with pytest.raises(InvalidKey) as error:
+        driver.put(refused, b"a")
+    assert error.value.code == "KeyTooLong" and not error.value.retriable
+    assert "name too long" in str(error.value) and len(str(error.value)) < 300
+    assert driver.put(accepted, b"a").key == accepted
+    assert keys(driver) == [accepted]
 
 
 def test_delete(store):

@@ -131,6 +131,9 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        # "${VAR}" in hook_token is read now, not at config load: first, so a missing VAR
+        # stops the daemon before it starts anything.
+        token = self.config.hook_token() if self.listen else None
         names = [d.name for d in self.config.datasets]
         watched = {d.name for s in self.config.sources if s.kind == "watch"
                    for d in self.config.datasets if d.driver == s.driver}
@@ -152,7 +155,6 @@ class Daemon:
             from .sources.http import HookServer
 
             host, port = parse_listen(self.listen)
-            token = self.config.hook_token()  # "${VAR}" is read now, not at config load
             if not token:
                 log.warning("[daemon] hook_token is not set: every /hooks/ request gets 401")
             try:
