@@ -18,6 +18,7 @@ from .base import (
     DriverOptions,
     Features,
     InvalidKey,
+    Location,
     NotFound,
     ObjectInfo,
     PermissionDenied,

@@ -24,7 +24,7 @@ import images
 from conftest import Runner, local_config, put_file, write_config
 from emulators import AZURITE_ACCOUNT, azure_service, s3_client, unique_name
 from syncd.catalogue import Catalogue
-from syncd.jobs.queue import JobQueue
+from syncd.catalogue.jobs import JobQueue
 from syncd.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent

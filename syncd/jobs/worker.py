@@ -30,7 +30,7 @@ import preprocess
 from drivers import Driver, DriverError, DriverOptions, NotFound, PermissionDenied
 
 from ..imports.fetch import FetchError
-from .queue import CLEANUP, PREPROCESS, thumbnail_key
+from ..catalogue.jobs import CLEANUP, PREPROCESS, thumbnail_key
 
 # item type -> "module:function" returning a preprocess.ByteSource for (task, driver)
 BYTE_SOURCES: dict[str, str] = {
@@ -78,6 +78,7 @@ class TaskResult:
     errors: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)  # cleanup: keys now gone from storage
     retry_delay: float | None = None  # retry: seconds to wait (None: the configured backoff)
+    not_found: bool = False  # the item's file was not at the key the task was given
 
     @property
     def error(self) -> str | None:
@@ -135,7 +136,7 @@ def _run(task: Task) -> TaskResult:
         return TaskResult(task.job_id, "failed", errors=[f"unknown job kind {task.kind!r}"])
     except DriverError as error:  # the driver decided whether another try may help
         return TaskResult(task.job_id, "retry" if error.retriable else "failed",
-                          errors=[storage_error(error)])
+                          errors=[storage_error(error)], not_found=isinstance(error, NotFound))
     except (ConnectionError, TimeoutError) as error:
         return TaskResult(task.job_id, "retry", errors=[f"storage error: {type(error).__name__}: {error}"])
     except FetchError as error:  # a linked item's URL
