@@ -43,11 +43,11 @@ def datasets_without_events(config: Config, *, hooks: bool) -> list[str]:
     folder, no queue of their cloud's notifications, and (for clouds) no push hooks."""
     watched = {s.driver for s in config.sources if s.kind == "watch"}
     queued = {QUEUE_STORAGE[s.kind] for s in config.sources if s.kind in QUEUE_STORAGE}
-    kinds = {d.name: d.kind for d in config.drivers}
+    drivers = {d.name: d for d in config.drivers}
     unheard = []
     for dataset in config.datasets:
-        storage = _STORAGE.get(kinds[dataset.driver], (None,))[0]
-        if dataset.driver in watched or (storage is not None and (hooks or storage in queued)):
+        where = drivers[dataset.driver].location()
+        if dataset.driver in watched or (where.remote and (hooks or where.storage in queued)):
             continue
         unheard.append(dataset.name)
     return unheard
