@@ -229,6 +229,8 @@ def translate(error: Exception, what: str) -> DriverError | None:
             break
     else:
         return None
+    if kind is CredentialsRefused and getattr(error, "retryable", False):
+        kind = Unreachable  # google-auth says the token endpoint may answer next time
     if isinstance(error, gexc.GoogleAPICallError):
         code = str(error.code or type(error).__name__)
         details = [e for e in error.errors or () if isinstance(e, dict)]

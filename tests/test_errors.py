@@ -385,6 +385,7 @@ def test_retriable_is_decided_where_each_sdk_is_mapped():
     """Each SDK's own exceptions, as its client raises them, through the driver's table."""
     import azure.core.exceptions as aexc
     import google.api_core.exceptions as gexc
+    import google.auth.exceptions
     from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
     from drivers import AlreadyExists, CredentialsRefused, DriverError, InvalidKey, NotFound
@@ -426,6 +427,9 @@ def test_retriable_is_decided_where_each_sdk_is_mapped():
         (gcs, gexc.TooManyRequests("m"), DriverError, True),
         (gcs, gexc.ServiceUnavailable("m"), DriverError, True),
         (gcs, gexc.Conflict("m"), DriverError, False),
+        (gcs, google.auth.exceptions.RefreshError("invalid_grant"), CredentialsRefused, False),
+        (gcs, google.auth.exceptions.RefreshError("metadata server busy", retryable=True),
+         Unreachable, True),
     ]
     for module, error, kind, retriable in cases:
         mapped = module.translate(error, "k")
