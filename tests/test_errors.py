@@ -40,9 +40,13 @@ def one_line(result) -> str:
 
 # -- names that do not exist: exit 3 ------------------------------------------------------------
 
-def test_unknown_dataset_or_driver_exits_3(run):
+def test_unknown_dataset_or_driver_exits_3(run, tmp_path):
+    local = put_file(tmp_path / "upload", "a.csv", "ID,URL\n")
     for args in (["sync", "nope"], ["items", "list", "nope"], ["jobs", "run", "--dataset", "nope"],
-                 ["drivers", "check", "nope"], ["rm", "nope", "/a.jpg"]):
+                 ["drivers", "check", "nope"], ["rm", "nope", "/a.jpg"], ["put", "nope", str(local)],
+                 ["upload", str(local.parent), "--dataset", "nope"],
+                 ["import", "csv", str(local), "--dataset", "nope"],
+                 ["items", "set-meta", "nope", "/a.jpg", "k=v"]):
         line = one_line(run(*args, expect=3))
         assert "named 'nope'" in line, args
     assert "(drivers: disk)" in one_line(run("drivers", "check", "nope", expect=3))
