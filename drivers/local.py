@@ -387,6 +387,9 @@ def _os_error(key: str, error: OSError) -> DriverError:
     reason = error.strerror or str(error)
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return DriverError(f"{key}: no space left on the device ({reason})", code="NoSpace")
+    if error.errno == errno.EFBIG:
+        return DriverError(f"{key}: file too large for the filesystem or the file size limit"
+                           f" ({reason})", code="FileTooLarge", retriable=False)
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return PermissionDenied(f"{key}: {reason}", code=errno.errorcode[error.errno])
     if error.errno == errno.ENAMETOOLONG:
