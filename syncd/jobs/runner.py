@@ -305,9 +305,7 @@ class Runner:
             except BrokenExecutor:
                 crashed.append((job, task))
             except Exception as error:  # noqa: BLE001 - the executor failed this one task
-                # An error that says it is permanent (a driver's, say) is not tried again.
-                state = "retry" if getattr(error, "retriable", True) else "failed"
-                failure = TaskResult(job.id, state, retry_delay=0, errors=[
+                failure = TaskResult(job.id, "retry", retry_delay=0, errors=[
                     f"the worker failed: {type(error).__name__}: {error}"])
                 finished.append((job, task, failure))
         return finished, crashed
