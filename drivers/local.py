@@ -27,9 +27,11 @@ from pydantic import field_validator
 
 from .base import (
     HIDDEN_FOLDER,
+    MAX_NAME_BYTES,
     PAGE_SIZE,
     AlreadyExists,
     Driver,
+    DriverError,
     DriverOptions,
     Features,
     InvalidKey,
@@ -38,8 +40,6 @@ from .base import (
     ObjectInfo,
     OnError,
     PermissionDenied,
-    DriverError,
-    MAX_NAME_BYTES,
     as_stream,
     check_key,
     check_length,
