@@ -82,9 +82,15 @@ def _report(result: SyncResult) -> None:
     click.echo(
         f"{prefix}{result.dataset}: listed {result.listed}, created {result.created}, "
         f"updated {result.updated}, moved {result.moved}, {deleted_word} {result.deleted}, "
-        f"unchanged {result.unchanged}, errors {result.errors} ({result.seconds:.2f} s)"
+        f"unchanged {result.unchanged}, errors {result.errors}"
+        + (f", excluded {result.excluded.total}" if result.excluded.total else "")
+        + f" ({result.seconds:.2f} s)"
     )
     if result.dry_run:
         for kind, paths in result.samples.items():
             for path in paths:
                 click.echo(f"  would be {kind}: {path}")
+        for rule, count in result.excluded.counts.items():
+            click.echo(f"  excluded by {rule}: {count}")
+            for key in result.excluded.samples.get(rule, []):
+                click.echo(f"    /{key}")
