@@ -55,8 +55,7 @@ THUMBNAIL_CACHE = "private, max-age=31536000, immutable"  # a versioned URL (?v=
 
 
 def web_token(config) -> str | None:
-    secret = config.web.token or config.daemon.hook_token
-    return secret.get_secret_value() if secret else None
+    return config.web_token()
 
 
 def _version(system: dict, field: str) -> str:
