@@ -75,4 +75,4 @@ def test_status_and_errors(synced, run):
     (error,) = run.json_lines("errors", "photos")
     assert "odd" in error["path"] and error["reason"]
     assert "odd" in run("errors", "photos").stdout
-    assert "no dataset named 'nope'" in run("status", "nope", expect=2).stderr
+    assert "no dataset named 'nope'" in run("status", "nope", expect=3).stderr

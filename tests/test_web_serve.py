@@ -61,3 +61,11 @@ def test_daemon_listen_serves_the_api_beside_the_hooks(tmp_path, storage):
         assert daemon.terminate() == 0
     finally:
         daemon.close()
+
+
+def test_the_web_token_is_read_from_the_environment_only_when_served(tmp_path, storage, run, monkeypatch):
+    monkeypatch.delenv("SYNCD_TEST_WEB_TOKEN", raising=False)
+    run.config_file = local_config(tmp_path, storage, extra='[web]\ntoken = "${SYNCD_TEST_WEB_TOKEN}"\n')
+    run("sync")  # other commands work without the variable
+    result = run("serve", expect=2)
+    assert "web.token: environment variable SYNCD_TEST_WEB_TOKEN is not set" in result.stderr
