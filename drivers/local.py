@@ -159,8 +159,10 @@ class LocalDriver(Driver):
             "(", "-type", "f", "-o", "-type", "l", ")",
             "-printf", r"%y\0%s\0%T@\0%i\0%P\0\0",
         ]
+        # argv[0] "find": GNU find prefixes its messages with argv[0], not with "find: ".
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"LC_ALL": "C"}
+            ["find", *command[1:]], executable=command[0],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"LC_ALL": "C"}
         )
         _widen_pipe(process.stdout.fileno())
         buffer = b""
@@ -181,10 +183,22 @@ class LocalDriver(Driver):
             process.kill()
             process.wait()
         for line in errors.splitlines():
-            # "find: '/root/a/b': Permission denied"
-            path, _, reason = line.removeprefix("find: ").rpartition(": ")
-            path = path.strip("'‘’")
-            on_error(os.path.relpath(path, self.base) if path else "", reason or line)
+            key, reason = self._find_error(line)
+            on_error(key, reason)
+
+    def _find_error(self, line: str) -> tuple[str, str]:
+        """(key, reason) of one line of find's stderr: "find: '/root/a/b': Permission denied".
+
+        A line whose path cannot be read as a key under the root is reported against the
+        root (""), so that nothing is taken as gone because of a message we did not parse."""
+        match = _FIND_ERROR.match(line)
+        if not match:
+            return "", line
+        path, reason = match["path"], match["reason"]
+        relative = os.path.relpath(path, self.base) if os.path.isabs(path) else ""
+        if relative == "." or relative.startswith(".."):
+            relative = ""
+        return relative, reason
 
     def _parse_find_block(self, block: bytes, key_prefix: str, on_error: OnError) -> list[ObjectInfo]:
         try:
@@ -368,6 +382,9 @@ def _paged(infos: Iterator[ObjectInfo]) -> Iterator[list[ObjectInfo]]:
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
     return ObjectInfo(key, st.st_size, st.st_mtime_ns / 1e9, f"{st.st_ino}-{st.st_mtime_ns}", None)
 
+
+# find's messages: "<argv0>: '<path>': <reason>" (quotes vary with the locale).
+_FIND_ERROR = re.compile(r"^(?:[^:]*find: )?['‘`](?P<path>.*)['’]: (?P<reason>[^:]+)$")
 
 _gnu_find_cache: list[bool] = []
 

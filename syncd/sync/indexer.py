@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 import filelock
 
 from drivers import Driver, DriverError, NotFound, PermissionDenied, Unreachable
+from drivers.base import InvalidKey, check_key
 
 from ..imports import links
 from ..catalogue import Catalogue, Dataset, now_iso
@@ -131,7 +132,8 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
         result.errors = len(errors)
         for path, reason in errors:
             log.warning("%s: cannot list %s: %s", dataset.name, path or "/", reason)
-        conn.executemany("INSERT INTO temp.unlisted VALUES ('/' || ?)", [(p,) for p, _ in errors])
+        conn.executemany("INSERT INTO temp.unlisted VALUES ('/' || ?)",
+                         [(_unlisted_key(p),) for p, _ in errors])
         plan = _plan(conn, dataset, Scope(prefix), result.listed)
         result.created = plan.fresh - plan.moves
         result.moved = plan.moves
@@ -167,6 +169,15 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
     if run_id is not None:
         _finish_run(catalogue, run_id, result, "ok", result.deletes_skipped)
     return result
+
+
+def _unlisted_key(key: str) -> str:
+    """The key a listing error protects: itself, or the whole scope ("") when the driver
+    reported something that is not a key, so no message it wrote can let items be deleted."""
+    try:
+        return check_key(key.strip("/")) if key.strip("/") else ""
+    except InvalidKey:
+        return ""
 
 
 def _describe_failure(driver: Driver, error: DriverError) -> str:
