@@ -77,3 +77,39 @@ def test_a_listing_error_that_names_no_key_protects_the_whole_scope(app, storage
     result = app.sync("photos", prune=True)
     assert (result.deleted, result.errors) == (0, 1)
     assert app.catalogue.count_items(app.dataset("photos")) == {"present": 2, "missing": 0}
+
+
+@pytest.mark.parametrize("hold", [1.2, 2.5], ids=["retried", "rescanned"])
+def test_watch_events_that_fail_to_commit_are_not_dropped(tmp_path, storage, monkeypatch, hold):
+    """Another process holds the catalogue's write lock past the busy timeout while files
+    arrive, and no periodic rescan is configured: the events are retried, and past the
+    retries their folders are rescanned, so every file is catalogued once the lock is free."""
+    import sqlite3
+    import threading
+
+    from daemon_support import ThreadDaemon, daemon_config, items, synced, wait_for
+    from syncd.catalogue import store
+
+    monkeypatch.setattr(store, "BUSY_TIMEOUT", 0.2)
+    cfg = daemon_config(tmp_path, storage, daemon="debounce_seconds = 0.05\nrescan_interval_seconds = 0")
+    db = tmp_path / "catalogue.db"
+    with ThreadDaemon(cfg) as daemon:
+        daemon.retry_delays = (0.3, 0.3)
+        wait_for(lambda: synced(db), what="startup sync")
+        holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        released = threading.Event()
+
+        def release() -> None:
+            released.wait(hold)
+            holder.execute("COMMIT")
+            holder.close()
+
+        thread = threading.Thread(target=release)
+        thread.start()
+        try:
+            put_file(storage, "new/late.jpg", "late")
+            put_file(storage, "top.jpg", "top")
+        finally:
+            thread.join()
+        wait_for(lambda: {"/new/late.jpg", "/top.jpg"} <= set(items(db)), what="events applied")
