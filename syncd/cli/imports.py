@@ -55,10 +55,12 @@ def import_links(app: App, files: tuple[str, ...], dataset: str, folder: str, as
 @batch_option
 @click.option("--failures", type=click.Path(dir_okay=False),
               help="Where to write the rows that failed (default: <csv name>.failures.csv beside FILE).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an object already in the CSV's folder with other content (default: that row fails).")
 @json_option
 @pass_app
 def import_csv_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
-                       failures: str | None, as_json: bool) -> None:
+                       failures: str | None, overwrite: bool, as_json: bool) -> None:
     """Import a CSV of items: one item per row, in a folder named after the CSV file.
 
     Columns (any case): ID, URL, image_bytes, name, action (link | upload), mimetype,
@@ -66,7 +68,7 @@ def import_csv_command(app: App, file: str, dataset: str, folder: str, batch_siz
     can be imported again as it is to retry just them. --json: one summary object."""
     with progress_bar(f"{dataset}: {file}", unit="row") as bar:
         result = import_csv(app, dataset, file, folder=folder, batch_size=batch_size,
-                            failures=failures, progress=bar.update)
+                            failures=failures, progress=bar.update, overwrite=overwrite)
     _finish(result, as_json, "rows")
 
 

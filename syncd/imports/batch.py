@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from drivers import HIDDEN_FOLDER, Driver, DriverError
+from drivers import HIDDEN_FOLDER, AlreadyExists, Driver, DriverError
 from drivers.base import check_key
 
 from ..app import App
@@ -105,9 +105,10 @@ class Outcome:
 
 def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
               tasks: Iterable[tuple[Any, Task | Exception]], *, batch_size: int = DEFAULT_BATCH,
-              on_outcome: Callable[[Outcome], None]) -> None:
+              on_outcome: Callable[[Outcome], None], overwrite: bool = True) -> None:
     """Run `tasks` (pairs of a ref and a Task, or of a ref and the error that made it fail
-    before it could start) `batch_size` at a time; report each Outcome on this thread."""
+    before it could start) `batch_size` at a time; report each Outcome on this thread.
+    Without `overwrite`, a task whose path holds other content already fails."""
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
 
@@ -139,7 +140,7 @@ def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
                 except Exception as error:  # noqa: BLE001
                     on_outcome(Outcome(ref, task.filename, "failed", error=describe(error)))
                     continue
-                pending[pool.submit(_stage, driver, task, known)] = (ref, task)
+                pending[pool.submit(_stage, driver, task, known, overwrite)] = (ref, task)
                 drain(2 * batch_size - 1)  # a bounded window: flat memory for any input size
             drain(0)
         except Exception:
@@ -151,11 +152,14 @@ def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
             raise
 
 
-def _stage(driver: Driver, task: Task, known) -> Stored:
+def _stage(driver: Driver, task: Task, known, overwrite: bool = True) -> Stored:
     content = task.load()
     try:
         return store(driver, task.filename, content, known,
-                     content_type=task.content_type or content.content_type)
+                     content_type=task.content_type or content.content_type, overwrite=overwrite)
+    except AlreadyExists:
+        raise InputError(f"{task.filename} already exists with other content; not replaced"
+                         " (--overwrite replaces it)") from None
     finally:
         content.stream.close()
 
@@ -255,8 +259,11 @@ class CsvRow:
 
 def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder: str = "/",
                batch_size: int = DEFAULT_BATCH, failures: str | os.PathLike[str] | None = None,
-               progress: Progress | None = None, fetcher: Fetcher | None = None) -> ImportResult:
-    """Import a CSV file in the reference's columns into the folder named after it.
+               progress: Progress | None = None, fetcher: Fetcher | None = None,
+               overwrite: bool = False) -> ImportResult:
+    """Import a CSV file in the reference's columns into the folder named after it. Every
+    row stays inside that folder; an object already there with other content is replaced
+    only with `overwrite` (its row fails otherwise).
 
     Raises InputError for a file that cannot be read as such a CSV (unknown columns, bad
     encoding); a bad row only fails that row."""
@@ -288,7 +295,8 @@ def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder
             tally.count(outcome)
 
         try:
-            run_tasks(catalogue, ds, driver, tasks(), batch_size=batch_size, on_outcome=on_outcome)
+            run_tasks(catalogue, ds, driver, tasks(), batch_size=batch_size, on_outcome=on_outcome,
+                      overwrite=overwrite)
         except BaseException:
             failures_file.abort()
             raise
@@ -420,7 +428,7 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
         name = name or url_link_name(url)
         if not name:
             raise fail("URL", f"no name can be taken from {url!r}; fill name or ID")
-        filename = posixpath.join(target, link_filename(name))
+        filename = _inside(target, link_filename(name), fail)
         content = link_bytes(info)
         task = Task(filename, lambda: Content.of_bytes(content),
                     ItemFacts("link", link_system(info), user, description), "application/json")
@@ -444,7 +452,7 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
             def load(url=url) -> Content:
                 fetched = fetcher.fetch(url)
                 return Content(fetched.body, fetched.md5, fetched.size, fetched.content_type)
-        filename = posixpath.join(target, name)
+        filename = _inside(target, name, fail)
         mimetype = mimetype or mimetypes.guess_type(name)[0]
         system = {"mimetype": mimetype} if mimetype else {}
         task = Task(filename, load, ItemFacts("file", system, user, description), mimetype)
@@ -456,6 +464,14 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
         raise fail("name", f"{task.filename} is already written by row {seen[task.filename]}")
     seen[task.filename] = row.number
     return task
+
+
+def _inside(target: str, name: str, fail) -> str:
+    """`name` as a path inside the import folder `target`: an absolute name or one with '..'
+    would put the row's object anywhere in the dataset, so it is refused."""
+    if name.startswith("/") or "\\" in name or ".." in name.split("/"):
+        raise fail("name", f"{name!r} is not a relative path inside the import folder {target}")
+    return posixpath.join(target, name)
 
 
 def _user_metadata(text: str, fail) -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""Issue 11: imports stay inside their folder and never replace what they were not asked to."""
+
+from __future__ import annotations
+
+import base64
+import csv
+
+from conftest import put_file
+from syncd.imports.batch import import_csv
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["name", "image_bytes", "URL", "action"])
+        writer.writerows(rows)
+    return path
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_csv_rows_cannot_leave_their_folder(app, storage, tmp_path):
+    put_file(storage, "cats/keep.txt", "precious")
+    app.sync("photos")
+    source = write_csv(tmp_path / "batch.csv", [
+        ["/cats/keep.txt", b64(b"evil"), "", "upload"],
+        ["../cats/keep.txt", b64(b"evil"), "", "upload"],
+        ["/cats/keep", "", "https://example.com/a.jpg", "link"],
+        ["fine.txt", b64(b"fine"), "", "upload"],
+    ])
+    result = import_csv(app, "photos", source, folder="/imports")
+    assert (result.created, result.failed) == (1, 3)
+    assert (storage / "cats" / "keep.txt").read_bytes() == b"precious"
+    assert not (storage / "cats" / "keep_link.json").exists()
+    assert (storage / "imports" / "batch" / "fine.txt").read_bytes() == b"fine"
+    failures = list(csv.reader(open(result.failures, encoding="utf-8")))
+    assert all("not a relative path inside the import folder /imports/batch" in row[-1]
+               for row in failures[1:])
+
+
+def test_csv_import_replaces_other_content_only_when_asked(app, storage, tmp_path):
+    put_file(storage, "batch/a.txt", "original")
+    app.sync("photos")
+    source = write_csv(tmp_path / "batch.csv", [["a.txt", b64(b"new content"), "", "upload"],
+                                                ["b.txt", b64(b"b"), "", "upload"]])
+    result = import_csv(app, "photos", source)
+    assert (result.created, result.updated, result.failed) == (1, 0, 1)
+    assert (storage / "batch" / "a.txt").read_bytes() == b"original"
+    assert "already exists with other content" in open(result.failures, encoding="utf-8").read()
+    # Uncatalogued files are protected too.
+    put_file(storage, "batch/c.txt", "not synced yet")
+    again = import_csv(app, "photos", write_csv(tmp_path / "batch.csv",
+                                                [["c.txt", b64(b"other"), "", "upload"]]))
+    assert again.failed == 1 and (storage / "batch" / "c.txt").read_bytes() == b"not synced yet"
+    # Same content again is unchanged, not a failure; --overwrite replaces.
+    same = import_csv(app, "photos", write_csv(tmp_path / "batch.csv",
+                                               [["b.txt", b64(b"b"), "", "upload"]]))
+    assert (same.unchanged, same.failed) == (1, 0)
+    forced = import_csv(app, "photos", write_csv(tmp_path / "batch.csv",
+                                                 [["a.txt", b64(b"new content"), "", "upload"]]),
+                        overwrite=True)
+    assert (forced.updated, forced.failed) == (1, 0)
+    assert (storage / "batch" / "a.txt").read_bytes() == b"new content"
+
+
+def test_cli_overwrite_flag(run, storage, tmp_path):
+    put_file(storage, "batch/a.txt", "original")
+    source = write_csv(tmp_path / "batch.csv", [["a.txt", b64(b"replacement"), "", "upload"]])
+    run("import", "csv", str(source), "--dataset", "photos", expect=None)
+    assert (storage / "batch" / "a.txt").read_bytes() == b"original"
+    run("import", "csv", str(source), "--dataset", "photos", "--overwrite")
+    assert (storage / "batch" / "a.txt").read_bytes() == b"replacement"
