@@ -29,7 +29,7 @@ import drivers
 import preprocess
 from drivers import Driver, DriverError, DriverOptions, NotFound, PermissionDenied
 
-from ..imports.fetch import FetchError
+from ..imports.fetch import FetchError, stop_fetches
 from .queue import CLEANUP, PREPROCESS, thumbnail_key
 
 # item type -> "module:function" returning a preprocess.ByteSource for (task, driver)
@@ -91,10 +91,21 @@ _idle = threading.Condition()
 def init_worker() -> None:
     """Run once in each worker process of syncd's pool."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # A stopping runner (or systemd, signalling the whole service) asks its workers to give
+    # up fetches in flight: their jobs come back as retries, nothing half-written.
+    signal.signal(STOP_SIGNAL, _stop_fetching)
+    signal.signal(signal.SIGTERM, _stop_fetching)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                          name="syncd-parent-watch").start()
+
+
+STOP_SIGNAL = signal.SIGUSR1  # what a stopping runner sends its workers
+
+
+def _stop_fetching(_signum, _frame) -> None:
+    stop_fetches()
 
 
 def _exit_with_parent(parent) -> None:
