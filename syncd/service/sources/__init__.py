@@ -209,11 +209,17 @@ class PollingSource(Source):
         for message in messages:
             try:
                 notices = parse(message)
+                found = self.router.deliveries(notices, source=source)
             except FormatError as error:
                 log.warning("%s: dropping a message that is not %s (%s)", self.name, kind, error)
                 poison.append(handle(message))
                 continue
-            events.extend(self.router.deliveries(notices, source=source))
+            except Exception as error:  # noqa: BLE001 - one malformed message, not the batch
+                log.warning("%s: dropping a malformed message (%s: %s)", self.name,
+                            type(error).__name__, _one_line(str(error)))
+                poison.append(handle(message))
+                continue
+            events.extend(found)
             useful.append(handle(message))
         return tuple(events), useful, poison
 
@@ -226,6 +232,11 @@ class PollingSource(Source):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def build_sources(config: Config, *, debounce: float | None = None) -> list[Source]:
