@@ -29,10 +29,12 @@ from .base import (
     ObjectInfo,
     OnError,
     check_key,
+    is_hidden,
 )
 
 CHUNK_SIZE = 8 * 1024 * 1024  # bytes: multipart threshold and part size; a read's request size
 PERMISSION_TEST_KEY = f"{HIDDEN_FOLDER}/permission-test.txt"
+_NESTED_HIDDEN = f"/{HIDDEN_FOLDER}"  # a cheap test before is_hidden, for nested datasets' folders
 
 # SAS signatures and similar secrets that SDKs and urllib3 put into URLs of error messages.
 _SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|x-amz-signature|x-amz-security-token|"
@@ -162,6 +164,7 @@ class CloudDriver(Driver):
             info._replace(key=info.key[cut:])
             for info in page
             if not info.key.endswith("/") and not info.key.startswith(hidden)
+            and not (_NESTED_HIDDEN in info.key and is_hidden(info.key[cut:]))
         ]
 
     def _refuse_file_path(self) -> None:

@@ -215,6 +215,7 @@ class FailuresFile:
     def finish(self) -> str | None:
         self.file.close()
         if self.count:
+            os.chmod(self.temporary, 0o666 & ~_umask())  # mkstemp makes 0600; the user's umask rules
             os.replace(self.temporary, self.path)
             return str(self.path)
         os.unlink(self.temporary)
@@ -226,6 +227,20 @@ class FailuresFile:
         self.file.close()
         if os.path.exists(self.temporary):
             os.unlink(self.temporary)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (/proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def default_failures_path(source: Path) -> Path:

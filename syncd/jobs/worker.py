@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 import drivers
 import preprocess
-from drivers import Driver, DriverError, DriverOptions, NotFound, PermissionDenied
+from drivers import Driver, DriverError, DriverOptions, InvalidKey, NotFound, PermissionDenied
 
 from ..imports.fetch import FetchError, stop_fetches
 from .queue import CLEANUP, PREPROCESS, thumbnail_key
@@ -179,7 +179,7 @@ def _preprocess_source(task: Task, driver: Driver, source: preprocess.ByteSource
         key = thumbnail_key(task.item_id, outcome.thumbnail.extension)
         try:
             driver.put(key, outcome.thumbnail.data, content_type=outcome.thumbnail.content_type)
-        except PermissionDenied as error:
+        except (PermissionDenied, InvalidKey) as error:  # e.g. a file named .dataloop
             result.errors.append(f"cannot write the thumbnail: {error}")
         else:
             result.system["thumbnailId"] = key
