@@ -72,3 +72,45 @@ def test_cli_overwrite_flag(run, storage, tmp_path):
     assert (storage / "batch" / "a.txt").read_bytes() == b"original"
     run("import", "csv", str(source), "--dataset", "photos", "--overwrite")
     assert (storage / "batch" / "a.txt").read_bytes() == b"replacement"
+
+
+def test_upload_does_not_follow_symlinks_and_says_what_it_skipped(app, run, storage, tmp_path):
+    import json
+    import os
+
+    from syncd.imports.batch import upload_folder
+
+    secrets = tmp_path / "home" / ".aws"
+    secrets.mkdir(parents=True)
+    (secrets / "credentials").write_text("aws_secret_access_key = SECRET")
+    source = tmp_path / "upload"
+    put_file(source, "photos/a.jpg", "a")
+    os.symlink(secrets / "credentials", source / "photos" / "planted.jpg")
+    os.symlink(secrets, source / "linked-folder")
+    result = upload_folder(app, "photos", source)
+    assert (result.created, result.failed) == (1, 0)
+    assert sorted(result.skipped_links) == ["linked-folder", "photos/planted.jpg"]
+    stored = [p for p in storage.rglob("*") if p.is_file()]
+    assert [p.relative_to(storage).as_posix() for p in stored] == ["photos/a.jpg"]
+    assert all(b"SECRET" not in p.read_bytes() for p in stored)
+    line = run.json_lines("upload", str(source), "--dataset", "photos")[0]
+    assert line["skipped_links"] == 2
+    text = run("upload", str(source), "--dataset", "photos")
+    assert "2 symbolic links not followed" in text.stderr and "photos/planted.jpg" in text.stderr
+
+
+def test_upload_retry_list_naming_a_symlink_fails_that_file(app, storage, tmp_path):
+    import os
+
+    from syncd.imports.batch import upload_folder
+
+    source = tmp_path / "upload"
+    put_file(source, "ok.txt", "ok")
+    (tmp_path / "outside.txt").write_text("SECRET")
+    os.symlink(tmp_path / "outside.txt", source / "link.txt")
+    retry = tmp_path / "retry.csv"
+    retry.write_text("path,error\nlink.txt,x\nok.txt,x\n")
+    result = upload_folder(app, "photos", source, retry=retry)
+    assert (result.created, result.failed) == (1, 1)
+    assert "a symbolic link, not followed" in open(result.failures, encoding="utf-8").read()
+    assert not (storage / "link.txt").exists()

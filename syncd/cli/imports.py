@@ -90,7 +90,8 @@ def upload(app: App, directory: str, dataset: str, folder: str, batch_size: int,
     """Upload a local folder's files into the dataset's storage and catalogue.
 
     Paths under DIRECTORY are kept under --folder; files whose identical content is already
-    there are skipped. --json: one summary object."""
+    there are skipped. Symbolic links are not followed: they are named and skipped.
+    --json: one summary object."""
     with progress_bar(f"{dataset}: upload", unit="file") as bar:
         def total(count: int) -> None:
             bar.total = count
@@ -119,3 +120,7 @@ def _report(result: ImportResult, unit: str) -> None:
     )
     if result.failures:
         click.echo(f"  failures written to {result.failures} (import it again to retry them)", err=True)
+    if result.skipped_links:
+        click.echo(f"  {len(result.skipped_links)} symbolic links not followed (not uploaded):"
+                   f" {', '.join(result.skipped_links[:5])}"
+                   f"{' ...' if len(result.skipped_links) > 5 else ''}", err=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import errno
 import hashlib
 import json
 import logging
@@ -57,6 +58,7 @@ CSV_COLUMNS = ("ID", "URL", "image_bytes", "name", "action", "mimetype", "item_m
 ERROR_COLUMN = "error"  # added by a failures file; ignored when one is imported again
 FAILURES_SUFFIX = ".failures"  # '<name>.failures.csv' beside the input
 DEFAULT_BATCH = 32
+SKIPPED_SHOWN = 20  # skipped symlinks named one by one in the log
 HASH_CHUNK = 1024 * 1024  # bytes
 
 Progress = Callable[[int], None]
@@ -74,10 +76,12 @@ class ImportResult:
     failed: int = 0
     failures: str | None = None  # the failures file, if anything failed
     seconds: float = 0.0
+    skipped_links: list[str] = field(default_factory=list)  # upload: symlinks not followed
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
+        data["skipped_links"] = len(self.skipped_links)
         return data
 
 
@@ -579,11 +583,16 @@ def upload_folder(app: App, dataset: str, directory: str | os.PathLike[str], *, 
     if not directory.is_dir():
         raise InputError(f"{directory}: not a folder")
     base = _folder(folder)
-    paths = _retry_paths(Path(retry)) if retry else list(_walk(directory))
+    skipped: list[str] = []
+    paths = _retry_paths(Path(retry)) if retry else list(_walk(directory, skipped))
+    for link in skipped[:SKIPPED_SHOWN]:
+        log.warning("%s: a symbolic link, not followed (not uploaded)", link)
+    if len(skipped) > SKIPPED_SHOWN:
+        log.warning("... and %d more symbolic links not followed", len(skipped) - SKIPPED_SHOWN)
     if total:
         total(len(paths))
     ds = app.dataset(dataset)
-    result = ImportResult(ds.name, str(directory), base)
+    result = ImportResult(ds.name, str(directory), base, skipped_links=skipped)
     tally = _Tally(result, progress)
     failures_file = FailuresFile(Path(failures) if failures else default_failures_path(directory),
                                  ["path"])
@@ -612,15 +621,20 @@ def upload_folder(app: App, dataset: str, directory: str | os.PathLike[str], *, 
     return result
 
 
-def _walk(directory: Path) -> Iterator[str]:
-    """Relative POSIX paths of the files under `directory`, sorted; its top-level hidden
-    artifacts folder is left out."""
+def _walk(directory: Path, skipped: list[str]) -> Iterator[str]:
+    """Relative POSIX paths of the files under `directory`, sorted; hidden artifacts folders
+    are left out. Symbolic links (to files or folders) are never followed: a planted link
+    would upload whatever it points to; their paths are added to `skipped`."""
     for root, dirs, files in os.walk(directory):
-        if os.path.samefile(root, directory):
-            dirs[:] = [d for d in dirs if d != HIDDEN_FOLDER]
-        dirs.sort()
-        for name in sorted(files):
-            yield Path(os.path.relpath(os.path.join(root, name), directory)).as_posix()
+        relative_root = os.path.relpath(root, directory)
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        dirs[:] = sorted(d for d in dirs if d != HIDDEN_FOLDER and d not in links)
+        for name in sorted(files + links):
+            relative = Path(os.path.normpath(os.path.join(relative_root, name))).as_posix()
+            if os.path.islink(os.path.join(root, name)):
+                skipped.append(relative)
+            else:
+                yield relative
 
 
 def _retry_paths(failures: Path) -> list[str]:
@@ -644,6 +658,8 @@ def _file_task(directory: Path, relative: str, base: str, label: bool, top_name:
     if Path(relative).is_absolute() or ".." in parts:
         raise InputError(f"{relative}: not a path inside {directory}")
     path = directory / relative
+    if path.is_symlink():
+        raise InputError(f"{relative}: a symbolic link, not followed")
     if not path.is_file():
         raise InputError(f"{relative}: no such file in {directory}")
     filename = posixpath.join(base, relative)
@@ -652,12 +668,24 @@ def _file_task(directory: Path, relative: str, base: str, label: bool, top_name:
     content_type = mimetypes.guess_type(path.name)[0]
 
     def load() -> Content:
-        digest, size = hashlib.md5(), 0
-        with open(path, "rb") as file:
+        # O_NOFOLLOW: a file swapped for a link since the walk is refused, not followed.
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise InputError(f"{relative}: a symbolic link, not followed") from None
+            raise
+        file = os.fdopen(fd, "rb")  # noqa: SIM115 - closed by _stage
+        try:
+            digest, size = hashlib.md5(), 0
             while chunk := file.read(HASH_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
-        return Content(open(path, "rb"), digest.hexdigest(), size)  # noqa: SIM115 - closed by _stage
+            file.seek(0)  # the bytes hashed are the bytes put: one open file for both
+        except BaseException:
+            file.close()
+            raise
+        return Content(file, digest.hexdigest(), size)
 
     return Task(filename, load, ItemFacts("file", {}, user), content_type)
 
