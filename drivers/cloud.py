@@ -60,8 +60,13 @@ def secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+# user:password@ in a URL (an endpoint_url, say): the SDKs print the URL in their errors.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"<>]*@")
+
+
 def redact(text: str, secrets: tuple[str | None, ...] = ()) -> str:
-    """`text` with URL signatures and the given secret values replaced by '***'."""
+    """`text` with URL credentials and signatures and the given secret values replaced by '***'."""
+    text = _USERINFO.sub(lambda m: f"{m.group(1)}***@", text)
     text = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", text)
     for value in secrets:
         if value and len(value) >= 4:
