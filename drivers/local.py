@@ -316,7 +316,10 @@ class LocalDriver(Driver):
         """Resolve `key` from the root without ever following a symlink blindly, and return
         final(dir_fd, name) for its last component. `final` raises OSError(ELOOP) when that
         component is a symlink; its target is then resolved the same way, inside the root."""
-        root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"folder {self.root} does not exist", code="NoSuchFolder") from None
         stack = [root_fd]
         parts = deque(self._root_key(key).split("/"))
         hops = 0
