@@ -27,3 +27,7 @@ class CorruptImage(PreprocessError):
 
 class ImageTooLarge(PreprocessError):
     """The image has more pixels than allowed: a possible decompression bomb."""
+
+
+class OverMemoryBudget(PreprocessError):
+    """Decoding the image would take more memory than a job may use (preprocess.memory_mb)."""

@@ -65,6 +65,7 @@ class Options:
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused (decompression bombs)
     head_bytes: int = HEAD_BYTES
     keep_bytes: bool = False  # return the whole file's bytes (for custom preprocessors)
+    memory_mb: int | None = None  # most a thumbnail's decode may take; None: no bound
 
     def __post_init__(self) -> None:
         if self.thumbnail_format not in FORMATS:
@@ -137,6 +138,7 @@ def _image(reader: _Reader, outcome: Outcome, options: Options) -> None:
     outcome.thumbnail = make_thumbnail(
         data, size=options.thumbnail_size, format=options.thumbnail_format,
         quality=options.thumbnail_quality, max_pixels=options.max_pixels,
+        memory_mb=options.memory_mb,
     )
 
 

@@ -105,7 +105,7 @@ def preprocess_options(app) -> preprocess.Options:
     return preprocess.Options(
         thumbnails=config.thumbnails, thumbnail_size=config.thumbnail_size,
         thumbnail_format=config.thumbnail_format, thumbnail_quality=config.thumbnail_quality,
-        max_pixels=config.max_pixels, head_bytes=config.head_bytes,
+        max_pixels=config.max_pixels, head_bytes=config.head_bytes, memory_mb=config.memory_mb,
     )
 
 
