@@ -197,5 +197,5 @@ def test_sigterm_interrupts_a_link_fetch_in_a_worker(tmp_path, storage, raw, com
         log.close()
     assert code == 0, (tmp_path / "stderr.log").read_text()
     with App.from_file(config) as app:
-        states = [s for (s,) in app.catalogue.conn.execute("SELECT state FROM jobs")]
+        states = [job["state"] for job in app.jobs().rows()]
     assert states == ["pending"], (states, (tmp_path / "stderr.log").read_text())

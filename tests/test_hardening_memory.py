@@ -34,9 +34,7 @@ def test_an_image_over_the_memory_budget_is_refused_with_its_reason(tmp_path, st
         huge = app.catalogue.get_item(ds, "/huge.png")["metadata"]["system"]
         assert (huge["width"], huge["height"]) == (4000, 4000)
         assert "thumbnailId" not in huge
-        reason = app.catalogue.conn.execute(
-            "SELECT j.error FROM jobs j JOIN items i ON i.pk = j.item_pk WHERE i.filename = '/huge.png'"
-        ).fetchone()[0]
+        [reason] = [job["error"] for job in app.jobs().rows() if job["filename"] == "/huge.png"]
         assert "memory budget" in reason and "preprocess.memory_mb = 64" in reason
         for name in ("/huge.jpg", "/small.png"):
             assert "thumbnailId" in app.catalogue.get_item(ds, name)["metadata"]["system"]
