@@ -266,3 +266,13 @@ def test_failures_files_follow_the_umask(app, tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE(os.stat(result.failures).st_mode) == 0o644
+
+
+def test_a_backslash_name_does_not_stop_deletes_elsewhere(app, storage):
+    put_file(storage, "a.jpg", "a")
+    put_file(storage, "b.jpg", "b")
+    put_file(storage, "odd\\name.jpg", "odd")
+    app.sync("photos")
+    (storage / "b.jpg").unlink()
+    result = app.sync("photos")
+    assert (result.deleted, result.errors) == (1, 1)

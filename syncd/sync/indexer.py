@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 import filelock
 
 from drivers import Driver, DriverError, NotFound, PermissionDenied, Unreachable
-from drivers.base import InvalidKey, check_key
 
 from ..catalogue import Catalogue, Dataset, runs
 from ..catalogue.listing import Scope, StagedListing
@@ -151,12 +150,13 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
 
 
 def _unlisted_key(key: str) -> str:
-    """The key a listing error protects: itself, or the whole scope ("") when the driver
-    reported something that is not a key, so no message it wrote can let items be deleted."""
-    try:
-        return check_key(key.strip("/")) if key.strip("/") else ""
-    except InvalidKey:
+    """The key a listing error protects: itself (a file whose name no key can hold, a
+    backslash say, protects only that name), or the whole scope ("") when the driver reported
+    something that is no path inside its folder, so no message it wrote lets items be deleted."""
+    key = key.strip("/")
+    if not key or "\x00" in key or any(part in ("", ".", "..") for part in key.split("/")):
         return ""
+    return key
 
 
 def _counts(result: SyncResult) -> dict:
