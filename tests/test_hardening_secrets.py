@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
+import textwrap
 
-from conftest import Runner, write_config
+from conftest import Runner, local_config, write_config
 from daemon_support import free_port, wait_for
 from emulators import AZURITE_ACCOUNT, AZURITE_KEY, unique_name
 from syncd.config import load_config
@@ -56,22 +56,17 @@ def source_warnings(caplog, source, count=1, timeout=20.0):
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
+def with_source(tmp_path, source: str):
+    """A config with a local dataset and one `[[sources]]` table (its keys in `source`)."""
+    return load_config(local_config(tmp_path, tmp_path, extra="[[sources]]\n" + textwrap.dedent(source)))
+
+
 def test_sqs_source_errors_are_redacted_one_liners(tmp_path, caplog):
     from syncd.service.sources import Router
     from syncd.service.sources.sqs import SqsQueueSource
 
     port = free_port()
-    config = write_config(tmp_path / "syncd.toml", f"""
-        [catalogue]
-        path = "{tmp_path / 'catalogue.db'}"
-        [[drivers]]
-        name = "disk"
-        kind = "local"
-        root = "{tmp_path}"
-        [[datasets]]
-        name = "photos"
-        driver = "disk"
-        [[sources]]
+    loaded = with_source(tmp_path, f"""
         kind = "sqs"
         queue_url = "http://user:{PASSWORD}@127.0.0.1:{port}/123/q"
         endpoint_url = "http://user:{PASSWORD}@127.0.0.1:{port}"
@@ -81,7 +76,6 @@ def test_sqs_source_errors_are_redacted_one_liners(tmp_path, caplog):
         wait_seconds = 0
         receivers = 1
         """)
-    loaded = load_config(config)
     caplog.set_level(logging.INFO)
     source = SqsQueueSource("sqs[0]", loaded.sources[0], Router(loaded))
     messages = source_warnings(caplog, source)
@@ -98,23 +92,12 @@ def test_azure_queue_source_errors_are_redacted_one_liners(tmp_path, caplog, azu
     wrong_key = base64.b64encode(b"not the account key, but secret" * 2).decode()
     connection = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
                   f"AccountKey={wrong_key};QueueEndpoint={azure_queue_url};")
-    config = write_config(tmp_path / "syncd.toml", f"""
-        [catalogue]
-        path = "{tmp_path / 'catalogue.db'}"
-        [[drivers]]
-        name = "disk"
-        kind = "local"
-        root = "{tmp_path}"
-        [[datasets]]
-        name = "photos"
-        driver = "disk"
-        [[sources]]
+    loaded = with_source(tmp_path, f"""
         kind = "azure_queue"
         queue = "{unique_name('q')}"
         connection_string = "{connection}"
         poll_seconds = 0.2
         """)
-    loaded = load_config(config)
     caplog.set_level(logging.INFO)
     source = AzureQueueSource("azure_queue[0]", loaded.sources[0], Router(loaded))
     messages = source_warnings(caplog, source)
