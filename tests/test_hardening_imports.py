@@ -114,3 +114,29 @@ def test_upload_retry_list_naming_a_symlink_fails_that_file(app, storage, tmp_pa
     assert (result.created, result.failed) == (1, 1)
     assert "a symbolic link, not followed" in open(result.failures, encoding="utf-8").read()
     assert not (storage / "link.txt").exists()
+
+
+def test_jsonl_and_tar_imports_replace_other_content_only_when_asked(app, storage, tmp_path):
+    import io
+    import json
+    import tarfile
+
+    from syncd.imports.archive import import_tar
+    from syncd.imports.jsonl import import_jsonl
+
+    put_file(storage, "refs/a.txt", "original")
+    put_file(storage, "shoot/b.txt", "original")
+    (tmp_path / "a.txt").write_text("replacement")
+    source = tmp_path / "refs.jsonl"
+    source.write_text(json.dumps({"path": "a.txt", "name": "a.txt"}) + "\n")
+    archive = tmp_path / "shoot.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("b.txt")
+        info.size = len(b"replacement")
+        tar.addfile(info, io.BytesIO(b"replacement"))
+    assert import_jsonl(app, "photos", source).failed == 1
+    assert import_tar(app, "photos", archive).failed == 1
+    assert (storage / "refs" / "a.txt").read_text() == (storage / "shoot" / "b.txt").read_text() == "original"
+    assert import_jsonl(app, "photos", source, overwrite=True).failed == 0
+    assert import_tar(app, "photos", archive, overwrite=True).failed == 0
+    assert (storage / "refs" / "a.txt").read_text() == (storage / "shoot" / "b.txt").read_text() == "replacement"

@@ -6,7 +6,7 @@ import gc
 import signal
 
 # Each command module adds its commands to the group when imported.
-from . import daemon, downstream, drivers, imports, items, jobs, sync  # noqa: F401
+from . import daemon, downstream, drivers, imports, items, jobs, status, sync  # noqa: F401
 from .group import cli
 
 

@@ -24,6 +24,7 @@ from ..catalogue import Catalogue, Dataset, runs
 from ..catalogue.listing import Scope, StagedListing
 from ..errors import SyncError
 from ..imports import links
+from .filters import NO_FILTER, Excluded, PathFilter, filter_pages
 from .rules import RULES
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,12 @@ class SyncResult:
     pruned: bool = False
     deletes_skipped: str | None = None  # why deletions were not applied, if they were not
     samples: dict[str, list[str]] = field(default_factory=dict)
+    excluded: Excluded = field(default_factory=Excluded)  # listed keys the filters turned away
 
     def as_json(self) -> dict:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
+        data["excluded"] = dict(self.excluded.counts)  # rule -> keys; the keys: see samples
         if not data["deletes_skipped"]:
             del data["deletes_skipped"]
         return data
@@ -69,11 +72,14 @@ def sync_dataset(
     prune: bool = False,
     max_delete_percent: float = 100.0,
     progress: Progress | None = None,
+    path_filter: PathFilter = NO_FILTER,
 ) -> SyncResult:
-    """List `driver` (under `prefix`) and bring `dataset`'s items in line with it."""
+    """List `driver` (under `prefix`) and bring `dataset`'s items in line with it. Keys that
+    `path_filter` excludes are left out of the listing (so their items, if any, are gone)."""
     with _dataset_lock(catalogue, dataset):
         return _sync_locked(catalogue, dataset, driver, prefix=prefix, dry_run=dry_run,
-                            prune=prune, max_delete_percent=max_delete_percent, progress=progress)
+                            prune=prune, max_delete_percent=max_delete_percent, progress=progress,
+                            path_filter=path_filter)
 
 
 @contextlib.contextmanager
@@ -97,7 +103,7 @@ def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
-                 progress) -> SyncResult:
+                 progress, path_filter=NO_FILTER) -> SyncResult:
     started = time.monotonic()
     result = SyncResult(dataset.name, dry_run=dry_run, pruned=prune)
     run_id = None if dry_run else runs.start_run(catalogue, dataset)
@@ -105,6 +111,8 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
         with StagedListing(catalogue) as staged:
             errors: list[tuple[str, str]] = []
             pages = driver.list_pages(prefix, on_error=lambda key, reason: errors.append((key, reason)))
+            if path_filter:
+                pages = filter_pages(pages, path_filter, result.excluded)
             if driver.features.threaded_listing:
                 pages = prefetched(pages)
             staged.load(pages, progress)
@@ -160,7 +168,7 @@ def _unlisted_key(key: str) -> str:
 
 
 def _counts(result: SyncResult) -> dict:
-    return asdict(result)
+    return asdict(result) | {"excluded": result.excluded.total}
 
 
 def _describe_failure(driver: Driver, error: DriverError) -> str:
