@@ -34,6 +34,7 @@ from pydantic import field_validator
 
 from .base import (
     HIDDEN_FOLDER,
+    MAX_NAME_BYTES,
     PAGE_SIZE,
     AlreadyExists,
     Driver,
@@ -48,6 +49,7 @@ from .base import (
     PermissionDenied,
     as_stream,
     check_key,
+    check_length,
     is_hidden,
 )
 
@@ -314,6 +316,8 @@ class LocalDriver(Driver):
 
     def _root_key(self, key: str) -> str:
         check_key(key)
+        for part in key.split("/"):
+            check_length(part, MAX_NAME_BYTES)
         return f"{self.options.path}/{key}" if self.options.path else key
 
     def _walk(self, key: str, final: Callable[[int, str], _T], *, make_dirs: bool = False) -> _T:
@@ -436,12 +440,12 @@ class LocalDriver(Driver):
 
         try:
             self._walk(key, final, make_dirs=True)
-        except AlreadyExists:
+        except DriverError:
             raise
-        except (NotADirectoryError, FileExistsError) as error:
-            raise InvalidKey(f"{key}: a file stands where a folder should be") from error
-        except PermissionError as error:
-            raise PermissionDenied(f"{key}: {error.strerror}") from error
+        except FileNotFoundError:  # a folder on the way removed while this put ran
+            raise NotFound(f"{key}: a folder of this key was removed during the write") from None
+        except OSError as error:  # no space, a file where a folder should be, ...
+            raise _os_error(key, error) from error
         return self.stat(key)
 
     def delete(self, key: str) -> None:
@@ -524,6 +528,24 @@ def _paged(infos: Iterator[ObjectInfo]) -> Iterator[list[ObjectInfo]]:
             page = []
     if page:
         yield page
+
+
+def _os_error(key: str, error: OSError) -> DriverError:
+    """A filesystem error of a write as the driver error it means."""
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DriverError(f"{key}: no space left on the device ({reason})", code="NoSpace")
+    if error.errno == errno.EFBIG:
+        return DriverError(f"{key}: file too large for the filesystem or the file size limit"
+                           f" ({reason})", code="FileTooLarge", retriable=False)
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(f"{key}: {reason}", code=errno.errorcode[error.errno])
+    if error.errno == errno.ENAMETOOLONG:
+        return InvalidKey(f"{key}: name too long ({reason})", code="KeyTooLong")
+    if error.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return InvalidKey(f"{key}: a file and a folder would have the same name ({reason})",
+                          code=errno.errorcode[error.errno])
+    return DriverError(f"{key}: {reason}", code=errno.errorcode.get(error.errno or 0, "OSError"))
 
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:

@@ -231,7 +231,7 @@ def test_a_file_named_dataloop_gives_clear_errors_and_spares_the_rest(app, stora
     item = app.catalogue.get_item(app.dataset("photos"), "/a.jpg")
     assert item["metadata"]["system"]["width"] == 64  # the metadata is recorded all the same
     [reason] = [job["error"] for job in app.jobs().rows()]
-    assert "cannot write the thumbnail" in reason and "a file stands where a folder" in reason
+    assert "cannot write the thumbnail" in reason and "a file and a folder would have the same name" in reason
     assert "NotADirectoryError" not in reason
 
 
