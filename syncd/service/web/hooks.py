@@ -95,6 +95,10 @@ class Hooks:
         except FormatError as error:
             log.warning("http %s: %s", request.url.path, error)
             return PlainTextResponse(f"{error}\n", 400)
+        except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as error:
+            # Wrong JSON types or nesting too deep: the body's fault, answered in one line.
+            log.warning("http %s: malformed body (%s)", request.url.path, type(error).__name__)
+            return PlainTextResponse("malformed body\n", 400)
 
     async def hand_over(self, notices, source: str) -> bool:
         """Submit the notices' events to the daemon and wait (without a thread) for them to
