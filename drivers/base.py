@@ -272,6 +272,10 @@ class Driver(ABC):
         storage (or the credentials at hand) cannot make one; callers then stream it."""
         return None
 
+    def tidy(self) -> None:
+        """Remove leftovers of syncd's own interrupted writes that the last listing found
+        (called after a sync that writes; never by a dry run). Nothing by default."""
+
     def close(self) -> None:
         """Release connections."""
 
