@@ -9,7 +9,7 @@ import click
 from ..app import App
 from ..sync.indexer import SyncResult
 from . import cli
-from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
+from .common import EXIT_PARTIAL, CommandError, emit_json, json_option, pass_app, progress_bar
 from .jobs import describe
 
 
@@ -20,10 +20,14 @@ from .jobs import describe
               help="Remove items whose files are gone from storage (default: mark them missing).")
 @click.option("--no-preprocess", is_flag=True,
               help="Leave new items' preprocessing jobs queued (default: run them after syncing).")
+@click.option("--from-inventory", "inventory", metavar="URI",
+              help="Read the bucket's inventory (S3 Inventory, GCS Storage Insights or Azure Blob"
+                   " Inventory manifest: a path, s3://, gs:// or az:// URI) instead of listing;"
+                   " one dataset; deletes nothing.")
 @json_option
 @pass_app
 def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_preprocess: bool,
-         as_json: bool) -> None:
+         inventory: str | None, as_json: bool) -> None:
     """List storage and bring the catalogue in line: created, updated, moved, deleted.
 
     Syncs every configured dataset, or the DATASETS named, then runs their preprocessing
@@ -31,14 +35,23 @@ def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_pre
     partial = False
     preprocess = not (dry_run or no_preprocess) and app.config.preprocess.enabled
     names = app.dataset_names(datasets)
+    if inventory and len(names) != 1:
+        raise CommandError("--from-inventory reads one bucket's inventory: name one dataset"
+                           f" (datasets: {', '.join(names)})", 2)
     for name in names:
         app.dataset_driver(name)  # imports its SDK and opens its client
     gc.freeze()  # see main(): what start-up made is long-lived
     for name in names:
         with progress_bar(f"{name}: listing") as bar:
-            result = app.sync(name, dry_run=dry_run, prune=prune, progress=bar.update)
+            result = app.sync(name, dry_run=dry_run, prune=prune, progress=bar.update,
+                              inventory=inventory)
         partial |= result.errors > 0
         output = result.as_json()
+        if inventory:
+            source = app.last_inventory
+            output["inventory"] = {"kind": source.kind, "manifest": source.where,
+                                   "snapshot": source.snapshot, "files": source.files,
+                                   "rows": source.rows}
         if preprocess:
             total = app.jobs().open_count(datasets=[app.dataset(name).id])
             with progress_bar(f"{name}: preprocessing", total=total, unit="item") as bar:
@@ -48,6 +61,10 @@ def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_pre
             emit_json(output)
         else:
             _report(result)
+            if inventory:
+                click.echo(f"  from the {output['inventory']['kind']} inventory of"
+                           f" {output['inventory']['snapshot'] or 'unknown date'}: list or watch"
+                           " the bucket for what changed since")
             if preprocess:
                 click.echo(f"  {describe(jobs)}")
     if partial:

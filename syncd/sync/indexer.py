@@ -73,6 +73,9 @@ class SyncResult:
 
 
 Progress = Callable[[int], None]  # called with the number of objects just listed
+# Another source of the listing than the driver (a bucket inventory): (prefix, on_error) ->
+# pages of (key, size, mtime, etag, md5), as Driver.list_pages yields them.
+Listing = Callable[[str, Callable[[str, str], None]], Iterator[list]]
 
 
 def sync_dataset(
@@ -85,11 +88,16 @@ def sync_dataset(
     prune: bool = False,
     max_delete_percent: float = 100.0,
     progress: Progress | None = None,
+    listing: Listing | None = None,
 ) -> SyncResult:
-    """List `driver` (under `prefix`) and bring `dataset`'s items in line with it."""
+    """List `driver` (under `prefix`) and bring `dataset`'s items in line with it.
+
+    With `listing` (an inventory: a snapshot, maybe older than the catalogue), the listing
+    comes from it instead and nothing is deleted: a later listing sync finds what is gone."""
     with _dataset_lock(catalogue, dataset):
         return _sync_locked(catalogue, dataset, driver, prefix=prefix, dry_run=dry_run,
-                            prune=prune, max_delete_percent=max_delete_percent, progress=progress)
+                            prune=prune, max_delete_percent=max_delete_percent, progress=progress,
+                            listing=listing)
 
 
 @contextlib.contextmanager
@@ -119,7 +127,7 @@ def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
-                 progress) -> SyncResult:
+                 progress, listing=None) -> SyncResult:
     started = time.monotonic()
     result = SyncResult(dataset.name, dry_run=dry_run, pruned=prune)
     conn = catalogue.conn
@@ -127,7 +135,7 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
     try:
         _create_temp_tables(conn)
         errors: list[tuple[str, str]] = []
-        _load_listing(conn, driver, prefix, errors, result, progress)
+        _load_listing(conn, driver, prefix, errors, result, progress, listing)
         result.errors = len(errors)
         for path, reason in errors:
             log.warning("%s: cannot list %s: %s", dataset.name, path or "/", reason)
@@ -142,7 +150,11 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
         result.unchanged = result.listed - result.created - result.moved - result.updated
         result.samples = _samples(conn, plan)
         present = catalogue.count_items(dataset)["present"] if result.deleted else 0
-        if present and 100.0 * result.deleted / present > max_delete_percent:
+        if listing is not None and result.deleted:
+            result.deletes_skipped = (f"{result.deleted} items are not in the inventory: an"
+                                      " inventory sync deletes nothing (a listing sync will)")
+            result.deleted = 0
+        elif present and 100.0 * result.deleted / present > max_delete_percent:
             result.deletes_skipped = (
                 f"{result.deleted} of {present} items would be deleted, more than"
                 f" sync.max_delete_percent = {max_delete_percent}%"
@@ -206,15 +218,18 @@ def _drop_temp_tables(conn) -> None:
         conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
 
-def _load_listing(conn, driver, prefix, errors, result, progress) -> None:
+def _load_listing(conn, driver, prefix, errors, result, progress, listing=None) -> None:
     def on_error(key: str, reason: str) -> None:
         errors.append((key, reason))
 
     insert = "INSERT INTO temp.listing (path, size, mtime, etag, md5) VALUES ('/' || ?, ?, ?, ?, ?)"
     conn.execute("BEGIN")
     try:
-        pages = driver.list_pages(prefix, on_error=on_error)
-        if driver.features.threaded_listing:
+        if listing is not None:
+            pages = listing(prefix, on_error)
+        else:
+            pages = driver.list_pages(prefix, on_error=on_error)
+        if listing is not None or driver.features.threaded_listing:
             pages = prefetched(pages)
         for page in pages:
             conn.executemany(insert, page)
