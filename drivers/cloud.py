@@ -13,7 +13,9 @@ it, so the SDK's error is always the `__cause__` and its code is the DriverError
 from __future__ import annotations
 
 import io
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, ClassVar
@@ -41,6 +43,9 @@ _SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|x-amz-signature|x-amz-security
 
 class CloudOptions(DriverOptions):
     """Keys every cloud driver has, beside `name`, `kind`, `path` and the permissions."""
+
+    # Listing requests in flight at once, one sub-folder each (1: one listing, in name order).
+    list_concurrency: int = Field(default=8, ge=1, le=64)
 
     endpoint_url: str | None = None  # S3-compatible services, emulators
     storage_class: str | None = None  # puts use it; None = the bucket's default
@@ -128,31 +133,64 @@ class CloudDriver(Driver):
 
     # -- listing --------------------------------------------------------------------------
 
+    def _delimited(self, prefix: str) -> Iterator[tuple[list[ObjectInfo], list[str]]]:
+        """Yield pages of (objects, sub-folder prefixes) directly under `prefix` (a listing
+        with delimiter "/"). Drivers without it leave it unimplemented: no parallel listing."""
+        raise NotImplementedError
+
     def list_pages(self, prefix: str = "", *, on_error: OnError | None = None) -> Iterator[list[ObjectInfo]]:
         full = self.base + prefix
         if full.startswith(self._hidden):
             return
         listed = False
+        parallel = (self.list_concurrency > 1 and (full == "" or full.endswith("/"))
+                    and type(self)._delimited is not CloudDriver._delimited)
         with self._mapped(f"listing {self.describe()}"):
-            pages = self._pages(full)
-            if self.skips_hidden and self._hidden.startswith(full):
-                # A page that ends inside the hidden folder: list on from past its end, so
-                # that thumbnails (one per image) are not sent over the wire page after page.
-                for page in pages:
-                    listed = listed or bool(page)
-                    if keys := self._keys(page):
-                        yield keys
-                    if page and page[-1].key.startswith(self._hidden):
-                        pages = self._pages(full, after_hidden=self._hidden)
-                        break
-                else:
-                    pages = iter(())
+            pages = self._parallel_pages(full) if parallel else self._sequential_pages(full)
             for page in pages:
                 listed = listed or bool(page)
                 if keys := self._keys(page):
                     yield keys
         if not listed and not prefix and self.base:
             self._refuse_file_path()
+
+    def _sequential_pages(self, full: str) -> Iterator[list[ObjectInfo]]:
+        pages = self._pages(full)
+        if self.skips_hidden and self._hidden.startswith(full):
+            # A page that ends inside the hidden folder: list on from past its end, so
+            # that thumbnails (one per image) are not sent over the wire page after page.
+            for page in pages:
+                yield page
+                if page and page[-1].key.startswith(self._hidden):
+                    pages = self._pages(full, after_hidden=self._hidden)
+                    break
+            else:
+                return
+        yield from pages
+
+    def _parallel_pages(self, full: str) -> Iterator[list[ObjectInfo]]:
+        """List by sub-folder, `list_concurrency` at a time. The folders are discovered with
+        a delimiter listing, which also yields the objects at that level, so that a flat
+        bucket costs what a plain listing does; a single folder is descended into (a few
+        levels at most). The hidden folder's prefix is never listed."""
+        folders = [full]
+        for _depth in range(4):
+            if len(folders) != 1:
+                break
+            found: dict[str, None] = {}  # some services repeat a prefix on later pages
+            for objects, prefixes in self._delimited(folders[0]):
+                yield objects
+                found.update((p, None) for p in prefixes if p != self._hidden)
+            folders = list(found)
+        if len(folders) <= 1:
+            for folder in folders:
+                yield from self._pages(folder)
+            return
+        yield from fan_out(folders, self._pages, self.list_concurrency)
+
+    @property
+    def list_concurrency(self) -> int:
+        return getattr(self.options, "list_concurrency", 1)
 
     def _keys(self, page: list[ObjectInfo]) -> list[ObjectInfo]:
         """Object names to keys, leaving out folder markers and the hidden folder."""
@@ -185,6 +223,61 @@ class CloudDriver(Driver):
         with self._mapped(f"{key}"):
             info = self._head(name)
         return info._replace(key=key)
+
+
+_DONE = object()
+
+
+def fan_out(folders: list[str], pages: Callable[[str], Iterator[list]], workers: int) -> Iterator[list]:
+    """Pages of every folder's listing, `workers` folders listed at a time in threads, in the
+    order they arrive. A worker's error is raised here; closing the iterator stops them."""
+    results: queue.Queue = queue.Queue(maxsize=workers * 4)  # pages in memory: bounded
+    stop = threading.Event()
+    todo = iter(folders)
+    lock = threading.Lock()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                results.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                with lock:
+                    folder = next(todo, None)
+                if folder is None:
+                    break
+                for page in pages(folder):
+                    put(page)
+                    if stop.is_set():
+                        break
+        except BaseException as error:  # handed to the consumer, raised there
+            put(error)
+        finally:
+            put(_DONE)
+
+    threads = [threading.Thread(target=work, name="syncd-list", daemon=True)
+               for _ in range(min(workers, len(folders)))]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            item = results.get()
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 class RangeReader(io.RawIOBase):

@@ -38,6 +38,7 @@ from .base import (
 from .cloud import CHUNK_SIZE, CloudDriver, CloudOptions, RangeReader, buffered, empty_stream, one_line, payload
 
 LIST_FIELDS = "items(name,size,updated,etag,md5Hash),nextPageToken"
+DELIMITED_FIELDS = "items(name,size,updated,etag,md5Hash),prefixes,nextPageToken"
 
 # google-api-core's exception classes -> our errors (subclasses before their bases).
 ERRORS: list[tuple[type[Exception], type[DriverError]]] = [
@@ -126,6 +127,19 @@ class GCSDriver(CloudDriver):
             for page in blobs.pages:
                 yield [_info(blob) for blob in page]
         except gexc.NotFound as error:  # a listing finds no bucket, never no objects
+            raise NotFound(f"listing {self.describe()}: NoSuchBucket: no such bucket",
+                           code="NoSuchBucket") from error
+
+    def _delimited(self, prefix: str):
+        blobs = self.client.list_blobs(
+            self.options.bucket, prefix=prefix or None, delimiter="/", page_size=self.page_size,
+            fields=DELIMITED_FIELDS, retry=self.retry, timeout=self.timeout,
+        )
+        try:
+            for page in blobs.pages:
+                objects = [_info(blob) for blob in page]
+                yield objects, sorted(page.prefixes)
+        except gexc.NotFound as error:
             raise NotFound(f"listing {self.describe()}: NoSuchBucket: no such bucket",
                            code="NoSuchBucket") from error
 

@@ -197,6 +197,17 @@ class S3Driver(CloudDriver):
             yield [_info(item["Key"], item["Size"], item["LastModified"], item.get("ETag"))
                    for item in response.get("Contents", ())]
 
+    def _delimited(self, prefix: str):
+        paginator = self.client.get_paginator("list_objects_v2")
+        arguments = {"Bucket": self.bucket, "Delimiter": "/",
+                     "PaginationConfig": {"PageSize": self.page_size}}
+        if prefix:
+            arguments["Prefix"] = prefix
+        for response in paginator.paginate(**arguments):
+            yield ([_info(item["Key"], item["Size"], item["LastModified"], item.get("ETag"))
+                    for item in response.get("Contents", ())],
+                   [entry["Prefix"] for entry in response.get("CommonPrefixes", ())])
+
     def _head(self, name: str) -> ObjectInfo:
         response = self.client.head_object(Bucket=self.bucket, Key=name)
         return _info(name, response["ContentLength"], response["LastModified"], response.get("ETag"))

@@ -48,8 +48,8 @@ from drivers import HIDDEN_FOLDER, Driver, NotFound
 
 from ..errors import InputError
 
-PAGE_ROWS = 5_000  # rows a yielded page holds
-PARQUET_BATCH = 65_536  # rows decoded at a time from a Parquet row group
+PAGE_ROWS = 2_000  # rows a yielded page holds (the indexer reads 16 pages ahead)
+PARQUET_BATCH = 16_384  # rows decoded at a time from a Parquet row group
 _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
 
 Row = tuple[str, int, float, "str | None", "str | None"]  # key, size, mtime, etag, md5
@@ -394,7 +394,7 @@ def _parquet_rows(stream: BinaryIO, where: str, reader: RowReader,
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(stream)
+        parquet = pq.ParquetFile(stream, pre_buffer=False)  # a column chunk at a time
     except (pa.ArrowException, OSError) as error:
         raise InventoryError(f"{where}: not a readable Parquet file: {error}") from None
     by_norm = {_norm(n): n for n in parquet.schema_arrow.names}
