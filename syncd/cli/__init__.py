@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import signal
 
 import click
@@ -11,7 +12,29 @@ from .. import __version__
 from ..logs import setup_logging
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# command name -> the module that defines it (and registers it on `cli` when imported).
+# Only the module of the command being run is imported, so `syncd --version` or a sync of
+# a local folder never imports the daemon, Pillow, the cloud SDKs or an HTTP stack.
+COMMANDS = {
+    "daemon": "daemon", "drivers": "drivers", "import": "imports", "items": "items",
+    "jobs": "jobs", "put": "downstream", "rm": "downstream", "sync": "sync", "upload": "imports",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when first asked for (click's documented
+    lazy-loading pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            importlib.import_module(f"{__name__}.{COMMANDS[name]}")
+        return self.commands.get(name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="SYNCD_CONFIG",
               help="Config file (default: $SYNCD_CONFIG, else ./syncd.toml).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
@@ -26,11 +49,6 @@ def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format:
     ctx.obj = {"config_path": config_path, "app": None}
 
 
-from . import items, sync  # noqa: E402  (commands register themselves on `cli`)
-from . import jobs  # noqa: E402
-from . import imports  # noqa: E402, F401
-from . import drivers  # noqa: E402
-from . import daemon, downstream  # noqa: E402,F401
 
 
 def _terminate(signum, frame) -> None:
@@ -47,4 +65,4 @@ def main() -> None:
     cli(prog_name="syncd")
 
 
-__all__ = ["cli", "main", "items", "jobs", "sync", "drivers", "daemon", "downstream"]
+__all__ = ["COMMANDS", "LazyGroup", "cli", "main"]

@@ -10,7 +10,10 @@ from ..app import App
 from ..sync.indexer import SyncResult
 from . import cli
 from .common import EXIT_PARTIAL, CommandError, emit_json, json_option, pass_app, progress_bar
-from .jobs import describe
+
+
+# `preprocessed` when there was nothing to run: RunResult.as_json()'s keys, all zero.
+NO_JOBS = {"done": 0, "failed": 0, "cancelled": 0, "retried": 0, "worker_deaths": 0, "seconds": 0.0}
 
 
 @cli.command()
@@ -54,9 +57,12 @@ def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_pre
                                    "rows": source.rows}
         if preprocess:
             total = app.jobs().open_count(datasets=[app.dataset(name).id])
-            with progress_bar(f"{name}: preprocessing", total=total, unit="item") as bar:
-                jobs = app.run_jobs([name], progress=bar.update)
-            output["preprocessed"] = jobs.as_json()  # failed jobs: see `syncd jobs list`
+            jobs = None
+            if total:  # else the worker pool (and Pillow) is not even imported
+                with progress_bar(f"{name}: preprocessing", total=total, unit="item") as bar:
+                    jobs = app.run_jobs([name], progress=bar.update)
+            # failed jobs: see `syncd jobs list`
+            output["preprocessed"] = jobs.as_json() if jobs else dict(NO_JOBS)
         if as_json:
             emit_json(output)
         else:
@@ -65,7 +71,9 @@ def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_pre
                 click.echo(f"  from the {output['inventory']['kind']} inventory of"
                            f" {output['inventory']['snapshot'] or 'unknown date'}: list or watch"
                            " the bucket for what changed since")
-            if preprocess:
+            if preprocess and jobs:
+                from .jobs import describe
+
                 click.echo(f"  {describe(jobs)}")
     if partial:
         raise SystemExit(EXIT_PARTIAL)
