@@ -17,6 +17,7 @@ from .base import (
     DriverOptions,
     Features,
     InvalidKey,
+    Location,
     NotFound,
     ObjectInfo,
     PermissionDenied,

@@ -12,6 +12,7 @@ uploaded in blocks (over 8 MiB here) have none unless the uploader set one.
 from __future__ import annotations
 
 import functools
+from urllib.parse import urlsplit
 from collections.abc import Iterator
 
 import azure.core.exceptions as aexc
@@ -19,6 +20,7 @@ from azure.storage.blob import BlobPrefix, ContainerClient, ContentSettings, Exp
 from pydantic import Field, SecretStr, model_validator
 
 from .base import (
+    Location,
     AlreadyExists,
     DriverError,
     Features,
@@ -92,6 +94,22 @@ class AzureOptions(CloudOptions):
             raise ValueError("endpoint_url: Azure uses account_url (or the connection string)")
         return self
 
+
+    def location(self) -> Location:
+        return Location("azure", self.container, account=self.account_name(), prefix=self.path)
+
+    def account_name(self) -> str | None:
+        """The storage account, from the connection string or the account URL."""
+        if self.connection_string is not None:
+            for part in self.connection_string.get_secret_value().split(";"):
+                name, _, value = part.partition("=")
+                if name.strip().lower() == "accountname" and value:
+                    return value.strip()
+        if self.account_url:
+            host = urlsplit(self.account_url).hostname or ""
+            if host.endswith(".core.windows.net"):
+                return host.split(".")[0]
+        return None
 
 class AzureDriver(CloudDriver):
     kind = "azure"

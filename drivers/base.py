@@ -95,6 +95,17 @@ class Features:
     threaded_listing: bool = True
 
 
+@dataclass(frozen=True)
+class Location:
+    """Where a driver points, for routing bucket events and for messages."""
+
+    storage: str  # local | s3 | gcs | azure
+    bucket: str | None = None  # bucket, container, or the local root folder
+    account: str | None = None  # Azure storage account, where known
+    prefix: str = ""  # folder inside the bucket ("" = all of it)
+    remote: bool = True  # reached over the network (stat concurrently, read ahead)
+
+
 class DriverOptions(BaseModel):
     """Keys every `[[drivers]]` table has; each kind adds its own in a subclass."""
 
@@ -118,6 +129,10 @@ class DriverOptions(BaseModel):
     @classmethod
     def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(value))
+
+    def location(self) -> Location:
+        """Where these options point; each kind says more."""
+        return Location(self.kind, prefix=self.path)
 
 
 def check_key(key: str) -> str:
@@ -195,6 +210,14 @@ class Driver(ABC):
         except NotFound:
             return False
         return True
+
+    @property
+    def location(self) -> Location:
+        return self.options.location()
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return frozenset(self.options.permissions)
 
     def describe(self) -> str:
         """Where this driver points, for messages (never includes credentials)."""

@@ -30,6 +30,7 @@ from .base import (
     DriverError,
     Features,
     InvalidKey,
+    Location,
     NotFound,
     ObjectInfo,
     PermissionDenied,
@@ -63,6 +64,9 @@ class GCSOptions(CloudOptions):
     project: str | None = None  # None: from the credentials
     credentials_file: str | None = None  # service-account key file; None: ADC
     anonymous: bool = False  # no credentials at all: public buckets, emulators
+
+    def location(self) -> Location:
+        return Location("gcs", self.bucket, prefix=self.path)
     retry_seconds: float = Field(default=120.0, gt=0)  # retry throttling and 5xx this long
     retry_backoff_seconds: float = Field(default=1.0, gt=0)  # first wait; doubles each time
 

@@ -20,7 +20,6 @@ class PermissionGuard(Driver):
         self.inner = inner
         self.kind = inner.kind
         self.features = inner.features
-        self.permissions: frozenset[str] = frozenset(inner.options.permissions)
 
     def require(self, permission: Permission) -> None:
         if permission not in self.permissions:
@@ -60,7 +59,3 @@ class PermissionGuard(Driver):
 
     def close(self) -> None:
         self.inner.close()
-
-    def __getattr__(self, name):
-        # Optional capabilities (event sources, ...) stay reachable on the wrapped driver.
-        return getattr(self.inner, name)

@@ -33,6 +33,7 @@ from .base import (
     DriverOptions,
     Features,
     InvalidKey,
+    Location,
     NotFound,
     ObjectInfo,
     OnError,
@@ -54,6 +55,9 @@ class LocalOptions(DriverOptions):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    def location(self) -> Location:
+        return Location("local", str(self.root), prefix=self.path, remote=False)
 
 
 def _raise_on_error(key: str, reason: str) -> None:

@@ -23,6 +23,7 @@ from botocore.config import Config
 from pydantic import Field, SecretStr
 
 from .base import (
+    Location,
     AlreadyExists,
     DriverError,
     Features,
@@ -108,6 +109,9 @@ class S3Options(CloudOptions):
     retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     max_attempts: int = Field(default=5, ge=1)  # tries of a throttled or 5xx request
 
+
+    def location(self) -> Location:
+        return Location("s3", self.bucket, prefix=self.path)
 
 class S3Driver(CloudDriver):
     kind = "s3"

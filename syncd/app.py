@@ -11,7 +11,7 @@ from drivers import PermissionGuard
 from .catalogue import Catalogue, Dataset
 from .config import Config, load_config
 from .sync.indexer import Progress, SyncResult, sync_dataset
-from .jobs.queue import JobQueue
+from .catalogue.jobs import JobQueue
 
 
 class App:
@@ -100,6 +100,13 @@ class App:
         from .jobs.runner import run_jobs  # imports Pillow: only when jobs are run
 
         return run_jobs(self, datasets=datasets, **options)
+
+    def background_runner(self, **options):
+        """A job runner in a thread of its own, with its own App on this config (the daemon's
+        workers); see syncd.jobs.runner.BackgroundRunner."""
+        from .jobs.runner import BackgroundRunner
+
+        return BackgroundRunner(lambda: App(self.config), **options)
 
     def close(self) -> None:
         for driver in self._drivers.values():

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .catalogue import Catalogue, Dataset, normalize_filename, now_iso
+from .catalogue import Catalogue, Dataset, items, normalize_filename
 from .errors import InputError, NotFoundError
 from .imports.writes import deep_merge
 
@@ -62,17 +62,14 @@ def set_user_metadata(catalogue: Catalogue, dataset: Dataset,
                       updates: Iterable[tuple[str, dict[str, Any]]], *, replace: bool = False) -> list[str]:
     """Merge (or, with `replace`, set) each item's user metadata, all in one transaction:
     an unknown item raises NotFoundError and nothing is written. Returns the item ids."""
-    now = now_iso()
     ids = []
-    with catalogue.transaction(immediate=True) as conn:
+    with catalogue.transaction(immediate=True):
         for filename, values in updates:
-            row = catalogue.item_row(dataset, filename)
+            row = items.find(catalogue, dataset, normalize_filename(filename))
             if row is None:
                 raise NotFoundError(f"no item {normalize_filename(filename)!r} in dataset {dataset.name!r}")
             user = {} if replace or not row["user"] else json.loads(row["user"])
-            user = deep_merge(user, values)
-            conn.execute("UPDATE items SET user = ?, updated_at = ? WHERE pk = ?",
-                         (json.dumps(user, ensure_ascii=False) if user else None, now, row["pk"]))
+            items.set_metadata(catalogue, row["pk"], user=deep_merge(user, values))
             ids.append(catalogue.item_id(row["pk"]))
     return ids
 

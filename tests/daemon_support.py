@@ -16,6 +16,8 @@ from pathlib import Path
 from conftest import local_config
 from syncd.app import App
 from syncd.catalogue import Catalogue
+from syncd.errors import NotFoundError
+from syncd.catalogue.jobs import JobQueue
 from syncd.service.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +53,7 @@ def items(catalogue_path, dataset="photos", *, present_only=False) -> dict[str, 
 
 def jobs(catalogue_path) -> list[tuple[int, str]]:
     with Catalogue(catalogue_path) as catalogue:
-        return catalogue.conn.execute("SELECT item_pk, state FROM jobs ORDER BY id").fetchall()
+        return [(catalogue.item_pk(j["item"]), j["state"]) for j in JobQueue(catalogue).rows()]
 
 
 def daemon_config(tmp_path: Path, storage: Path, *, extra: str = "", daemon: str = "",
@@ -77,9 +79,8 @@ class ThreadDaemon:
     def __init__(self, config_file: Path, *, workers: int | None = None, **kwargs):
         self.app = App.from_file(config_file)
         if workers is not None:
-            from syncd.jobs.runner import BackgroundRunner
 
-            kwargs["workers"] = BackgroundRunner(self.app.config, workers=workers)
+            kwargs["workers"] = self.app.background_runner(workers=workers)
         self.daemon = Daemon(self.app, **kwargs)
         self._thread = threading.Thread(target=self._loop, name="test-daemon")
         self.error: BaseException | None = None
@@ -149,9 +150,10 @@ class DaemonProcess:
 def synced(catalogue_path, dataset="photos") -> bool:
     """True once the dataset has had a full sync (the daemon's startup sync, say)."""
     with Catalogue(catalogue_path) as catalogue:
-        row = catalogue.conn.execute(
-            "SELECT synced_at FROM datasets WHERE name = ?", (dataset,)).fetchone()
-        return bool(row and row[0])
+        try:
+            return bool(catalogue.dataset(dataset).synced_at)
+        except NotFoundError:
+            return False
 
 
 def jpeg(index: int = 0, size=(64, 48)) -> bytes:

@@ -44,12 +44,7 @@ def items(app):
 
 
 def jobs(app, item_id=None):
-    sql = "SELECT item_pk, state FROM jobs ORDER BY id"
-    rows = app.catalogue.conn.execute(sql).fetchall()
-    if item_id is not None:
-        pk = app.catalogue.item_pk(item_id)
-        rows = [r for r in rows if r[0] == pk]
-    return [state for _, state in rows]
+    return [j["state"] for j in app.jobs().rows() if item_id is None or j["item"] == item_id]
 
 
 def actions(changes):
@@ -116,8 +111,8 @@ def test_create_then_delete_of_same_content_is_one_moved_item(app, applier, stor
     put_file(storage, "a.jpg", "image")
     applier.apply([ev(ObjectCreated, "a.jpg")])
     original = items(app)["/a.jpg"]
-    app.catalogue.conn.execute("UPDATE jobs SET state = 'done'")
-    app.catalogue.conn.execute("UPDATE items SET system = '{\"width\": 3}'")
+    app.catalogue._conn.execute("UPDATE jobs SET state = 'done'")
+    app.catalogue._conn.execute("UPDATE items SET system = '{\"width\": 3}'")
     os.link(storage / "a.jpg", storage / "b.jpg")  # a copy with the same etag (inode, mtime)
     assert actions(applier.apply([ev(ObjectCreated, "b.jpg")])) == ["created"]
     os.unlink(storage / "a.jpg")
@@ -177,7 +172,7 @@ def test_bad_and_hidden_keys_are_ignored_without_dropping_the_batch(app, applier
 
 
 def test_ghost_lookup_uses_the_partial_index(app, applier):
-    plan = app.catalogue.conn.execute(
+    plan = app.catalogue._conn.execute(
         "EXPLAIN QUERY PLAN SELECT pk FROM items WHERE dataset_id = 1 AND state = 'missing' "
         "AND md5 IS NULL AND size = 3 AND etag = 'x'").fetchall()
     assert "items_missing_content" in str(plan)
@@ -185,17 +180,17 @@ def test_ghost_lookup_uses_the_partial_index(app, applier):
 
 def test_rescan_racing_the_applier_keeps_one_item(app, applier, storage, monkeypatch):
     """A file catalogued by an event between a rescan's diff and its writes stays one item."""
-    import syncd.sync.indexer as indexer
+    from syncd.catalogue.listing import StagedListing
 
     put_file(storage, "new.jpg", "n")
-    real_plan = indexer._plan
+    real_plan = StagedListing.plan
 
-    def plan_then_event(*args):
-        plan = real_plan(*args)
+    def plan_then_event(self, *args):
+        plan = real_plan(self, *args)
         applier.apply([ev(ObjectCreated, "new.jpg")])
         return plan
 
-    monkeypatch.setattr(indexer, "_plan", plan_then_event)
+    monkeypatch.setattr(StagedListing, "plan", plan_then_event)
     result = app.sync("photos")
     assert result.created == 1
     assert list(items(app)) == ["/new.jpg"]

@@ -138,12 +138,12 @@ def test_reimporting_the_same_csv_duplicates_nothing(fetch_app, storage, tmp_pat
     assert counts(first) == (2, 2, 0, 0, 0) and first.failures is None
     mtime = (storage / "batch/p.png").stat().st_mtime_ns
     items = items_by_path(fetch_app)
-    jobs = fetch_app.catalogue.conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    jobs = sum(fetch_app.jobs().counts().values())
     again = import_csv(fetch_app, "photos", source, fetcher=fast_fetcher())
     assert counts(again) == (2, 0, 0, 2, 0)
     assert (storage / "batch/p.png").stat().st_mtime_ns == mtime  # not written again
     assert items_by_path(fetch_app) == items
-    assert fetch_app.catalogue.conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == jobs
+    assert sum(fetch_app.jobs().counts().values()) == jobs
 
 
 def test_changed_content_or_metadata_updates_the_item(fetch_app, storage, tmp_path, http_server):
@@ -159,7 +159,7 @@ def test_changed_content_or_metadata_updates_the_item(fetch_app, storage, tmp_pa
     [after] = items_by_path(fetch_app).values()
     assert after["id"] == item["id"] and after["metadata"]["user"] == {"n": 2}
     assert after["metadata"]["system"]["size"] == len(b"new content")
-    states = [s for (s,) in fetch_app.catalogue.conn.execute("SELECT state FROM jobs ORDER BY id")]
+    states = [j["state"] for j in fetch_app.jobs().rows()]
     assert states == ["cancelled", "pending"]  # new content: new preprocessing; metadata alone: none
 
 

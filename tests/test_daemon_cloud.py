@@ -11,6 +11,7 @@ import signal
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from emulators import (
     fake_gcs_binary, gcs_client, s3_client, unique_name,
 )
 from syncd.catalogue import Catalogue
+from syncd.catalogue.jobs import JobQueue
 
 TOKEN = "cloud-hook-token"
 PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
@@ -214,9 +216,8 @@ def test_kill_9_with_messages_in_flight_loses_none(tmp_path, s3_setup):
     finally:
         daemon.close()
     with Catalogue(db) as catalogue:
-        live = catalogue.conn.execute(
-            "SELECT item_pk, count(*) FROM jobs WHERE state != 'cancelled' GROUP BY item_pk").fetchall()
-    assert len(live) == len(keys) and all(count == 1 for _, count in live)
+        live = Counter(j["item"] for j in JobQueue(catalogue).rows() if j["state"] != "cancelled")
+    assert len(live) == len(keys) and all(count == 1 for count in live.values())
 
 
 # -- Azure ----------------------------------------------------------------------------------

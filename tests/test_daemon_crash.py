@@ -9,6 +9,7 @@ import threading
 from conftest import put_file
 from daemon_support import DaemonProcess, daemon_config, items, jpeg, thumbnail_of, wait_for
 from syncd.catalogue import Catalogue
+from syncd.catalogue.jobs import JobQueue
 
 
 def files_on_disk(storage):
@@ -27,8 +28,7 @@ def write_batch(storage, batch, count=40):
 
 def open_jobs(db) -> int:
     with Catalogue(db) as catalogue:
-        return catalogue.conn.execute(
-            "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')").fetchone()[0]
+        return JobQueue(catalogue).open_count()
 
 
 def converged(db, storage) -> bool:
@@ -40,11 +40,11 @@ def assert_exactly_once(db, storage):
     present = {k: v for k, v in items(db).items() if v["state"] == "present"}
     assert set(present) == files_on_disk(storage)
     with Catalogue(db) as catalogue:
-        duplicates = catalogue.conn.execute(
+        duplicates = catalogue._conn.execute(
             "SELECT filename, count(*) FROM items GROUP BY dataset_id, filename HAVING count(*) > 1"
         ).fetchall()
         assert duplicates == []
-        runs = catalogue.conn.execute(
+        runs = catalogue._conn.execute(
             """SELECT i.filename, group_concat(j.state) FROM items i
                LEFT JOIN jobs j ON j.item_pk = i.pk AND j.kind = 'preprocess' AND j.state != 'cancelled'
                WHERE i.state = 'present' GROUP BY i.pk"""

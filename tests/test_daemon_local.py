@@ -14,6 +14,7 @@ from daemon_support import (
     DaemonProcess, ThreadDaemon, daemon_config, free_port, items, jobs, jpeg, thumbnail_of, wait_for,
 )
 from syncd.catalogue import Catalogue
+from syncd.catalogue.jobs import JobQueue
 from syncd.app import App
 from syncd.service.daemon import Daemon
 
@@ -167,7 +168,7 @@ def test_moved_item_keeps_its_thumbnail(tmp_path, storage):
 
 def kinds(db):
     with Catalogue(db) as catalogue:
-        return catalogue.conn.execute("SELECT item_pk, kind, state FROM jobs ORDER BY id").fetchall()
+        return [(catalogue.item_pk(j["item"]), j["kind"], j["state"]) for j in JobQueue(catalogue).rows()]
 
 
 def test_sigterm_stops_cleanly_and_logs_json(tmp_path, storage, cfg):

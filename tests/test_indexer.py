@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from conftest import put_file
+from syncd.catalogue import runs
 
 
 def items_by_path(app, dataset="photos"):
@@ -15,7 +16,7 @@ def items_by_path(app, dataset="photos"):
 
 
 def item_rows_checksum(app):
-    return app.catalogue.conn.execute(
+    return app.catalogue._conn.execute(
         "SELECT count(*), total(pk), group_concat(updated_at) FROM items"
     ).fetchone()
 
@@ -38,17 +39,17 @@ def test_unchanged_resync_writes_no_item(app, storage):
         put_file(storage, f"f{i}.bin", str(i))
     app.sync("photos")
     before = item_rows_checksum(app)
-    jobs_before = app.catalogue.conn.execute("SELECT count(*) FROM jobs").fetchone()
-    changes = app.catalogue.conn.total_changes
+    jobs_before = sum(app.jobs().counts().values())
+    changes = app.catalogue._conn.total_changes
     result = app.sync("photos")
     assert (result.created, result.updated, result.moved, result.deleted, result.unchanged) == (0, 0, 0, 0, 50)
     assert item_rows_checksum(app) == before
-    assert app.catalogue.conn.execute("SELECT count(*) FROM jobs").fetchone() == jobs_before
+    assert sum(app.jobs().counts().values()) == jobs_before
     # Only the sync_runs bookkeeping row was written (insert + update), plus temp tables.
-    item_writes = app.catalogue.conn.execute(
+    item_writes = app.catalogue._conn.execute(
         "SELECT count(*) FROM items WHERE updated_at > created_at").fetchone()[0]
     assert item_writes == 0
-    assert app.catalogue.conn.total_changes - changes < 60  # temp-table rows are not counted per item
+    assert app.catalogue._conn.total_changes - changes < 60  # temp-table rows are not counted per item
 
 
 def test_modified_file_is_updated_and_gets_a_new_job(app, storage):
@@ -61,7 +62,7 @@ def test_modified_file_is_updated_and_gets_a_new_job(app, storage):
     item = items_by_path(app)["/a.txt"]
     assert item["id"] == first["id"]
     assert item["metadata"]["system"]["size"] == len("two, longer")
-    jobs = app.catalogue.conn.execute("SELECT state FROM jobs ORDER BY id").fetchall()
+    jobs = [(j["state"],) for j in app.jobs().rows()]
     assert [j[0] for j in jobs] == ["cancelled", "pending"]  # the stale job is superseded
 
 
@@ -96,7 +97,7 @@ def test_deleted_file_pending_job_is_cancelled(app, storage):
     app.sync("photos")
     gone.unlink()
     app.sync("photos")
-    states = app.catalogue.conn.execute("SELECT state FROM jobs").fetchall()
+    states = [(j["state"],) for j in app.jobs().rows()]
     assert states == [("cancelled",)]
 
 
@@ -104,7 +105,7 @@ def test_rename_keeps_id_and_metadata(app, storage):
     put_file(storage, "cats/a.jpg", "image bytes")
     app.sync("photos")
     original = items_by_path(app)["/cats/a.jpg"]
-    app.catalogue.conn.execute("UPDATE items SET user = '{\"camera\": \"cam_01\"}'")
+    app.catalogue._conn.execute("UPDATE items SET user = '{\"camera\": \"cam_01\"}'")
     (storage / "dogs").mkdir()
     os.rename(storage / "cats/a.jpg", storage / "dogs/renamed b.jpg")
     result = app.sync("photos")
@@ -115,7 +116,7 @@ def test_rename_keeps_id_and_metadata(app, storage):
     assert moved["id"] == original["id"]
     assert moved["metadata"]["user"] == {"camera": "cam_01"}
     # No new preprocessing: the content did not change.
-    assert app.catalogue.conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 1
+    assert sum(app.jobs().counts().values()) == 1
 
 
 def test_copy_is_a_new_item_not_a_move(app, storage):
@@ -143,8 +144,8 @@ def test_dry_run_writes_nothing(app, storage):
     put_file(storage, "a.txt", "a")
     result = app.sync("photos", dry_run=True)
     assert result.created == 1 and result.samples["created"] == ["/a.txt"]
-    assert app.catalogue.conn.execute("SELECT count(*) FROM items").fetchone()[0] == 0
-    assert app.catalogue.conn.execute("SELECT count(*) FROM sync_runs").fetchone()[0] == 0
+    assert len(list(app.catalogue.iter_items(app.dataset("photos")))) == 0
+    assert runs.runs(app.catalogue, app.dataset("photos")) == []
 
 
 def test_hidden_folder_and_empty_folders_are_not_items(app, storage):
@@ -213,8 +214,8 @@ def test_listing_failure_midway_changes_nothing(app, storage, monkeypatch):
     with pytest.raises(OSError):
         app.sync("photos")
     assert all(i["state"] == "present" for i in items_by_path(app).values())
-    runs = app.catalogue.conn.execute("SELECT status FROM sync_runs ORDER BY id").fetchall()
-    assert runs[-1] == ("failed",)
+    runs_ = [(r["status"],) for r in runs.runs(app.catalogue, app.dataset("photos"))]
+    assert runs_[-1] == ("failed",)
 
 
 def test_mass_delete_is_refused_before_deleting_anything(config_file, storage, tmp_path):
@@ -249,14 +250,14 @@ def test_created_items_and_jobs_are_written_together(app, storage):
     for i in range(20):
         put_file(storage, f"{i}.jpg", str(i))
     app.sync("photos")
-    conn = app.catalogue.conn
+    conn = app.catalogue._conn
     assert conn.execute(
         "SELECT count(*) FROM items i JOIN jobs j ON j.item_pk = i.pk AND j.state = 'pending'"
     ).fetchone()[0] == 20
 
 
 def test_schema_is_versioned_and_wal(app):
-    conn = app.catalogue.conn
+    conn = app.catalogue._conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     from syncd.catalogue.schema import MIGRATIONS
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
@@ -293,6 +294,6 @@ def test_opening_waits_for_another_process_creating_the_catalogue(tmp_path):
     finally:
         release.join()
         other.close()
-    assert catalogue.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert catalogue._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert catalogue.version >= 1
     catalogue.close()

@@ -17,7 +17,7 @@ from conftest import Runner
 from emulators import driver_toml, new_store
 from local_http import Response, http_server  # noqa: F401 - the fixture
 from syncd.app import App
-from syncd.jobs.queue import JobQueue
+from syncd.catalogue.jobs import JobQueue
 
 POOL = "workers = 2"  # a real process pool
 DEFAULTS = {"workers": 0, "retry_delay_seconds": 0}  # in-process, unless a test says otherwise
@@ -93,10 +93,9 @@ def items(app) -> dict[str, dict]:
 
 
 def jobs(app, kind: str | None = None) -> list[tuple]:
-    sql = "SELECT id, item_pk, kind, state, attempts, error FROM jobs"
-    if kind:
-        sql += f" WHERE kind = '{kind}'"
-    return app.catalogue.conn.execute(sql + " ORDER BY id").fetchall()
+    """(id, item pk, kind, state, attempts, error) of each job, oldest first."""
+    return [(j["id"], app.catalogue.item_pk(j["item"]), j["kind"], j["state"], j["attempts"], j["error"])
+            for j in app.jobs().rows() if kind is None or j["kind"] == kind]
 
 
 def thumbnail(bucket, item) -> Image.Image:
@@ -423,8 +422,8 @@ def test_jobs_of_one_item_run_oldest_first(make_app, bucket):
     bucket.put("b.jpg", images.oriented_jpeg(1))
     app = make_app()
     app.sync("photos")
-    with app.catalogue.transaction(immediate=True) as conn:
-        app.jobs().add(conn, "cleanup", 1, dataset_id=1, payload={"driver": "store", "keys": []})
+    with app.catalogue.transaction(immediate=True):
+        app.jobs().add("cleanup", 1, dataset_id=1, payload={"driver": "store", "keys": []})
     claimed = JobQueue(app.catalogue, owner="x:1:a").claim(10)
     assert [(job.kind, job.item_pk) for job in claimed] == [("preprocess", 1), ("preprocess", 2)]
 
@@ -443,10 +442,9 @@ def test_any_executor_can_run_the_stage(make_app, bucket):
 def test_a_background_runner_picks_up_jobs_as_they_are_queued(make_app, bucket):
     import time
 
-    from syncd.jobs.runner import BackgroundRunner
 
     app = make_app(POOL)
-    runner = BackgroundRunner(app.config)
+    runner = app.background_runner()
     runner.start()
     try:
         for round_ in range(2):  # jobs queued while the runner idles are found
@@ -603,5 +601,5 @@ def _unused_pid() -> int:
 
 def test_catalogue_schema_has_the_job_columns(make_app):
     app = make_app()
-    columns = {row[1] for row in app.catalogue.conn.execute("PRAGMA table_info(jobs)")}
+    columns = {row[1] for row in app.catalogue._conn.execute("PRAGMA table_info(jobs)")}
     assert {"lease_until", "run_after", "dataset_id", "payload"} <= columns

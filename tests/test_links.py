@@ -37,7 +37,7 @@ def items_by_path(app, dataset="photos"):
 
 
 def job_count(app):
-    return app.catalogue.conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    return sum(app.jobs().counts().values())
 
 
 # -- the format -----------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+from drivers import options_model
+
 import pytest
 
 from syncd.sync.events import FolderChanged, ObjectCreated, ObjectDeleted, ObjectMoved, ObjectUpdated
@@ -102,10 +104,10 @@ def test_queue_messages_are_base64_event_grid_json():
 
 def router():
     drivers = [
-        SimpleNamespace(name="s3a", kind="s3", bucket="photos-bucket", path="datasets/photos"),
-        SimpleNamespace(name="s3b", kind="s3", bucket="photos-bucket", path=""),
-        SimpleNamespace(name="gcs", kind="gcs", bucket="gb", path=""),
-        SimpleNamespace(name="disk", kind="local", root=Path("/tmp"), path=""),
+        options_model("s3")(name="s3a", bucket="photos-bucket", path="datasets/photos"),
+        options_model("s3")(name="s3b", bucket="photos-bucket", path=""),
+        options_model("gcs")(name="gcs", bucket="gb", path=""),
+        options_model("local")(name="disk", root=Path("/tmp"), path=""),
     ]
     datasets = [SimpleNamespace(name="inner", driver="s3a"), SimpleNamespace(name="whole", driver="s3b"),
                 SimpleNamespace(name="g", driver="gcs"), SimpleNamespace(name="local", driver="disk")]
@@ -155,9 +157,9 @@ def test_router_matches_the_azure_account_where_both_say():
 
     from syncd.service.sources.formats import Notice
 
-    drivers = [SimpleNamespace(name="az", kind="azure", container="photos", path="",
-                               connection_string=SecretStr("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=k"),
-                               account_url=None)]
+    drivers = [options_model("azure")(
+        name="az", container="photos", path="",
+        connection_string=SecretStr("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=k"))]
     r = Router(SimpleNamespace(drivers=drivers, datasets=[SimpleNamespace(name="p", driver="az")]))
     assert r.events(Notice("created", "azure", "photos", "a.jpg", account="acct"), source="t")
     assert r.events(Notice("created", "azure", "photos", "a.jpg"), source="t")  # the event does not say

@@ -33,8 +33,7 @@ def test_upload_puts_files_and_items_and_the_next_sync_sees_them_unchanged(app, 
     items = items_by_path(app)
     assert sorted(items) == ["/in/cats/black cat.jpg", "/in/cats/tabby.jpg", "/in/dogs/puppy #2.jpg", "/in/field.jpg"]
     assert items["/in/field.jpg"]["metadata"]["system"]["size"] == len(b"field bytes")
-    conn = app.catalogue.conn
-    assert conn.execute("SELECT count(*) FROM jobs WHERE state = 'pending'").fetchone()[0] == 4
+    assert app.jobs().counts()["pending"] == 4
     # What the catalogue recorded is what a listing shows: the sync changes nothing.
     [result] = run.json_lines("sync", "photos", "--no-preprocess")  # jobs would fill metadata
     assert (result["listed"], result["unchanged"], result["updated"], result["created"]) == (4, 4, 0, 0)
@@ -52,9 +51,9 @@ def test_identical_files_are_skipped_and_changed_ones_updated(app, storage, tmp_
     third = upload_folder(app, "photos", local)
     assert (third.unchanged, third.updated) == (3, 1)
     assert (storage / "field.jpg").read_bytes() == b"field bytes, edited"
-    pk = app.catalogue.item_row(app.dataset("photos"), "/field.jpg")["pk"]
-    jobs = app.catalogue.conn.execute("SELECT state FROM jobs WHERE item_pk = ? ORDER BY id", (pk,)).fetchall()
-    assert jobs == [("cancelled",), ("pending",)]
+    item = app.catalogue.get_item(app.dataset("photos"), "/field.jpg")
+    jobs = [j["state"] for j in app.jobs().rows() if j["item"] == item["id"]]
+    assert jobs == ["cancelled", "pending"]
 
 
 def test_files_already_in_storage_are_compared_by_content(app, storage, tmp_path):

@@ -78,6 +78,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN dataset_id INTEGER; -- for jobs whose item may be gone (cleanup)
     ALTER TABLE jobs ADD COLUMN payload TEXT;       -- JSON: a cleanup job's driver and keys
     """,
+    # 2 -> 3: when an item went missing (the daemon pairs moves only within its move window)
+    """
+    ALTER TABLE items ADD COLUMN missing_since REAL;  -- seconds since the epoch
+    """,
 ]
 
 

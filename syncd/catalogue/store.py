@@ -61,15 +61,15 @@ class Catalogue:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (`with catalogue.transaction()`).
-        self.conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT,
+        self._conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT,
                                     check_same_thread=False)
         self._enable_wal()
-        self.conn.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        self.conn.execute("PRAGMA temp_store = FILE")  # sync diffs spill to disk, not RAM
+        self._conn.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._conn.execute("PRAGMA temp_store = FILE")  # sync diffs spill to disk, not RAM
         # A bounded page cache, big enough for a large sync's index inserts not to spill.
-        self.conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        self.conn.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
+        self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        self._conn.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
         self.migrate()
         self.instance = self._instance_id()
 
@@ -78,7 +78,7 @@ class Catalogue:
         """The catalogue as a sqlite-utils Database (imported on first use: it is slow to import)."""
         import sqlite_utils
 
-        return sqlite_utils.Database(self.conn)
+        return sqlite_utils.Database(self._conn)
 
     def _enable_wal(self) -> None:
         """Switch to WAL, waiting for another process that is creating the same catalogue:
@@ -88,7 +88,7 @@ class Catalogue:
         delay = 0.005  # seconds
         while True:
             try:
-                self.conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA journal_mode = WAL")
                 return
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() > deadline:
@@ -100,7 +100,7 @@ class Catalogue:
 
     @property
     def version(self) -> int:
-        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
 
     def migrate(self) -> None:
         while (version := self.version) < len(MIGRATIONS):
@@ -108,8 +108,8 @@ class Catalogue:
                 if self.version != version:  # another process migrated meanwhile
                     continue
                 for statement in statements(MIGRATIONS[version]):
-                    self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {version + 1}")
+                    self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {version + 1}")
         if self.version > len(MIGRATIONS):
             raise RuntimeError(
                 f"catalogue {self.path} has schema version {self.version}, newer than this "
@@ -117,20 +117,25 @@ class Catalogue:
             )
 
     def _instance_id(self) -> str:
-        row = self.conn.execute("SELECT value FROM settings WHERE key = 'instance'").fetchone()
+        row = self._conn.execute("SELECT value FROM settings WHERE key = 'instance'").fetchone()
         if row:
             return row[0]
         with self.transaction(immediate=True):
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT OR IGNORE INTO settings VALUES ('instance', ?)", (secrets.token_hex(4),)
             )
-        return self.conn.execute("SELECT value FROM settings WHERE key = 'instance'").fetchone()[0]
+        return self._conn.execute("SELECT value FROM settings WHERE key = 'instance'").fetchone()[0]
 
     def transaction(self, *, immediate: bool = False) -> _Transaction:
-        return _Transaction(self.conn, immediate)
+        """`with catalogue.transaction(immediate=True):` groups the catalogue's writes."""
+        return _Transaction(self._conn, immediate)
+
+    @property
+    def in_memory(self) -> bool:
+        return str(self.path) == ":memory:"
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
     def __enter__(self) -> Catalogue:
         return self
@@ -155,23 +160,23 @@ class Catalogue:
 
     def ensure_dataset(self, name: str, driver: str) -> Dataset:
         """The dataset row for a configured dataset, created on first use."""
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT id, name, driver, synced_at FROM datasets WHERE name = ?", (name,)
         ).fetchone()
         if row is None:
             with self.transaction(immediate=True):
-                self.conn.execute(
+                self._conn.execute(
                     "INSERT OR IGNORE INTO datasets (name, driver, created_at) VALUES (?, ?, ?)",
                     (name, driver, now_iso()),
                 )
             return self.ensure_dataset(name, driver)
         if row[2] != driver:
             with self.transaction(immediate=True):
-                self.conn.execute("UPDATE datasets SET driver = ? WHERE id = ?", (driver, row[0]))
+                self._conn.execute("UPDATE datasets SET driver = ? WHERE id = ?", (driver, row[0]))
         return Dataset(row[0], row[1], driver, row[3])
 
     def dataset(self, name: str) -> Dataset:
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT id, name, driver, synced_at FROM datasets WHERE name = ?", (name,)
         ).fetchone()
         if row is None:
@@ -181,7 +186,7 @@ class Catalogue:
     # -- items ----------------------------------------------------------------------------
 
     def item_row(self, dataset: Dataset, filename: str) -> sqlite3.Row | None:
-        cursor = self.conn.execute(
+        cursor = self._conn.execute(
             f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename = ?",
             (dataset.id, normalize_filename(filename)),
         )
@@ -189,7 +194,7 @@ class Catalogue:
         return cursor.fetchone()
 
     def item_row_by_pk(self, pk: int) -> sqlite3.Row | None:
-        cursor = self.conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE pk = ?", (pk,))
+        cursor = self._conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE pk = ?", (pk,))
         cursor.row_factory = sqlite3.Row
         return cursor.fetchone()
 
@@ -211,7 +216,7 @@ class Catalogue:
         state_filter = "" if include_missing else "AND state = 'present'"
         extra_sql, extra_args = (f"AND ({where[0]})", tuple(where[1])) if where else ("", ())
         while True:
-            cursor = self.conn.execute(
+            cursor = self._conn.execute(
                 f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename > ? "
                 f"{state_filter} {extra_sql} ORDER BY filename LIMIT ?",
                 (dataset.id, after, *extra_args, batch),
@@ -226,7 +231,7 @@ class Catalogue:
 
     def count_items(self, dataset: Dataset) -> dict[str, int]:
         counts = dict(
-            self.conn.execute(
+            self._conn.execute(
                 "SELECT state, count(*) FROM items WHERE dataset_id = ? GROUP BY state", (dataset.id,)
             ).fetchall()
         )
@@ -275,7 +280,7 @@ class Catalogue:
             args += (run_id,)
         return [
             {"path": path, "reason": reason, "at": at}
-            for path, reason, at in self.conn.execute(sql + " ORDER BY id", args)
+            for path, reason, at in self._conn.execute(sql + " ORDER BY id", args)
         ]
 
 
@@ -286,15 +291,15 @@ def normalize_filename(filename: str) -> str:
 
 class _Transaction:
     def __init__(self, conn: sqlite3.Connection, immediate: bool):
-        self.conn = conn
+        self._conn = conn
         self.immediate = immediate
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE" if self.immediate else "BEGIN")
-        return self.conn
+        self._conn.execute("BEGIN IMMEDIATE" if self.immediate else "BEGIN")
+        return self._conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.conn.execute("COMMIT")
+            self._conn.execute("COMMIT")
         else:
-            self.conn.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")

@@ -9,8 +9,7 @@ import click
 from ..app import App
 from ..service.daemon import Daemon
 from ..service.daemon_config import parse_listen
-from ..jobs.runner import BackgroundRunner
-from . import cli
+from .group import cli
 from .common import pass_app
 
 
@@ -36,7 +35,7 @@ def daemon(app: App, listen: str | None, no_preprocess: bool) -> None:
     from push hooks on the listen address; see the README's "Running as a service"."""
     workers = None
     if app.config.preprocess.enabled and not no_preprocess:
-        workers = BackgroundRunner(app.config)
+        workers = app.background_runner()
     runner = Daemon(app, listen=listen, workers=workers)
     previous = runner.install_signal_handlers()
     try:

@@ -6,7 +6,7 @@ import click
 
 from ..imports import downstream
 from ..app import App
-from . import cli
+from .group import cli
 from .common import emit_json, json_option, pass_app
 
 

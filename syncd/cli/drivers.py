@@ -6,7 +6,7 @@ import click
 
 from ..app import App
 from ..checks import check_driver
-from . import cli
+from .group import cli
 from .common import CommandError, emit_json, json_option, pass_app
 
 EXIT_MISSING = 4  # as for any storage failure: a mandatory permission is missing

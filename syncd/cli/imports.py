@@ -6,7 +6,7 @@ import click
 
 from ..app import App
 from ..imports.batch import DEFAULT_BATCH, ImportResult, import_csv, import_link_files, upload_folder
-from . import cli
+from .group import cli
 from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
 
 dataset_option = click.option("--dataset", "-d", required=True, help="The dataset to import into.")

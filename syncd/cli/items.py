@@ -8,7 +8,7 @@ import click
 
 from .. import usermeta
 from ..app import App
-from . import cli
+from .group import cli
 from .common import emit_json, json_option, pass_app
 
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import click
 
 from ..app import App
-from ..jobs.queue import STATES
+from ..catalogue.jobs import STATES
 from ..jobs.runner import RunResult
-from . import cli
+from .group import cli
 from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
 
 log = logging.getLogger(__name__)

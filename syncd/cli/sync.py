@@ -8,7 +8,7 @@ import click
 
 from ..app import App
 from ..sync.indexer import SyncResult
-from . import cli
+from .group import cli
 from .common import EXIT_PARTIAL, CommandError, emit_json, json_option, pass_app, progress_bar
 
 

@@ -21,11 +21,11 @@ from drivers import InvalidKey, NotFound
 from drivers.base import check_key, is_hidden
 
 from ..app import App
-from ..sync.applier import Applier, Change
-from ..catalogue import normalize_filename, now_iso
+from ..sync.applier import Applied, Applier
+from ..catalogue import items, normalize_filename
 from ..errors import NotFoundError
 from ..sync.events import ObjectCreated
-from ..jobs.queue import enqueue_cleanup
+from ..sync.rules import RULES, Change
 
 
 def remote_key(local: Path, remote: str | None) -> str:
@@ -48,7 +48,7 @@ def _applier(app: App) -> Applier:
 
 
 def put(app: App, dataset: str, local: str | os.PathLike[str], remote: str | None = None
-        ) -> tuple[dict[str, Any], Change]:
+        ) -> tuple[dict[str, Any], Applied]:
     """Write `local` to the dataset's storage and catalogue it (with a preprocessing job)."""
     path = Path(local)
     key = remote_key(path, remote)
@@ -92,10 +92,8 @@ def remove(app: App, dataset: str, remote: str) -> Removed:
             deleted = True
         except NotFound:
             pass
-    now = now_iso()
-    with app.catalogue.transaction(immediate=True) as conn:
-        conn.execute("UPDATE jobs SET state = 'cancelled', updated_at = ? "
-                     "WHERE item_pk = ? AND state = 'pending'", (now, row["pk"]))
-        enqueue_cleanup(conn, str(row["pk"]), now)  # its thumbnail: a job, run by the workers
-        conn.execute("DELETE FROM items WHERE pk = ?", (row["pk"],))
+    with app.catalogue.transaction(immediate=True):
+        # Its thumbnail: a cleanup job, run by the workers, queued before the row goes.
+        items.apply_rule(app.catalogue, RULES[Change.GONE], [row["pk"]])
+        items.delete(app.catalogue, [row["pk"]])
     return Removed(filename, app.catalogue.item_id(row["pk"]), deleted)

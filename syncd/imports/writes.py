@@ -26,7 +26,8 @@ from typing import Any, BinaryIO
 from drivers import Driver, DriverError, InvalidKey, ObjectInfo
 from drivers.base import check_key, is_hidden
 
-from ..catalogue import Catalogue, Dataset, normalize_filename, now_iso
+from ..catalogue import Catalogue, Dataset, items, normalize_filename
+from ..sync.rules import RULES, Change
 
 HASH_CHUNK = 1024 * 1024  # bytes
 
@@ -122,13 +123,11 @@ def store(driver: Driver, filename: str, content: Content, known: Existing | Non
 
 
 def record(catalogue: Catalogue, dataset: Dataset, stored: Stored, facts: ItemFacts) -> tuple[str, str]:
-    """Write the item (and a preprocessing job for new content). Returns (status, item id),
+    """Write the item, with the jobs syncd.sync.rules calls for. Returns (status, item id),
     status being created, updated (content or metadata) or unchanged."""
-    conn = catalogue.conn
     filename = "/" + stored.key
-    now = now_iso()
     with catalogue.transaction(immediate=True):
-        row = catalogue.item_row(dataset, filename)
+        row = items.find(catalogue, dataset, filename)
         system_patch = dict(facts.system)
         if facts.description is not None:
             system_patch["description"] = facts.description
@@ -138,41 +137,30 @@ def record(catalogue: Catalogue, dataset: Dataset, stored: Stored, facts: ItemFa
             if stored.info is None:  # it was there when `store` looked: removed meanwhile
                 raise RuntimeError(f"{filename}: the item left the catalogue during the write; run again")
             info = stored.info
-            cursor = conn.execute(
-                """INSERT INTO items (dataset_id, filename, type, size, mtime, etag, md5,
-                                      created_at, updated_at, system, user)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (dataset.id, filename, facts.type, info.size, info.mtime, info.etag, info.md5,
-                 now, now, _dumps(system_patch), _dumps(facts.user)),
-            )
-            _add_job(conn, cursor.lastrowid, now)
-            return "created", catalogue.item_id(cursor.lastrowid)
+            pk = items.insert(catalogue, dataset, filename, size=info.size, mtime=info.mtime,
+                              etag=info.etag, md5=info.md5, type=facts.type, system=system_patch,
+                              user=facts.user)
+            items.apply_rule(catalogue, RULES[Change.CREATED], [pk])
+            return "created", catalogue.item_id(pk)
         pk = row["pk"]
         system = json.loads(row["system"]) if row["system"] else {}
         user = json.loads(row["user"]) if row["user"] else {}
         new_system = deep_merge(system, system_patch)
         new_user = deep_merge(user, facts.user)
         info = stored.info
-        content_changed = info is not None and (
-            row["state"] != "present" or row["size"] != info.size or row["etag"] != info.etag
-            or row["md5"] != info.md5)
         if info is None:
             if (new_system, new_user, facts.type) == (system, user, row["type"]):
                 return "unchanged", catalogue.item_id(pk)
-            conn.execute("UPDATE items SET type = ?, system = ?, user = ?, updated_at = ? WHERE pk = ?",
-                         (facts.type, _dumps(new_system), _dumps(new_user), now, pk))
+            items.set_metadata(catalogue, pk, type=facts.type, system=new_system, user=new_user)
             return "updated", catalogue.item_id(pk)
-        conn.execute(
-            """UPDATE items SET type = ?, size = ?, mtime = ?, etag = ?, md5 = ?, state = 'present',
-                      system = ?, user = ?, updated_at = ? WHERE pk = ?""",
-            (facts.type, info.size, info.mtime, info.etag, info.md5, _dumps(new_system),
-             _dumps(new_user), now, pk),
-        )
-        if content_changed:
-            conn.execute(
-                """UPDATE jobs SET state = 'cancelled', updated_at = ?
-                   WHERE item_pk = ? AND state = 'pending' AND kind = 'preprocess'""", (now, pk))
-            _add_job(conn, pk, now)
+        same_content = (row["size"], row["etag"], row["md5"]) == (info.size, info.etag, info.md5)
+        items.set_facts(catalogue, pk, filename, size=info.size, mtime=info.mtime, etag=info.etag,
+                        md5=info.md5)
+        items.set_metadata(catalogue, pk, type=facts.type, system=new_system, user=new_user)
+        if not same_content:
+            items.apply_rule(catalogue, RULES[Change.CONTENT_CHANGED], [pk])
+        elif row["state"] != "present":
+            items.apply_rule(catalogue, RULES[Change.REVIVED], [pk])
         return "updated", catalogue.item_id(pk)
 
 
@@ -182,13 +170,6 @@ def put_item(catalogue: Catalogue, dataset: Dataset, driver: Driver, filename: s
     stored = store(driver, filename, content, existing(catalogue, dataset, filename),
                    content_type=content_type)
     return record(catalogue, dataset, stored, facts)
-
-
-def _add_job(conn, pk: int, now: str) -> None:
-    conn.execute(
-        "INSERT INTO jobs (item_pk, kind, state, created_at, updated_at) VALUES (?, 'preprocess', 'pending', ?, ?)",
-        (pk, now, now),
-    )
 
 
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -202,5 +183,3 @@ def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _dumps(value: dict[str, Any]) -> str | None:
-    return json.dumps(value, ensure_ascii=False) if value else None

@@ -30,9 +30,10 @@ from typing import Any
 
 import preprocess
 
-from ..catalogue import Dataset, now_iso
+from ..catalogue import Dataset, items, now_iso
 from ..errors import ConfigError, SyncdError
-from .queue import CLEANUP, PREPROCESS, Job, JobQueue
+from ..catalogue.jobs import CLEANUP, PREPROCESS, Job, JobQueue
+from ..sync import rules
 from .worker import Preprocessor, Task, TaskResult, init_worker, ping, run_task
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,8 @@ class BackgroundRunner:
     """Runs jobs in a thread of its own, with its own catalogue connection, from start() until
     stop(): new jobs are picked up as they are queued (within POLL_SECONDS)."""
 
-    def __init__(self, config, **options):
-        self.config = config
+    def __init__(self, open_app: Callable[[], Any], **options):
+        self.open_app = open_app  # makes the App (config, catalogue, drivers) the thread uses
         self.options = options  # run_jobs's keyword arguments
         self.result: RunResult | None = None
         self.error: BaseException | None = None
@@ -155,10 +156,8 @@ class BackgroundRunner:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        from ..app import App
-
         try:
-            with App(self.config) as app:
+            with self.open_app() as app:
                 self.result = run_jobs(app, stop=self._stop, forever=True, **self.options)
         except BaseException as error:
             self.error = error
@@ -367,56 +366,68 @@ class Runner:
 
     def _dataset(self, dataset_id: int) -> Dataset:
         if dataset_id not in self._datasets:
-            row = self.app.catalogue.conn.execute(
-                "SELECT id, name, driver, synced_at FROM datasets WHERE id = ?", (dataset_id,)
-            ).fetchone()
-            self._datasets[dataset_id] = Dataset(*row)
+            self._datasets[dataset_id] = items.dataset_by_id(self.app.catalogue, dataset_id)
         return self._datasets[dataset_id]
 
     # -- results --------------------------------------------------------------------------
 
     def _record(self, finished: list[tuple[Job, Task | None, TaskResult]]) -> None:
         counted = 0
-        with self.app.catalogue.transaction(immediate=True) as conn:
+        with self.app.catalogue.transaction(immediate=True):
             for job, task, result in finished:
-                counted += self._record_one(conn, job, task, result)
+                counted += self._record_one(job, task, result)
         if counted and self.progress:
             self.progress(counted)
 
-    def _record_one(self, conn, job: Job, task: Task | None, result: TaskResult) -> int:
+    def _record_one(self, job: Job, task: Task | None, result: TaskResult) -> int:
         state = result.state
+        if state == "failed" and result.not_found and job.kind == PREPROCESS and task is not None:
+            # The file was not where the task looked: the item may have moved or gone since.
+            item = items.by_pk(self.app.catalogue, job.item_pk)
+            state, reason, refund = rules.vanished(
+                state=item and item["state"],
+                moved=item is not None and item["filename"] != "/" + (task.key or ""))
+            if refund:
+                if self.queue.retry_later(job, result.error, 0, refund=True):
+                    self.result.retried += 1
+                return 0
+            if reason:
+                result.errors = [reason]
         if state == "retry":
             if job.attempts < self.queue.max_attempts:
                 delay = result.retry_delay
                 if delay is None:
                     delay = self.config.preprocess.retry_delay_seconds * 2 ** (job.attempts - 1)
-                if self.queue.retry_later(conn, job, result.error, delay):
+                if self.queue.retry_later(job, result.error, delay):
                     self.result.retried += 1
                 else:
                     log.warning("job %d: lost its claim to another runner; result dropped", job.id)
                 return 0
             state = "failed"
             result.errors[-1] += f" (gave up after {job.attempts} attempts)"
-        if not self.queue.finish(conn, job, state, result.error):
+        if not self.queue.finish(job, state, result.error):
             log.warning("job %d: lost its claim to another runner; result dropped", job.id)
             return 0
-        if job.kind == PREPROCESS and task is not None:
-            self._merge(conn, job, task, result, state)
+        if job.kind == PREPROCESS and task is not None and state != "cancelled":
+            self._merge(job, task, result, state)
         elif job.kind == CLEANUP and state == "done":
-            self._forget_artifacts(conn, job.item_pk, result.deleted)
+            self._forget_artifacts(job.item_pk, result.deleted)
         setattr(self.result, state, getattr(self.result, state) + 1)
         if state == "failed":
             log.warning("job %d (%s %s) failed: %s", job.id, job.kind,
                         (task.key if task else None) or job.item_pk, result.error)
+        elif state == "cancelled":
+            log.info("job %d (%s %s) cancelled: %s", job.id, job.kind,
+                     (task.key if task else None) or job.item_pk, result.error)
         return 1
 
-    def _merge(self, conn, job: Job, task: Task, result: TaskResult, state: str) -> None:
+    def _merge(self, job: Job, task: Task, result: TaskResult, state: str) -> None:
         """The results into the item's metadata, replacing what an earlier run wrote."""
-        row = conn.execute("SELECT system, user, dataset_id FROM items WHERE pk = ?",
-                           (job.item_pk,)).fetchone()
+        catalogue = self.app.catalogue
+        row = items.by_pk(catalogue, job.item_pk)
         if row is None:
             return
-        system = json.loads(row[0]) if row[0] else {}
+        system = json.loads(row["system"]) if row["system"] else {}
         old_thumbnail = system.get("thumbnailId")
         if result.system:  # the file was read: its facts replace the last run's
             for key in SYSTEM_KEYS:
@@ -424,26 +435,22 @@ class Runner:
             system.update({k: v for k, v in result.system.items() if k not in ROW_KEYS})
         system["etl"] = {"status": state, "errors": result.errors, "job": job.id,
                          "attempts": job.attempts, "at": now_iso()}
-        user = json.loads(row[1]) if row[1] else {}
+        user = json.loads(row["user"]) if row["user"] else {}
         for key, values in result.user.items():
             if key == "user":
                 user.update(values)
             else:
                 user[key] = values
-        conn.execute("UPDATE items SET system = ?, user = ?, updated_at = ? WHERE pk = ?",
-                     (json.dumps(system, ensure_ascii=False), json.dumps(user, ensure_ascii=False),
-                      now_iso(), job.item_pk))
+        items.set_metadata(catalogue, job.item_pk, system=system, user=user)
         if old_thumbnail and old_thumbnail != system.get("thumbnailId"):
-            self.queue.add(conn, CLEANUP, job.item_pk, dataset_id=row[2],
+            self.queue.add(CLEANUP, job.item_pk, dataset_id=row["dataset_id"],
                            payload={"driver": task.driver.name, "keys": [old_thumbnail]})
 
-    @staticmethod
-    def _forget_artifacts(conn, item_pk: int, deleted: list[str]) -> None:
-        row = conn.execute("SELECT system FROM items WHERE pk = ?", (item_pk,)).fetchone()
-        if row is None or not row[0]:
+    def _forget_artifacts(self, item_pk: int, deleted: list[str]) -> None:
+        row = items.by_pk(self.app.catalogue, item_pk)
+        if row is None or not row["system"]:
             return
-        system = json.loads(row[0])
+        system = json.loads(row["system"])
         if system.get("thumbnailId") in deleted:
             del system["thumbnailId"]
-            conn.execute("UPDATE items SET system = ? WHERE pk = ?",
-                         (json.dumps(system, ensure_ascii=False), item_pk))
+            items.set_metadata(self.app.catalogue, item_pk, system=system)

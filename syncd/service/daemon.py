@@ -33,14 +33,15 @@ from dataclasses import dataclass, field
 
 from drivers import Driver
 
-from ..sync.applier import Applier, ApplyError, Change
+from ..sync.applier import Applied, Applier, ApplyError
 from ..app import App
-from ..catalogue import Catalogue, Dataset, epoch_iso, now_iso
+from ..catalogue import Catalogue, Dataset
 from .daemon_config import parse_listen
 from ..errors import SyncdError
 from ..sync.events import Delivery, ObjectUpdated
 from ..sync.indexer import SyncResult, sync_dataset
-from ..jobs.queue import enqueue_cleanup
+from ..catalogue import items
+from ..sync.rules import RULES, Change
 from .metrics import Metrics
 from .sources import Router, Source, build_sources
 
@@ -50,10 +51,6 @@ TICK = 0.2  # seconds the loop waits for events before doing its scheduled work
 MAX_BATCH = 1000  # events applied in one transaction
 TOUCHED_LIMIT = 50_000  # keys remembered during a rescan; past that, rescan again
 STALLED = 60.0  # seconds without a loop turn after which /healthz says 503
-# A missing item whose artifacts' cleanup is still to be queued.
-KEEPS_ARTIFACTS = """AND json_extract(i.system, '$.thumbnailId') IS NOT NULL
-    AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.item_pk = i.pk AND j.kind = 'cleanup'
-                    AND j.state IN ('pending', 'running'))"""
 WORKERS_STOP = 10.0  # seconds the workers get to finish their jobs in flight at a stop
 
 
@@ -250,7 +247,7 @@ class Daemon:
             delivery.finish()
         self._account(changes)
 
-    def _account(self, changes: list[Change]) -> None:
+    def _account(self, changes: list[Applied]) -> None:
         wall = time.time()
         for change in changes:
             event = change.event
@@ -358,52 +355,33 @@ class Daemon:
                     for key in sorted(touched)))])
 
     def _requeue_orphans(self, name: str) -> None:
-        """Present items whose latest job (cancelled ones aside) is not a preprocessing one
-        get one: a missing item the rescan found again after its artifacts were cleaned up,
-        or whose job was cancelled while it was missing."""
+        """Present items whose preprocessing does not stand get it again (the revived rule):
+        a missing item the rescan found again after its artifacts were cleaned up, or whose
+        job was cancelled while it was missing."""
         dataset, _ = self.resolve(name)
-        now = now_iso()
-        with self.app.catalogue.transaction(immediate=True) as conn:
-            conn.execute(
-                """INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)
-                   SELECT pk, 'preprocess', 'pending', ?, ? FROM items i
-                   WHERE i.dataset_id = ? AND i.state = 'present'
-                     AND coalesce((SELECT kind FROM jobs j WHERE j.item_pk = i.pk
-                                   AND j.state != 'cancelled' ORDER BY j.id DESC LIMIT 1), '')
-                         != 'preprocess'""",
-                (now, now, dataset.id),
-            )
+        with self.app.catalogue.transaction(immediate=True):
+            items.apply_rule_to_present(self.app.catalogue, RULES[Change.REVIVED], dataset)
 
     # -- the reaper -----------------------------------------------------------------------
 
     def _reap(self) -> None:
-        """Missing items older than the move window: their artifacts' cleanup is queued (a
-        job, run by the workers, durable across crashes); with on_delete = "remove" the
-        items are removed too."""
+        """Missing items older than the move window are gone for good (the gone rule: their
+        artifacts' cleanup is queued, a job run by the workers, durable across crashes); with
+        on_delete = "remove" the items are removed too."""
         remove = self.settings.on_delete == "remove"
-        cutoff = epoch_iso(time.time() - self.settings.move_window_seconds)
-        conn = self.app.catalogue.conn
+        cutoff = time.time() - self.settings.move_window_seconds
         waiting = False
         for dataset_config in self.config.datasets:
             dataset, _ = self.resolve(dataset_config.name)
-            now = now_iso()
             with self.app.catalogue.transaction(immediate=True):
-                rows = conn.execute(
-                    f"""SELECT pk, updated_at <= ? FROM items i
-                        WHERE dataset_id = ? AND state = 'missing' {'' if remove else KEEPS_ARTIFACTS}""",
-                    (cutoff, dataset.id),
-                ).fetchall()
-                due = [pk for pk, old in rows if old]
-                waiting |= len(due) < len(rows)
+                due, more = items.reapable(self.app.catalogue, dataset, missing_before=cutoff,
+                                           remove=remove)
+                waiting |= more
                 if not due:
                     continue
-                chosen = ", ".join(str(pk) for pk in due)
-                conn.execute(f"UPDATE jobs SET state = 'cancelled', updated_at = ? "
-                             f"WHERE item_pk IN ({chosen}) AND state = 'pending' AND kind = 'preprocess'",
-                             (now,))
-                enqueue_cleanup(conn, chosen, now)
+                items.apply_rule(self.app.catalogue, RULES[Change.GONE], due)
                 if remove:
-                    conn.execute(f"DELETE FROM items WHERE pk IN ({chosen})")
+                    items.delete(self.app.catalogue, due)
             self.metrics.reaped.labels(dataset.name).inc(len(due))
             log.info("%s: %s %d missing items", dataset.name,
                      "removed" if remove else "queued the artifacts' cleanup of", len(due),

@@ -7,7 +7,6 @@ are right whoever wrote them (the daemon, `syncd sync`, a worker).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -16,6 +15,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..catalogue.counts import read_counts
+from ..catalogue.jobs import STATES
 
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)  # seconds
 
@@ -32,23 +34,13 @@ class _CatalogueCollector:
         items = GaugeMetricFamily("syncd_items", "Items in the catalogue, per dataset and state.",
                                   labels=["dataset", "state"])
         jobs = GaugeMetricFamily("syncd_jobs", "Preprocessing jobs, per state.", labels=["state"])
-        try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
-        except sqlite3.Error:
+        counts = read_counts(self.path)
+        if counts is None:
             return
-        try:
-            for name, state, count in conn.execute(
-                "SELECT d.name, i.state, count(*) FROM items i JOIN datasets d ON d.id = i.dataset_id "
-                "GROUP BY d.name, i.state ORDER BY 1, 2"
-            ):
-                items.add_metric([name, state], count)
-            counts = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"))
-            for state in ("pending", "running", "done", "failed", "cancelled"):
-                jobs.add_metric([state], counts.get(state, 0))
-        except sqlite3.Error:
-            return
-        finally:
-            conn.close()
+        for (name, state), count in counts.items.items():
+            items.add_metric([name, state], count)
+        for state in STATES:
+            jobs.add_metric([state], counts.jobs.get(state, 0))
         yield items
         yield jobs
 

@@ -2,20 +2,20 @@
 
 For every key an event names, the applier stats the object through the driver (outside any
 transaction, several at a time for remote storage) and then, in one transaction for the
-whole batch, reconciles the item with what storage really holds:
+whole batch, reconciles the item with what storage really holds, through syncd.sync.rules:
 
-- in storage, no item at the path: a missing item with the same content (the indexer's
-  CONTENT_KEY rule) moves here and keeps its id; otherwise a new item and its preprocessing
-  job, written together;
-- in storage, item differs: facts refreshed; a content change cancels the item's pending job
-  and queues a new one;
-- not in storage, item present: marked missing and its pending jobs cancelled. If an object
-  with the same content was created by an event shortly before (a copy then a delete, as an
-  S3 "move" is), the old item moves to the new path instead and the new one is dropped;
+- in storage, no item at the path: an item that went missing within `move_window` seconds
+  with the same content moves here and keeps its id (moved); otherwise a new item (created);
+- in storage, item differs: facts refreshed (content-changed, or revived when a missing
+  item is back with its content);
+- not in storage, item present: marked missing. If an object with the same content was
+  created by an event shortly before (a copy then a delete, as an S3 "move" is), the old
+  item moves to the new path instead and the copy's item is merged into it;
 - anything else (duplicates, late or out-of-order deliveries): nothing is written.
 
 Missing items wait `move_window` seconds for a matching create before the daemon's reaper
-queues the cleanup of their artifacts (and removes them, with `on_delete = "remove"`).
+applies the gone rule (and removes them, with `on_delete = "remove"`). An item missing for
+longer is never the source of a move: it can only come back at its own path.
 """
 
 from __future__ import annotations
@@ -30,22 +30,20 @@ from dataclasses import dataclass
 from drivers import Driver, InvalidKey, NotFound, ObjectInfo
 from drivers.base import is_hidden
 
-from ..catalogue import Catalogue, Dataset, now_iso
+from ..catalogue import Catalogue, Dataset, items
 from .events import Event, FolderChanged, ObjectMoved
-from .indexer import CONTENT_KEY
-from ..jobs.queue import enqueue_cleanup
+from .rules import RULES, Change
 
 log = logging.getLogger(__name__)
 
 STAT_THREADS = 8  # concurrent stats against remote storage
 RECENT_LIMIT = 100_000  # recently created items remembered for copy-then-delete moves
-ITEM_FIELDS = "pk, filename, size, mtime, etag, md5, state, system"
 
 Resolve = Callable[[str], tuple[Dataset, Driver]]  # dataset name -> its row and its driver
 
 
 @dataclass(frozen=True)
-class Change:
+class Applied:
     """What applying one event did to the catalogue."""
 
     event: Event
@@ -67,11 +65,13 @@ class Applier:
     """Applies batches of events to one catalogue. Used from one thread at a time."""
 
     def __init__(self, catalogue: Catalogue, resolve: Resolve, *, move_window: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time):
         self.catalogue = catalogue
         self.resolve = resolve
         self.move_window = move_window  # seconds
         self.clock = clock
+        self.wall_clock = wall_clock  # when an item went missing, kept in the catalogue
         # (dataset id, content key) -> [(pk, created at)], for copy-then-delete moves
         self._recent: dict[tuple[int, str], deque[tuple[int, float]]] = defaultdict(deque)
         self._recent_order: deque[tuple[float, tuple[int, str]]] = deque()
@@ -84,7 +84,7 @@ class Applier:
 
     # -- the batch ------------------------------------------------------------------------
 
-    def apply(self, events: Sequence[Event]) -> list[Change]:
+    def apply(self, events: Sequence[Event]) -> list[Applied]:
         """Apply `events` in order. Raises ApplyError (nothing written) if storage failed."""
         targets: dict[tuple[str, str], None] = {}
         for event in events:
@@ -93,37 +93,36 @@ class Applier:
             for key in _keys(event):
                 targets[(event.dataset, key)] = None
         facts = self._stat_all(list(targets))
-        changes: list[Change] = []
-        now = now_iso()
+        changes: list[Applied] = []
         with self.catalogue.transaction(immediate=True):
             for event in events:
                 if isinstance(event, FolderChanged):
-                    changes.append(Change(event, "rescan"))
+                    changes.append(Applied(event, "rescan"))
                     continue
                 dataset, _ = self.resolve(event.dataset)
                 if any(facts.get((event.dataset, key), _BAD) is _BAD for key in _keys(event)):
-                    changes.append(Change(event, "ignored"))
+                    changes.append(Applied(event, "ignored"))
                     continue
                 if isinstance(event, ObjectMoved):
-                    changes.extend(self._move(event, dataset, facts, now))
+                    changes.extend(self._move(event, dataset, facts))
                 else:
                     info = facts[(event.dataset, event.key)]
-                    changes.append(self._reconcile(event, dataset, event.key, info, now))
+                    changes.append(self._reconcile(event, dataset, event.key, info))
         for change in changes:
             _log(change)
         return changes
 
-    def reconcile(self, event: Event, info: ObjectInfo | None) -> Change:
+    def reconcile(self, event: Event, info: ObjectInfo | None) -> Applied:
         """Apply one event whose storage facts the caller already has (a downstream put)."""
         dataset, _ = self.resolve(event.dataset)
         with self.catalogue.transaction(immediate=True):
-            change = self._reconcile(event, dataset, event.key, info, now_iso())
+            change = self._reconcile(event, dataset, event.key, info)
         _log(change)
         return change
 
     def _stat_all(self, targets: list[tuple[str, str]]) -> dict[tuple[str, str], object]:
-        remote = [t for t in targets if self.resolve(t[0])[1].kind != "local"]
-        facts = {t: self._stat(t) for t in targets if self.resolve(t[0])[1].kind == "local"}
+        remote = [t for t in targets if self.resolve(t[0])[1].location.remote]
+        facts = {t: self._stat(t) for t in targets if not self.resolve(t[0])[1].location.remote}
         if len(remote) == 1:
             facts[remote[0]] = self._stat(remote[0])
         elif remote:
@@ -149,104 +148,71 @@ class Applier:
 
     # -- one key --------------------------------------------------------------------------
 
-    def _reconcile(self, event: Event, dataset: Dataset, key: str, info: ObjectInfo | None,
-                   now: str) -> Change:
-        conn = self.catalogue.conn
+    def _reconcile(self, event: Event, dataset: Dataset, key: str, info: ObjectInfo | None) -> Applied:
+        catalogue = self.catalogue
         filename = "/" + key
-        row = self._row(dataset, filename)
+        row = items.find(catalogue, dataset, filename)
         if info is None:
             if row is None:
-                return Change(event, "unchanged", filename, None)
+                return Applied(event, "unchanged", filename, None)
             if row["state"] != "present":
                 # Already marked missing (by a rescan racing this event): a copy made just
                 # before is still this item, moved.
-                merged = self._merge_recent(dataset, row, now)
+                merged = self._merge_recent(dataset, row)
                 if merged is not None:
-                    return Change(event, "moved", merged, self._id(row), old_filename=filename)
-                return Change(event, "unchanged", filename, self._id(row))
-            self._cancel_pending(row["pk"], now)
-            conn.execute("UPDATE items SET state = 'missing', updated_at = ? WHERE pk = ?",
-                         (now, row["pk"]))
-            merged = self._merge_recent(dataset, row, now)
+                    return Applied(event, "moved", merged, self._id(row), old_filename=filename)
+                return Applied(event, "unchanged", filename, self._id(row))
+            items.mark_missing(catalogue, row["pk"], at=self.wall_clock())
+            items.apply_rule(catalogue, RULES[Change.MISSING], [row["pk"]])
+            merged = self._merge_recent(dataset, row)
             if merged is not None:
-                return Change(event, "moved", merged, self._id(row), old_filename=filename)
-            return Change(event, "deleted", filename, self._id(row))
+                return Applied(event, "moved", merged, self._id(row), old_filename=filename)
+            return Applied(event, "deleted", filename, self._id(row))
         if row is not None:
-            same_content = (row["size"], row["etag"], row["md5"]) == (info.size, info.etag, info.md5)
+            same_content = _same_content(row, info)
             if same_content and row["mtime"] == info.mtime and row["state"] == "present":
-                return Change(event, "unchanged", filename, self._id(row))
-            self._set_facts(row["pk"], filename, info, now)
+                return Applied(event, "unchanged", filename, self._id(row))
+            self._set_facts(row["pk"], filename, info)
             if not same_content:
-                self._cancel_pending(row["pk"], now)
-                self._add_job(row["pk"], now)
+                items.apply_rule(catalogue, RULES[Change.CONTENT_CHANGED], [row["pk"]])
             elif row["state"] != "present":
-                self._ensure_job(row["pk"], now)
-            return Change(event, "updated", filename, self._id(row))
-        content = self._content_key(info)
-        ghost = self._ghost(dataset, content, info) if content else None
+                items.apply_rule(catalogue, RULES[Change.REVIVED], [row["pk"]])
+            return Applied(event, "updated", filename, self._id(row))
+        content = items.content_key(catalogue, size=info.size, etag=info.etag, md5=info.md5)
+        ghost = None
+        if content:
+            ghost = items.move_source(catalogue, dataset, filename, content=content,
+                                      missing_after=self.wall_clock() - self.move_window)
         if ghost is not None:
-            self._set_facts(ghost["pk"], filename, info, now)
-            self._ensure_job(ghost["pk"], now)
-            return Change(event, "moved", filename, self._id(ghost), old_filename=ghost["filename"])
-        cursor = conn.execute(
-            """INSERT INTO items (dataset_id, filename, size, mtime, etag, md5, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-            (dataset.id, filename, info.size, info.mtime, info.etag, info.md5, now, now),
-        )
-        pk = cursor.lastrowid
-        self._add_job(pk, now)
+            self._set_facts(ghost["pk"], filename, info)
+            items.apply_rule(catalogue, RULES[Change.MOVED], [ghost["pk"]])
+            return Applied(event, "moved", filename, self._id(ghost), old_filename=ghost["filename"])
+        pk = items.insert(catalogue, dataset, filename, size=info.size, mtime=info.mtime,
+                          etag=info.etag, md5=info.md5)
+        items.apply_rule(catalogue, RULES[Change.CREATED], [pk])
         if content:
             self._remember(dataset.id, content, pk)
-        return Change(event, "created", filename, self.catalogue.item_id(pk))
+        return Applied(event, "created", filename, catalogue.item_id(pk))
 
-    def _move(self, event: ObjectMoved, dataset: Dataset, facts, now: str) -> list[Change]:
+    def _move(self, event: ObjectMoved, dataset: Dataset, facts) -> list[Applied]:
         old_info = facts[(event.dataset, event.old_key)]
         info = facts[(event.dataset, event.key)]
-        source = self._row(dataset, "/" + event.old_key)
+        source = items.find(self.catalogue, dataset, "/" + event.old_key)
         # The source saw the rename itself, so the item moves even if an earlier event of
         # this burst already marked it missing, or a write just before changed its content.
         if (info is not None and old_info is None and source is not None
-                and self._row(dataset, "/" + event.key) is None):
+                and items.find(self.catalogue, dataset, "/" + event.key) is None):
             filename = "/" + event.key
-            same_content = (source["size"], source["etag"], source["md5"]) == (info.size, info.etag, info.md5)
-            self._set_facts(source["pk"], filename, info, now)
-            if not same_content:
-                self._cancel_pending(source["pk"], now)
-                self._add_job(source["pk"], now)
-            elif source["state"] != "present":
-                self._ensure_job(source["pk"], now)
-            return [Change(event, "moved", filename, self._id(source), old_filename=source["filename"])]
+            self._set_facts(source["pk"], filename, info)
+            change = Change.MOVED if _same_content(source, info) else Change.CONTENT_CHANGED
+            items.apply_rule(self.catalogue, RULES[change], [source["pk"]])
+            return [Applied(event, "moved", filename, self._id(source), old_filename=source["filename"])]
         return [
-            self._reconcile(event, dataset, event.old_key, old_info, now),
-            self._reconcile(event, dataset, event.key, info, now),
+            self._reconcile(event, dataset, event.old_key, old_info),
+            self._reconcile(event, dataset, event.key, info),
         ]
 
-    # -- moves ----------------------------------------------------------------------------
-
-    def _content_key(self, info: ObjectInfo) -> str | None:
-        return self.catalogue.conn.execute(
-            f"SELECT {CONTENT_KEY} FROM (SELECT ? AS md5, ? AS size, ? AS etag)",
-            (info.md5, info.size, info.etag),
-        ).fetchone()[0]
-
-    def _ghost(self, dataset: Dataset, content: str, info: ObjectInfo):
-        """The most recently missing item with this content (through items_missing_content)."""
-        if content.startswith("md5:"):
-            where, args = "md5 = ?", (info.md5,)
-        else:
-            where, args = "md5 IS NULL AND size = ? AND etag = ?", (info.size, info.etag)
-        cursor = self.catalogue.conn.execute(
-            f"""SELECT {ITEM_FIELDS} FROM items
-                WHERE dataset_id = ? AND state = 'missing' AND {where} AND {CONTENT_KEY} = ?
-                UNION ALL
-                SELECT {ITEM_FIELDS} FROM items
-                WHERE dataset_id = ? AND state = 'missing' AND md5 = '' AND size = ? AND etag = ?
-                  AND {CONTENT_KEY} = ?
-                ORDER BY pk DESC LIMIT 1""",
-            (dataset.id, *args, content, dataset.id, info.size, info.etag, content),
-        )
-        cursor.row_factory = _row_factory
-        return cursor.fetchone()
+    # -- copy-then-delete moves -------------------------------------------------------------
 
     def _remember(self, dataset_id: int, content: str, pk: int) -> None:
         now = self.clock()
@@ -264,87 +230,43 @@ class Applier:
                 if not entries:
                     del self._recent[slot]
 
-    def _merge_recent(self, dataset: Dataset, row, now: str) -> str | None:
+    def _merge_recent(self, dataset: Dataset, row) -> str | None:
         """A copy of `row`'s content made just before it was deleted is `row`, moved: the
-        item keeps its id at the new path and the copy's own item is dropped."""
+        item keeps its id at the new path and the copy's own item is merged into it."""
         self._forget(self.clock())
-        content = self.catalogue.conn.execute(
-            f"SELECT {CONTENT_KEY} FROM items WHERE pk = ?", (row["pk"],)).fetchone()[0]
+        catalogue = self.catalogue
+        content = items.content_key(catalogue, size=row["size"], etag=row["etag"], md5=row["md5"])
         entries = self._recent.get((dataset.id, content)) if content else None
         while entries:
             pk, _ = entries.pop()
-            copy = self.catalogue.conn.execute(
-                f"SELECT {ITEM_FIELDS}, {CONTENT_KEY} AS k FROM items WHERE pk = ?", (pk,)
-            ).fetchone()
-            if copy is None or copy[6] != "present" or copy[8] != content or pk == row["pk"]:
+            copy = items.by_pk(catalogue, pk)
+            if (copy is None or copy["state"] != "present" or pk == row["pk"]
+                    or items.content_key(catalogue, size=copy["size"], etag=copy["etag"],
+                                         md5=copy["md5"]) != content):
                 continue
-            conn = self.catalogue.conn
-            self._cancel_pending(pk, now)
-            enqueue_cleanup(conn, str(pk), now)  # the copy's own thumbnail, if it got one
-            conn.execute("DELETE FROM items WHERE pk = ?", (pk,))
-            conn.execute(
-                """UPDATE items SET filename = ?, size = ?, mtime = ?, etag = ?, md5 = ?,
-                          state = 'present', updated_at = ? WHERE pk = ?""",
-                (copy[1], copy[2], copy[3], copy[4], copy[5], now, row["pk"]),
-            )
-            self._ensure_job(row["pk"], now)
-            return copy[1]
+            items.apply_rule(catalogue, RULES[Change.MERGED], [pk])
+            items.delete(catalogue, [pk])
+            items.set_facts(catalogue, row["pk"], copy["filename"], size=copy["size"],
+                            mtime=copy["mtime"], etag=copy["etag"], md5=copy["md5"])
+            items.apply_rule(catalogue, RULES[Change.MOVED], [row["pk"]])
+            return copy["filename"]
         return None
 
-    # -- rows and jobs --------------------------------------------------------------------
-
-    def _row(self, dataset: Dataset, filename: str):
-        cursor = self.catalogue.conn.execute(
-            f"SELECT {ITEM_FIELDS} FROM items WHERE dataset_id = ? AND filename = ?",
-            (dataset.id, filename),
-        )
-        cursor.row_factory = _row_factory
-        return cursor.fetchone()
+    # -- rows -----------------------------------------------------------------------------
 
     def _id(self, row) -> str | None:
         return None if row is None else self.catalogue.item_id(row["pk"])
 
-    def _set_facts(self, pk: int, filename: str, info: ObjectInfo, now: str) -> None:
-        self.catalogue.conn.execute(
-            """UPDATE items SET filename = ?, size = ?, mtime = ?, etag = ?, md5 = ?,
-                      state = 'present', updated_at = ? WHERE pk = ?""",
-            (filename, info.size, info.mtime, info.etag, info.md5, now, pk),
-        )
-
-    def _cancel_pending(self, pk: int, now: str) -> None:
-        self.catalogue.conn.execute(
-            """UPDATE jobs SET state = 'cancelled', updated_at = ?
-               WHERE item_pk = ? AND state = 'pending' AND kind = 'preprocess'""",
-            (now, pk),
-        )
-
-    def _add_job(self, pk: int, now: str) -> None:
-        self.catalogue.conn.execute(
-            "INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)"
-            " VALUES (?, 'preprocess', 'pending', ?, ?)",
-            (pk, now, now),
-        )
-
-    def _ensure_job(self, pk: int, now: str) -> None:
-        """For an item that came back: a cleanup of its artifacts not yet started is called
-        off; then it gets a preprocessing job unless its latest job (cancelled ones aside) is
-        already one, i.e. unless its preprocessing is queued, running or stands."""
-        conn = self.catalogue.conn
-        conn.execute(
-            """UPDATE jobs SET state = 'cancelled', updated_at = ?
-               WHERE item_pk = ? AND kind = 'cleanup' AND state = 'pending'""",
-            (now, pk),
-        )
-        conn.execute(
-            """INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)
-               SELECT ?, 'preprocess', 'pending', ?, ?
-               WHERE coalesce((SELECT kind FROM jobs WHERE item_pk = ? AND state != 'cancelled'
-                               ORDER BY id DESC LIMIT 1), '') != 'preprocess'""",
-            (pk, now, now, pk),
-        )
+    def _set_facts(self, pk: int, filename: str, info: ObjectInfo) -> None:
+        items.set_facts(self.catalogue, pk, filename, size=info.size, mtime=info.mtime,
+                        etag=info.etag, md5=info.md5)
 
 
 _BAD = object()  # a key that cannot be asked about (invalid): its event is ignored
+
+
+def _same_content(row, info: ObjectInfo) -> bool:
+    return (row["size"], row["etag"], row["md5"]) == (info.size, info.etag, info.md5)
 
 
 def _keys(event: Event) -> tuple[str, ...]:
@@ -353,11 +275,7 @@ def _keys(event: Event) -> tuple[str, ...]:
     return (event.key,)
 
 
-def _row_factory(cursor, row):
-    return dict(zip((d[0] for d in cursor.description), row, strict=True))
-
-
-def _log(change: Change) -> None:
+def _log(change: Applied) -> None:
     if change.action in ("unchanged", "rescan"):
         return
     event = change.event

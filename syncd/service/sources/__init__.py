@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from drivers.base import is_hidden
 
@@ -33,7 +32,6 @@ Submit = Callable[[Delivery], None]
 _OPEN_LOCK = threading.Lock()
 APPLY_TIMEOUT = 120.0  # seconds a source waits for its delivery to be applied
 
-_STORAGE = {"s3": ("s3", "bucket"), "gcs": ("gcs", "bucket"), "azure": ("azure", "container")}
 _EVENTS = {"created": ObjectCreated, "updated": ObjectUpdated, "deleted": ObjectDeleted}
 
 
@@ -45,14 +43,12 @@ class Router:
         self.routes: dict[tuple[str, str], list[tuple[str, str, str | None]]] = {}
         drivers = {d.name: d for d in config.drivers}
         for dataset in config.datasets:
-            options = drivers[dataset.driver]
-            storage = _STORAGE.get(options.kind)
-            bucket = getattr(options, storage[1], None) if storage else None
-            if not storage or not bucket:
+            where = drivers[dataset.driver].location()
+            if not where.remote or not where.bucket:
                 continue
-            prefix = options.path + "/" if options.path else ""
-            account = _azure_account(options) if options.kind == "azure" else None
-            self.routes.setdefault((storage[0], bucket), []).append((dataset.name, prefix, account))
+            prefix = where.prefix + "/" if where.prefix else ""
+            self.routes.setdefault((where.storage, where.bucket), []).append(
+                (dataset.name, prefix, where.account))
 
     def events(self, notice: Notice, *, source: str, received: float | None = None) -> list[Event]:
         """The events `notice` means for each dataset it concerns (none for other buckets,
@@ -91,22 +87,6 @@ class Router:
     def deliveries(self, notices: Iterable[Notice], *, source: str) -> tuple[Event, ...]:
         received = time.time()
         return tuple(e for n in notices for e in self.events(n, source=source, received=received))
-
-
-def _azure_account(options) -> str | None:
-    """The storage account an Azure driver points at, to match events' topics against."""
-    secret = getattr(options, "connection_string", None)
-    if secret is not None:
-        for part in secret.get_secret_value().split(";"):
-            name, _, value = part.partition("=")
-            if name.strip().lower() == "accountname" and value:
-                return value.strip()
-    url = getattr(options, "account_url", None)
-    if url:
-        host = urlsplit(url).hostname or ""
-        if host.endswith(".core.windows.net"):
-            return host.split(".")[0]
-    return None
 
 
 def _relative(key: str, prefix: str) -> str | None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from preprocess import FORMATS
 
-from ..catalogue import Catalogue, now_iso
+from .store import Catalogue, now_iso
 
 PREPROCESS, CLEANUP = "preprocess", "cleanup"
 STATES = ("pending", "running", "done", "failed", "cancelled")
@@ -66,7 +66,7 @@ class JobQueue:
     def __init__(self, catalogue: Catalogue, *, lease_seconds: float = 60.0, max_attempts: int = 3,
                  clock: Clock = time.time, owner: str | None = None):
         self.catalogue = catalogue
-        self.conn = catalogue.conn
+        self.conn = catalogue._conn
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.clock = clock
@@ -138,33 +138,33 @@ class JobQueue:
                 [(self.clock() + self.lease_seconds, job_id, self.owner) for job_id in job_ids],
             )
 
-    # -- results (inside the caller's transaction) -----------------------------------------
+    # -- results (inside the caller's `catalogue.transaction()`) -----------------------------------------
 
-    def finish(self, conn, job: Job, state: str, error: str | None = None) -> bool:
+    def finish(self, job: Job, state: str, error: str | None = None) -> bool:
         """Mark a claimed job done / failed / cancelled. False if this runner no longer holds
         it (its lease passed and another runner took it): then nothing is recorded."""
-        cursor = conn.execute(
+        cursor = self.conn.execute(
             """UPDATE jobs SET state = ?, error = ?, updated_at = ?, lease_until = NULL
                WHERE id = ? AND state = 'running' AND claimed_by = ?""",
             (state, error, now_iso(), job.id, self.owner),
         )
         return cursor.rowcount == 1
 
-    def retry_later(self, conn, job: Job, error: str, delay: float) -> bool:
-        """Put a claimed job back to pending, claimable after `delay` seconds. False if this
-        runner no longer holds it."""
-        cursor = conn.execute(
+    def retry_later(self, job: Job, error: str, delay: float, *, refund: bool = False) -> bool:
+        """Put a claimed job back to pending, claimable after `delay` seconds (`refund`: the
+        attempt is not counted). False if this runner no longer holds it."""
+        cursor = self.conn.execute(
             """UPDATE jobs SET state = 'pending', error = ?, updated_at = ?, lease_until = NULL,
-                      run_after = ?
+                      run_after = ?, attempts = attempts - ?
                WHERE id = ? AND state = 'running' AND claimed_by = ?""",
-            (error, now_iso(), self.clock() + delay, job.id, self.owner),
+            (error, now_iso(), self.clock() + delay, int(refund), job.id, self.owner),
         )
         return cursor.rowcount == 1
 
-    def add(self, conn, kind: str, item_pk: int, *, dataset_id: int | None = None,
+    def add(self, kind: str, item_pk: int, *, dataset_id: int | None = None,
             payload: dict[str, Any] | None = None) -> int:
         now = now_iso()
-        return conn.execute(
+        return self.conn.execute(
             """INSERT INTO jobs (item_pk, kind, state, dataset_id, payload, created_at, updated_at)
                VALUES (?, ?, 'pending', ?, ?, ?, ?)""",
             (item_pk, kind, dataset_id, json.dumps(payload) if payload else None, now, now),
@@ -237,7 +237,79 @@ class JobQueue:
             ).rowcount
 
 
-def enqueue_cleanup(conn, pks_sql: str, now: str) -> None:
+# -- consequences of a change (the policy is syncd.sync.rules; this is how it is written) --
+
+ALWAYS, UNLESS_CURRENT, NEVER = "always", "unless-current", "never"
+SUPERSEDED = "superseded"  # a cancel reason completed with the id of the job that replaces it
+
+
+@dataclass(frozen=True)
+class Consequence:
+    """What a change to a set of items does to their jobs, as data (see syncd.sync.rules).
+
+    cancel: kinds of pending job that are cancelled, each recording `reason` (SUPERSEDED
+        becomes "superseded by job N", N being the preprocess job queued here).
+    preprocess: ALWAYS queue a preprocess job; UNLESS_CURRENT queue one unless the item's
+        latest job (cancelled cleanups aside) is a preprocess job that is pending, running,
+        done or failed, i.e. unless its preprocessing (and artifacts) stand; NEVER.
+    cleanup: queue a cleanup of the artifacts the items may have in storage.
+    """
+
+    cancel: tuple[str, ...] = ()
+    reason: str | None = None
+    preprocess: str = NEVER
+    cleanup: bool = False
+
+
+def apply_consequence(conn, consequence: Consequence, pks_sql: str, args: Sequence[Any] = (),
+                      *, now: str | None = None) -> None:
+    """In the caller's transaction: apply `consequence` to the items `pks_sql` selects (a
+    SELECT of item pks, with `args`), set-based whatever the number of items."""
+    now = now or now_iso()
+    c = consequence
+    reason = c.reason or "cancelled"
+    if c.cancel and c.reason != SUPERSEDED:
+        _cancel(conn, c.cancel, pks_sql, args, f"'{_sql_text(reason)}'", now)
+    if c.cleanup:
+        enqueue_cleanup(conn, pks_sql, now, args)
+    if c.preprocess == ALWAYS:
+        conn.execute(
+            f"""INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)
+                SELECT pk, 'preprocess', 'pending', ?, ? FROM items WHERE pk IN ({pks_sql})""",
+            (now, now, *args),
+        )
+    elif c.preprocess == UNLESS_CURRENT:
+        conn.execute(
+            f"""INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)
+                SELECT i.pk, 'preprocess', 'pending', ?, ? FROM items i
+                WHERE i.pk IN ({pks_sql}) AND NOT coalesce((
+                    SELECT j.kind = 'preprocess' AND j.state IN ('pending', 'running', 'done', 'failed')
+                    FROM jobs j WHERE j.item_pk = i.pk
+                      AND NOT (j.kind = 'cleanup' AND j.state = 'cancelled')
+                    ORDER BY j.id DESC LIMIT 1), 0)""",
+            (now, now, *args),
+        )
+    if c.cancel and c.reason == SUPERSEDED:
+        latest = ("(SELECT max(n.id) FROM jobs n WHERE n.item_pk = jobs.item_pk "
+                  "AND n.kind = 'preprocess')")
+        _cancel(conn, c.cancel, pks_sql, args, f"'superseded by job ' || {latest}", now,
+                extra=f"AND id < {latest}")
+
+
+def _cancel(conn, kinds, pks_sql, args, reason_sql, now, extra="") -> None:
+    marks = ", ".join("?" * len(kinds))
+    conn.execute(
+        f"""UPDATE jobs SET state = 'cancelled', error = {reason_sql}, updated_at = ?
+            WHERE state = 'pending' AND kind IN ({marks}) AND item_pk IN ({pks_sql}) {extra}""",
+        (now, *kinds, *args),
+    )
+
+
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def enqueue_cleanup(conn, pks_sql: str, now: str, args: Sequence[Any] = ()) -> None:
     """In the caller's transaction: a cleanup job for each item selected by `pks_sql` that may
     have artifacts in storage (a recorded thumbnail, or a preprocess job running now). The job
     carries its driver and keys, so it still runs after the item row is pruned."""
@@ -256,8 +328,10 @@ def enqueue_cleanup(conn, pks_sql: str, now: str) -> None:
             WHERE i.pk IN ({pks_sql})
               AND (json_extract(i.system, '$.thumbnailId') IS NOT NULL
                    OR EXISTS (SELECT 1 FROM jobs r WHERE r.item_pk = i.pk
-                              AND r.kind = 'preprocess' AND r.state = 'running'))""",
-        (now, now),
+                              AND r.kind = 'preprocess' AND r.state = 'running'))
+              AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.item_pk = i.pk
+                              AND c.kind = 'cleanup' AND c.state = 'pending')""",
+        (now, now, *args),
     )
 
 

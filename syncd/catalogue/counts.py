@@ -1,0 +1,32 @@
+"""Counts of items and jobs read from a catalogue file without opening it for writing
+(the daemon's /metrics: a scrape never waits on, or takes, the write lock)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Counts:
+    items: dict[tuple[str, str], int]  # (dataset, state) -> items
+    jobs: dict[str, int]  # state -> jobs
+
+
+def read_counts(path: str | Path) -> Counts | None:
+    """The counts, or None when the catalogue cannot be read (not created yet, locked)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        items = {(name, state): count for name, state, count in conn.execute(
+            "SELECT d.name, i.state, count(*) FROM items i JOIN datasets d ON d.id = i.dataset_id "
+            "GROUP BY d.name, i.state ORDER BY 1, 2")}
+        jobs = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"))
+        return Counts(items, jobs)
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()

@@ -1,0 +1,316 @@
+"""A storage listing staged in the catalogue and diffed against the items, set-based.
+
+The listing streams page by page into a temporary table (on disk, so memory stays flat
+whatever the bucket's size); the diff is a handful of SQL statements:
+
+- created: listed paths with no item;
+- changed: listed paths whose (size, mtime, etag, md5) differ from the item's; revived:
+  a missing item whose path is listed again with the same content;
+- gone: present items that were not listed, except under a path that could not be read;
+- moved: a present item gone in this listing and a created path with the same content
+  (`CONTENT_KEY`) are one item that moved. Ghosts (items already missing) are never the
+  source of a move. Among several candidates, the same name is preferred, then the same
+  folder (see syncd.sync.rules).
+
+What each kind of change does to jobs is decided by the `rules` the caller passes in (the
+policy in syncd.sync.rules), applied here in the same transaction as the items.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from . import jobs
+from .jobs import Consequence
+from .store import Catalogue, Dataset, now_iso
+
+# What identifies content across a rename: the MD5, else the size and etag together.
+CONTENT_KEY = """(CASE WHEN md5 IS NOT NULL AND md5 != '' THEN 'md5:' || md5
+                      WHEN etag IS NOT NULL AND size IS NOT NULL THEN 'etag:' || size || ':' || etag
+                 END)"""
+INSERT_CHUNK = 50_000  # created items written per transaction
+TEMP_TABLES = ("listing", "unlisted", "diff", "gone", "moves", "link_info")
+# Move pairing passes, most specific first: same name, same folder, any path.
+_NAME = "substr({p}, length(rtrim({p}, replace({p}, '/', ''))) + 1)"
+_DIR = "rtrim({p}, replace({p}, '/', ''))"
+PAIRING = (
+    (_NAME.format(p="i.filename"), _NAME.format(p="l.path")),
+    (_DIR.format(p="i.filename"), _DIR.format(p="l.path")),
+    ("''", "''"),
+)
+
+
+class Scope:
+    """The filenames under a listing prefix, as an index range: filename >= low AND < high."""
+
+    def __init__(self, prefix: str):
+        self.low = "/" + prefix
+        self.high = self.low[:-1] + chr(ord(self.low[-1]) + 1)
+
+
+@dataclass
+class Plan:
+    initial: bool = False  # no item in scope before: every listed path is created
+    fresh: int = 0  # listed paths with no item
+    changed: int = 0  # listed paths whose item differs (content, facts, or it was missing)
+    gone_present: int = 0
+    gone_missing: int = 0
+    moves: int = 0
+
+
+class StagedListing:
+    """One listing, staged in temporary tables of the catalogue's connection."""
+
+    def __init__(self, catalogue: Catalogue):
+        self.catalogue = catalogue
+        self.conn = catalogue._conn
+        self.drop()
+        self.conn.execute(
+            """CREATE TEMP TABLE listing (n INTEGER PRIMARY KEY, path TEXT NOT NULL, size INTEGER,
+                                          mtime REAL, etag TEXT, md5 TEXT)"""
+        )
+        self.conn.execute("CREATE TEMP TABLE unlisted (path TEXT NOT NULL)")
+        self.listed = 0
+
+    def drop(self) -> None:
+        for table in TEMP_TABLES:
+            self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+    def __enter__(self) -> StagedListing:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.drop()
+
+    # -- loading --------------------------------------------------------------------------
+
+    def load(self, pages: Iterable[list], progress=None) -> None:
+        """Stage every page of ObjectInfo (keys relative to the dataset's folder)."""
+        insert = "INSERT INTO temp.listing (path, size, mtime, etag, md5) VALUES ('/' || ?, ?, ?, ?, ?)"
+        self.conn.execute("BEGIN")
+        try:
+            for page in pages:
+                self.conn.executemany(insert, page)
+                self.listed += len(page)
+                if progress:
+                    progress(len(page))
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def unreadable(self, keys: Iterable[str]) -> None:
+        """Paths that could not be listed: nothing under them is gone."""
+        self.conn.executemany("INSERT INTO temp.unlisted VALUES ('/' || ?)", [(k,) for k in keys])
+
+    # -- the diff -------------------------------------------------------------------------
+
+    def plan(self, dataset: Dataset, scope: Scope) -> Plan:
+        conn, ds, plan = self.conn, dataset.id, Plan()
+        existing = conn.execute(
+            "SELECT count(*) FROM items WHERE dataset_id = ? AND filename >= ? AND filename < ?",
+            (ds, scope.low, scope.high),
+        ).fetchone()[0]
+        if existing == 0:
+            plan.initial, plan.fresh = True, self.listed
+            return plan
+        # One pass over the listing: the paths with no item (pk NULL) and those whose item
+        # differs or is a ghost that came back.
+        conn.execute("CREATE TEMP TABLE diff (n INTEGER PRIMARY KEY, pk INTEGER, "
+                     "content_changed INTEGER, revived INTEGER)")
+        conn.execute(
+            """INSERT INTO temp.diff
+               SELECT l.n, i.pk,
+                      (i.size IS NOT l.size OR i.etag IS NOT l.etag OR i.md5 IS NOT l.md5),
+                      (i.state != 'present')
+               FROM temp.listing l LEFT JOIN items i ON i.dataset_id = ? AND i.filename = l.path
+               WHERE i.pk IS NULL OR i.state != 'present' OR i.size IS NOT l.size
+                     OR i.mtime IS NOT l.mtime OR i.etag IS NOT l.etag OR i.md5 IS NOT l.md5""",
+            (ds,),
+        )
+        plan.fresh, plan.changed = conn.execute(
+            "SELECT count(*) - count(pk), count(pk) FROM temp.diff").fetchone()
+        conn.execute("CREATE TEMP TABLE moves (pk INTEGER PRIMARY KEY, n INTEGER UNIQUE)")
+        conn.execute("CREATE TEMP TABLE gone (pk INTEGER PRIMARY KEY, state TEXT, size INTEGER, "
+                     "etag TEXT, md5 TEXT, filename TEXT)")
+        if existing == self.listed - plan.fresh:
+            return plan  # every item in scope was listed: nothing is gone
+        # Items in scope that were not listed, except under a path that could not be read.
+        conn.execute("CREATE INDEX temp.listing_path ON listing(path)")
+        conn.execute(
+            """INSERT INTO temp.gone
+               SELECT i.pk, i.state, i.size, i.etag, i.md5, i.filename FROM items i
+               WHERE i.dataset_id = ? AND i.filename >= ? AND i.filename < ?
+                 AND NOT EXISTS (SELECT 1 FROM temp.listing l WHERE l.path = i.filename)
+                 AND NOT EXISTS (SELECT 1 FROM temp.unlisted u
+                                 WHERE u.path = '/' OR i.filename = u.path
+                                    OR substr(i.filename, 1, length(u.path) + 1) = u.path || '/')""",
+            (ds, scope.low, scope.high),
+        )
+        present, missing = conn.execute(
+            "SELECT total(state = 'present'), total(state != 'present') FROM temp.gone").fetchone()
+        plan.gone_present, plan.gone_missing = int(present), int(missing)
+        if plan.fresh and plan.gone_present:
+            for gone_key, fresh_key in PAIRING:
+                self._pair(gone_key, fresh_key)
+            plan.moves = conn.execute("SELECT count(*) FROM temp.moves").fetchone()[0]
+        return plan
+
+    def _pair(self, gone_key: str, fresh_key: str) -> None:
+        """Pair still-unpaired present gone items with still-unpaired fresh paths of the same
+        content and the same `*_key` (name, folder, or nothing), one to one, oldest item first."""
+        self.conn.execute(
+            f"""INSERT INTO temp.moves
+               WITH g AS (
+                   SELECT i.pk, {CONTENT_KEY} AS k, {gone_key} AS x,
+                          row_number() OVER (PARTITION BY {CONTENT_KEY}, {gone_key} ORDER BY i.pk) AS r
+                   FROM temp.gone i
+                   WHERE i.state = 'present' AND {CONTENT_KEY} IS NOT NULL
+                     AND i.pk NOT IN (SELECT pk FROM temp.moves)),
+               f AS (
+                   SELECT l.n, {CONTENT_KEY} AS k, {fresh_key} AS x,
+                          row_number() OVER (PARTITION BY {CONTENT_KEY}, {fresh_key} ORDER BY l.n) AS r
+                   FROM temp.diff d JOIN temp.listing l ON l.n = d.n
+                   WHERE d.pk IS NULL AND {CONTENT_KEY} IS NOT NULL
+                     AND l.n NOT IN (SELECT n FROM temp.moves))
+               SELECT g.pk, f.n FROM g JOIN f ON g.k = f.k AND g.x = f.x AND g.r = f.r"""
+        )
+
+    def fresh_rows(self, plan: Plan) -> str:
+        """SQL selecting the listing rows that become new items (not moves)."""
+        if plan.initial:
+            return "SELECT l.* FROM temp.listing l"
+        return ("SELECT l.* FROM temp.diff d JOIN temp.listing l ON l.n = d.n "
+                "WHERE d.pk IS NULL AND d.n NOT IN (SELECT n FROM temp.moves)")
+
+    def samples(self, plan: Plan, limit: int) -> dict[str, list[str]]:
+        queries = {"created": f"SELECT path FROM ({self.fresh_rows(plan)})"}
+        if not plan.initial:
+            queries |= {
+                "updated": "SELECT i.filename FROM temp.diff d JOIN items i ON i.pk = d.pk",
+                "moved": "SELECT i.filename || ' -> ' || l.path FROM temp.moves m "
+                         "JOIN items i ON i.pk = m.pk JOIN temp.listing l ON l.n = m.n",
+                "deleted": "SELECT i.filename FROM temp.gone g JOIN items i ON i.pk = g.pk "
+                           "WHERE g.state = 'present' AND g.pk NOT IN (SELECT pk FROM temp.moves)",
+            }
+        samples = {}
+        for kind, sql in queries.items():
+            rows = [row[0] for row in self.conn.execute(f"{sql} LIMIT {limit}")]
+            if rows:
+                samples[kind] = rows
+        return samples
+
+    # -- link files -----------------------------------------------------------------------
+
+    def link_candidates(self, plan: Plan, max_bytes: int) -> list[tuple[str, str | None]]:
+        """(path, its item's type or None) of the small .json files among created and
+        content-changed paths, and of link items whose content changed."""
+        self.conn.execute("CREATE TEMP TABLE link_info (path TEXT PRIMARY KEY, type TEXT NOT NULL, "
+                          "patch TEXT NOT NULL)")
+        if not (plan.fresh or plan.changed):
+            return []
+        sql = f"SELECT path, NULL FROM ({self.fresh_rows(plan)}) WHERE path LIKE '%.json' AND size <= :max"
+        if not plan.initial:
+            sql += """ UNION ALL
+                SELECT i.filename, i.type FROM temp.diff d JOIN items i ON i.pk = d.pk
+                JOIN temp.listing l ON l.n = d.n
+                WHERE d.content_changed AND ((i.filename LIKE '%.json' AND l.size <= :max) OR i.type = 'link')"""
+        return self.conn.execute(sql, {"max": max_bytes}).fetchall()
+
+    def set_link_info(self, rows: list[tuple[str, str, dict]]) -> None:
+        """(path, item type, system metadata patch) for the link files read."""
+        self.conn.executemany("INSERT OR REPLACE INTO temp.link_info VALUES (?, ?, ?)",
+                              [(path, kind, json.dumps(patch)) for path, kind, patch in rows])
+
+    def _apply_link_info(self, dataset_id: int, *, after_pk: int = 0) -> None:
+        if not self.conn.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'link_info'").fetchone():
+            return
+        self.conn.execute(
+            """UPDATE items SET type = li.type,
+                      system = json_patch(json_patch(coalesce(items.system, '{}'), '{"shebang": null}'), li.patch)
+               FROM temp.link_info li
+               WHERE items.dataset_id = ? AND items.filename = li.path AND items.pk > ?""",
+            (dataset_id, after_pk),
+        )
+
+    # -- applying it ----------------------------------------------------------------------
+
+    def apply(self, dataset: Dataset, plan: Plan, rules: Mapping[str, Consequence], *,
+              prune: bool, deletes: bool) -> None:
+        """Write the plan, with the jobs `rules` (change name -> Consequence) call for."""
+        conn, catalogue = self.conn, self.catalogue
+        now = now_iso()
+        with catalogue.transaction(immediate=True):
+            if plan.changed or plan.moves:
+                self._apply_changes(rules, now)
+                self._apply_link_info(dataset.id)
+            if deletes and (plan.gone_present or (prune and plan.gone_missing)):
+                self._apply_deletes(rules, now, prune=prune)
+            conn.execute("UPDATE datasets SET synced_at = ? WHERE id = ?", (now, dataset.id))
+        if plan.fresh == plan.moves:
+            return
+        # Created items, in chunks so that a very large first sync does not hold the write
+        # lock for long; each chunk writes its items and their jobs together.
+        last = conn.execute("SELECT coalesce(max(n), 0) FROM temp.listing").fetchone()[0]
+        fresh = self.fresh_rows(plan)
+        for low in range(1, last + 1, INSERT_CHUNK):
+            with catalogue.transaction(immediate=True):
+                before = conn.execute("SELECT coalesce(max(pk), 0) FROM items").fetchone()[0]
+                conn.execute(
+                    f"""INSERT OR IGNORE INTO items (dataset_id, filename, size, mtime, etag, md5,
+                                                     created_at, updated_at)
+                        SELECT ?, path, size, mtime, etag, md5, ?, ? FROM ({fresh})
+                        WHERE n BETWEEN ? AND ? ORDER BY n""",
+                    (dataset.id, now, now, low, low + INSERT_CHUNK - 1),
+                )
+                jobs.apply_consequence(conn, rules["created"], "SELECT pk FROM items WHERE pk > ?",
+                                  (before,), now=now)
+                self._apply_link_info(dataset.id, after_pk=before)
+
+    def _apply_changes(self, rules, now: str) -> None:
+        conn = self.conn
+        # Moves: the item takes its new path and the new listing facts. OR IGNORE here and
+        # for created items: a path that another writer (the daemon's event applier)
+        # catalogued since the listing keeps its item.
+        conn.execute(
+            """UPDATE OR IGNORE items SET filename = l.path, size = l.size, mtime = l.mtime,
+                      etag = l.etag, md5 = l.md5, state = 'present', missing_since = NULL,
+                      updated_at = ?
+               FROM temp.moves m JOIN temp.listing l ON l.n = m.n WHERE items.pk = m.pk""",
+            (now,),
+        )
+        jobs.apply_consequence(conn, rules["moved"], "SELECT pk FROM temp.moves", now=now)
+        jobs.apply_consequence(conn, rules["content-changed"],
+                          "SELECT pk FROM temp.diff WHERE pk IS NOT NULL AND content_changed", now=now)
+        jobs.apply_consequence(conn, rules["revived"],
+                          "SELECT pk FROM temp.diff WHERE pk IS NOT NULL AND revived "
+                          "AND NOT content_changed", now=now)
+        conn.execute(
+            """UPDATE items SET size = l.size, mtime = l.mtime, etag = l.etag, md5 = l.md5,
+                      state = 'present', missing_since = NULL, updated_at = ?
+               FROM temp.diff d JOIN temp.listing l ON l.n = d.n
+               WHERE d.pk IS NOT NULL AND items.pk = d.pk""",
+            (now,),
+        )
+
+    def _apply_deletes(self, rules, now: str, *, prune: bool) -> None:
+        gone = ("SELECT pk FROM temp.gone WHERE pk NOT IN (SELECT pk FROM temp.moves)"
+                + ("" if prune else " AND state = 'present'"))
+        # Their artifacts' cleanup, durably, before a prune drops the rows.
+        jobs.apply_consequence(self.conn, rules["gone"], gone, now=now)
+        if prune:
+            self.conn.execute(f"DELETE FROM items WHERE pk IN ({gone})")
+        else:
+            self.conn.execute(
+                f"UPDATE items SET state = 'missing', missing_since = ?, updated_at = ? "
+                f"WHERE pk IN ({gone})",
+                (_epoch(now), now),
+            )
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
