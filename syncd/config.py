@@ -80,6 +80,8 @@ class PreprocessConfig(_Section):
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)  # larger images fail (bombs)
     head_bytes: int = Field(default=64 * 1024, ge=1024)  # first ranged read of each file
     workers: int | None = Field(default=None, ge=0)  # processes; default: CPU count; 0: in-process
+    # Run the tasks on a Dask distributed cluster instead ("dask://HOST:PORT"); None: local pool.
+    executor: str | None = Field(default=None, pattern=r"^dask(\+tls)?://\S+$")
     max_attempts: int = Field(default=3, ge=1)  # tries before a job is failed (crashes, storage errors)
     lease_seconds: float = Field(default=60.0, gt=0)  # a silent runner's jobs are retaken after this
     retry_delay_seconds: float = Field(default=5.0, ge=0)  # first backoff after a storage error
