@@ -38,10 +38,18 @@ def start(kind: str):
 
 
 def fill(endpoint, bucket: str, names: list[str]) -> None:
-    driver = endpoint.driver(bucket)
+    """Write the objects with the SDK itself (no stat after each put, as the driver does)."""
+    if endpoint.kind == "s3":
+        client = emulators.s3_client(endpoint)
+        write = lambda name: client.put_object(Bucket=bucket, Key=name, Body=b"x" * 64)  # noqa: E731
+    elif endpoint.kind == "gcs":
+        target = emulators.gcs_client(endpoint).bucket(bucket)
+        write = lambda name: target.blob(name).upload_from_string(b"x" * 64)  # noqa: E731
+    else:
+        container = emulators.azure_service(endpoint).get_container_client(bucket)
+        write = lambda name: container.upload_blob(name, b"x" * 64)  # noqa: E731
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda name: driver.put(name, b"x" * 64), names))
-    driver.close()
+        list(pool.map(write, names))
 
 
 def seconds(endpoint, bucket: str, concurrency: int, expected: int) -> float:
@@ -74,7 +82,7 @@ def main() -> None:
                                       for j in range(args.per)])
             fill(endpoint, flat, [f"img_{j:07d}.jpg" for j in range(total)])
             print(f"{kind}: filled 2 x {total:,} objects in {time.monotonic() - started:.0f} s",
-                  file=sys.stderr)
+                  file=sys.stderr, flush=True)
             for bucket, label in ((foldered, f"{args.prefixes} prefixes x {args.per}"),
                                   (flat, f"flat, {total:,}")):
                 runs: dict[int, list[float]] = {1: [], 8: []}
