@@ -136,6 +136,8 @@ def catalogue_rows(tmp_path) -> int:
 def test_inventory_sync_marks_nothing_missing(local_run, tmp_path):
     inv = tmp_path / "inv"
     manifest = write_s3_inventory(folder_put(inv), OBJECTS, bucket="b", files=1)
+    [dry] = local_run.json_lines("sync", "--dry-run", "--from-inventory", str(inv / manifest))
+    assert dry["created"] == len(NAMES) and catalogue_rows(tmp_path) == 0
     [first] = local_run.json_lines("sync", "--from-inventory", str(inv / manifest))
     assert first["created"] == len(NAMES)
     md5s = {i["filename"]: i["metadata"]["system"]["md5"] for i in items(local_run).values()}
@@ -144,6 +146,13 @@ def test_inventory_sync_marks_nothing_missing(local_run, tmp_path):
     [second] = local_run.json_lines("sync", "--from-inventory", str(tmp_path / "inv2" / smaller))
     assert second["deleted"] == 0 and "deletes nothing" in second["deletes_skipped"]
     assert {i["state"] for i in items(local_run).values()} == {"present"}
+
+
+def test_from_inventory_takes_one_dataset(local_run, tmp_path):
+    config = local_run.config_file
+    config.write_text(config.read_text() + '[[datasets]]\nname = "more"\ndriver = "disk"\n')
+    result = local_run("sync", "--from-inventory", str(tmp_path / "m.json"), expect=2)
+    assert "name one dataset" in result.stderr
 
 
 def refused(run: Runner, manifest, *fragments: str) -> None:
