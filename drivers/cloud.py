@@ -96,9 +96,11 @@ class CloudDriver(Driver):
 
     # -- hooks for subclasses -------------------------------------------------------------
 
-    def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
+    def _pages(self, prefix: str, *, after_hidden: str | None = None,
+               start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
         """Yield pages of objects whose *name* starts with `prefix`, in name order, as the
-        service returns them. With `after_hidden`, start after every name under that folder."""
+        service returns them. With `after_hidden`, start after every name under that folder;
+        with `start_after` (drivers whose `skips_hidden`), after that name."""
         raise NotImplementedError
 
     def _head(self, name: str) -> ObjectInfo:
@@ -154,8 +156,8 @@ class CloudDriver(Driver):
         if not listed and not prefix and self.base:
             self._refuse_file_path()
 
-    def _sequential_pages(self, full: str) -> Iterator[list[ObjectInfo]]:
-        pages = self._pages(full)
+    def _sequential_pages(self, full: str, start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
+        pages = self._pages(full, start_after=start_after) if start_after else self._pages(full)
         if self.skips_hidden and self._hidden.startswith(full):
             # A page that ends inside the hidden folder: list on from past its end, so
             # that thumbnails (one per image) are not sent over the wire page after page.
@@ -178,9 +180,18 @@ class CloudDriver(Driver):
             if len(folders) != 1:
                 break
             found: dict[str, None] = {}  # some services repeat a prefix on later pages
-            for objects, prefixes in self._delimited(folders[0]):
+            pages = self._delimited(folders[0])
+            for index, (objects, prefixes) in enumerate(pages):
                 yield objects
                 found.update((p, None) for p in prefixes if p != self._hidden)
+                if (index == 0 and not found and self.skips_hidden and objects
+                        and len(objects) >= self.page_size):
+                    # A full first page and no folder: flat so far. The rest by a plain
+                    # listing from after its last name (delimiter listings cost some
+                    # services more); it lists any folders further on too.
+                    pages.close()
+                    yield from self._sequential_pages(folders[0], start_after=objects[-1].key)
+                    return
             folders = list(found)
         if len(folders) <= 1:
             for folder in folders:

@@ -120,16 +120,17 @@ class GCSDriver(CloudDriver):
 
     # -- listing --------------------------------------------------------------------------
 
-    def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
+    def _pages(self, prefix: str, *, after_hidden: str | None = None,
+               start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
         blobs = self.client.list_blobs(
             self.options.bucket, prefix=prefix or None, page_size=self.page_size, fields=LIST_FIELDS,
             # startOffset is inclusive: '0' is the character after '/'.
-            start_offset=after_hidden[:-1] + "0" if after_hidden else None,
+            start_offset=after_hidden[:-1] + "0" if after_hidden else start_after,
             retry=self.retry, timeout=self.timeout,
         )
         try:
             for page in blobs.pages:
-                yield [_info(blob) for blob in page]
+                yield [_info(blob) for blob in page if blob.name != start_after]
         except gexc.NotFound as error:  # a listing finds no bucket, never no objects
             raise NotFound(f"listing {self.describe()}: NoSuchBucket: no such bucket",
                            code="NoSuchBucket") from error

@@ -188,11 +188,14 @@ class S3Driver(CloudDriver):
 
     # -- listing --------------------------------------------------------------------------
 
-    def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
+    def _pages(self, prefix: str, *, after_hidden: str | None = None,
+               start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
         paginator = self.client.get_paginator("list_objects_v2")
         arguments = {"Bucket": self.bucket, "PaginationConfig": {"PageSize": self.page_size}}
         if prefix:
             arguments["Prefix"] = prefix
+        if start_after:
+            arguments["StartAfter"] = start_after
         if after_hidden:
             # Keys are listed in UTF-8 byte order: this is after every key under the folder
             # but a few absurd ones, which the caller filters out anyway.

@@ -42,6 +42,15 @@ def test_parallel_listing_lists_what_the_sequential_one_does(cloud_store):
                                       "p03/img2.jpg"]
 
 
+def test_a_flat_start_goes_on_as_one_plain_listing(cloud_store):
+    names = ["-a.jpg", ".b.jpg", "a.jpg", "b.jpg", "c.jpg", "d.jpg", "zz/later/x.jpg", "zz/y.jpg"]
+    fill(cloud_store, names)
+    fill(cloud_store, [f".dataloop/thumbnails/{i}.jpg" for i in range(3)])
+    driver = cloud_store.make(list_concurrency=4)
+    driver.inner.page_size = 2  # the first delimiter page is full and has no folder
+    assert keys(driver) == sorted(names)
+
+
 def test_one_top_folder_is_descended_into(cloud_store):
     names = [f"only/f{i}/x{j}.jpg" for i in range(5) for j in range(2)]
     fill(cloud_store, names)
