@@ -9,7 +9,9 @@ import drivers
 from drivers import PermissionGuard
 
 from .catalogue import Catalogue, Dataset
+from .catalogue.outbox import set_subscriptions
 from .config import Config, load_config
+from .sync.filters import PathFilter
 from .sync.indexer import Progress, SyncResult, sync_dataset
 from .catalogue.jobs import JobQueue
 
@@ -19,6 +21,7 @@ class App:
         self.config = config
         self._catalogue: Catalogue | None = None
         self._drivers: dict[str, PermissionGuard] = {}
+        self._filters: dict[str, PathFilter] = {}
 
     @classmethod
     def from_file(cls, path=None) -> App:
@@ -28,6 +31,8 @@ class App:
     def catalogue(self) -> Catalogue:
         if self._catalogue is None:
             self._catalogue = Catalogue(self.config.catalogue.path)
+            # What the writers emit into the outbox, on any connection (catalogue/outbox.py).
+            set_subscriptions(self._catalogue, [(w.name, w.events) for w in self.config.webhooks])
         return self._catalogue
 
     def driver(self, name: str) -> PermissionGuard:
@@ -43,6 +48,12 @@ class App:
     def dataset_driver(self, name: str) -> PermissionGuard:
         return self.driver(self.config.dataset(name).driver)
 
+    def path_filter(self, name: str) -> PathFilter:
+        """The include/exclude rules every writer applies to the dataset's keys."""
+        if name not in self._filters:
+            self._filters[name] = self.config.path_filter(name)
+        return self._filters[name]
+
     def dataset_names(self, names: tuple[str, ...] | list[str] = ()) -> list[str]:
         for name in names:
             self.config.dataset(name)  # raises, naming the unknown one
@@ -57,6 +68,7 @@ class App:
             self.catalogue, self.dataset(name), self.dataset_driver(name),
             prefix=prefix, dry_run=dry_run, prune=prune,
             max_delete_percent=self.config.sync.max_delete_percent, progress=progress,
+            path_filter=self.path_filter(name),
             listing=listing,
         )
 

@@ -14,13 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers import KINDS, DriverOptions, options_model
 from preprocess import DEFAULT_MAX_PIXELS
 
 from .service.daemon_config import DaemonConfig, SourceConfig
 from .errors import ConfigError
+from .sync.filters import FilterError, PathFilter, glob_to_regex, parse_filter_line
 
 DEFAULT_FILE = "syncd.toml"
 ENV_VAR = "SYNCD_CONFIG"
@@ -54,11 +55,79 @@ class PreprocessorConfig(_Section):
         return self.function or f"entry point {self.entry_point!r}"
 
 
-class DatasetConfig(_Section):
+class FilterRules(_Section):
+    """Which keys become items (syncd.sync.filters): in a [[drivers]] or [[datasets]] table."""
+
+    include: tuple[str, ...] = ()  # if any: keys none of them matches are excluded
+    exclude: tuple[str, ...] = ()
+    filters: tuple[str, ...] = ()  # rclone --filter lines, in order: "- *.tmp", "+ *.jpg"
+    default_excludes: bool | None = None  # in-progress and temp files; None: the driver's, else on
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, pattern in enumerate(value):
+            try:
+                glob_to_regex(pattern)
+            except FilterError as error:
+                raise ValueError(f"[{index}]: bad pattern: {error}") from None
+        return value
+
+    @field_validator("filters")
+    @classmethod
+    def _lines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, line in enumerate(value):
+            try:
+                glob_to_regex(parse_filter_line(line)[1])
+            except FilterError as error:
+                raise ValueError(f"[{index}]: {error}") from None
+        return value
+
+    def table(self) -> dict:
+        return {"include": self.include, "exclude": self.exclude, "filters": self.filters}
+
+
+FILTER_KEYS = tuple(FilterRules.model_fields)
+
+
+class UploadControls(_Section):
+    """[datasets.upload]: what `upload` and the imports do to each file (syncd.imports.controls)."""
+
+    sample_percent: float = Field(default=100.0, gt=0, le=100)  # chance each file or row is kept
+    sample_seed: int | None = None  # repeatable sampling; else a seed is drawn and reported
+    quota_per_minute: int | None = Field(default=None, ge=0)  # items created by uploads
+    quota_per_hour: int | None = Field(default=None, ge=0)
+    quota_per_day: int | None = Field(default=None, ge=0)
+    max_size: int | None = Field(default=None, ge=16)  # pixels, longest side; aspect kept
+    jpeg_quality: int | None = Field(default=None, ge=1, le=100)  # JPEGs re-encoded
+    batch_prefix: str | None = Field(default=None, min_length=1)  # metadata.user.batch
+    batch_every: Literal["never", "daily", "weekly", "monthly"] = "never"
+    tags: tuple[str, ...] = ()  # metadata.user.tags
+
+
+class DatasetConfig(FilterRules):
     name: str = Field(min_length=1)
+    upload: UploadControls = UploadControls()
     driver: str
     preprocessors: tuple[PreprocessorConfig, ...] = ()
     rescan_interval_seconds: float | None = Field(default=None, ge=0)  # else [daemon]'s
+
+
+WEBHOOK_EVENTS = ("sync.finished", "item.created", "item.updated", "item.moved", "item.deleted",
+                  "job.done", "job.failed")
+
+
+class WebhookConfig(_Section):
+    """[[webhooks]]: events POSTed to a URL (syncd.service.webhooks)."""
+
+    name: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https?://")
+    events: tuple[Literal[WEBHOOK_EVENTS], ...] = WEBHOOK_EVENTS  # type: ignore[valid-type]
+    secret: str | None = Field(default=None, min_length=16, repr=False)  # HMAC-SHA256 key
+    max_attempts: int = Field(default=10, ge=1)  # tries before an event is a dead letter
+    retry_seconds: float = Field(default=5.0, gt=0)  # first wait after a failed try; doubles
+    timeout_seconds: float = Field(default=10.0, gt=0)  # connect, and the receiver's answer
+    batch_size: int = Field(default=100, ge=1, le=10_000)  # events in one POST
 
 
 class FetchConfig(_Section):
@@ -97,11 +166,14 @@ class Config(_Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     daemon: DaemonConfig = DaemonConfig()
     sources: tuple[SourceConfig, ...] = ()
+    driver_filters: dict[str, FilterRules] = {}  # the filter keys of each [[drivers]] table
+    webhooks: tuple[WebhookConfig, ...] = ()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
         _unique("drivers", [d.name for d in self.drivers])
         _unique("datasets", [d.name for d in self.datasets])
+        _unique("webhooks", [w.name for w in self.webhooks])
         names = {d.name for d in self.drivers}
         for index, dataset in enumerate(self.datasets):
             if dataset.driver not in names:
@@ -123,6 +195,16 @@ class Config(_Section):
             if options.name == name:
                 return options
         raise ConfigError(f"{self.source}: no driver named {name!r}")
+
+    def path_filter(self, dataset: str) -> PathFilter:
+        """The rules a key of `dataset` must pass: default excludes, driver's, dataset's."""
+        config = self.dataset(dataset)
+        driver = self.driver_filters.get(config.driver, FilterRules())
+        defaults = config.default_excludes
+        if defaults is None:
+            defaults = driver.default_excludes is not False
+        return PathFilter.build(defaults=defaults, tables=[
+            (f"driver {config.driver}", driver.table()), (f"dataset {config.name}", config.table())])
 
     def dataset(self, name: str) -> DatasetConfig:
         for dataset in self.datasets:
@@ -176,8 +258,13 @@ def parse_config(raw: dict[str, Any], *, source: Path) -> Config:
         driver_tables = raw.get("drivers", [])
         if not isinstance(driver_tables, list):
             raise _KeyError("drivers", "must be an array of tables: [[drivers]]")
-        driver_options = [_driver(index, table, base) for index, table in enumerate(driver_tables)]
-        config = Config.model_validate({**raw, "drivers": driver_options, "source": source})
+        driver_filters = {}
+        driver_options = [_driver(index, table, base, driver_filters)
+                          for index, table in enumerate(driver_tables)]
+        if "driver_filters" in raw:
+            raise _KeyError("driver_filters", "unknown key")
+        config = Config.model_validate({**raw, "drivers": driver_options, "source": source,
+                                        "driver_filters": driver_filters})
     except _KeyError as error:
         raise ConfigError(f"{source}: {error.key}: {error.message}") from None
     except ValidationError as error:
@@ -196,12 +283,19 @@ class _KeyError(Exception):
         self.key, self.message = key, message
 
 
-def _driver(index: int, table: Any, base: Path) -> DriverOptions:
+def _driver(index: int, table: Any, base: Path, filters: dict[str, FilterRules]) -> DriverOptions:
     where = f"drivers[{index}]"
     if not isinstance(table, dict):
         raise _KeyError(where, "must be a table")
     if "name" in table:
         where += f" ({table['name']!r})"
+    # The filter keys are syncd's, not the driver's: drivers never see them.
+    rules = {key: table[key] for key in FILTER_KEYS if key in table}
+    table = {key: value for key, value in table.items() if key not in FILTER_KEYS}
+    try:
+        filters[str(table.get("name"))] = FilterRules.model_validate(rules)
+    except ValidationError as error:
+        raise _KeyError(where, _describe(error)) from None
     kind = table.get("kind")
     if kind is None:
         raise _KeyError(f"{where}.kind", f"missing (one of: {', '.join(KINDS)})")

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import outbox
 
 
 @dataclass
 class Counts:
     items: dict[tuple[str, str], int]  # (dataset, state) -> items
     jobs: dict[str, int]  # state -> jobs
+    webhooks: list[dict] = field(default_factory=list)  # per webhook and state: see outbox.counts
 
 
 def read_counts(path: str | Path) -> Counts | None:
@@ -25,7 +28,7 @@ def read_counts(path: str | Path) -> Counts | None:
             "SELECT d.name, i.state, count(*) FROM items i JOIN datasets d ON d.id = i.dataset_id "
             "GROUP BY d.name, i.state ORDER BY 1, 2")}
         jobs = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"))
-        return Counts(items, jobs)
+        return Counts(items, jobs, outbox.counts(conn))
     except sqlite3.Error:
         return None
     finally:

@@ -134,7 +134,8 @@ def reapable(catalogue: Catalogue, dataset: Dataset, *, missing_before: float,
 def apply_rule_to_present(catalogue: Catalogue, consequence: Consequence, dataset: Dataset) -> None:
     """A consequence for every present item of the dataset (a full rescan's safety net)."""
     jobs.apply_consequence(catalogue._conn, consequence,
-                      "SELECT pk FROM items WHERE dataset_id = ? AND state = 'present'", (dataset.id,))
+                      "SELECT pk FROM items WHERE dataset_id = ? AND state = 'present'", (dataset.id,),
+                      notify=False)  # nothing changed: no webhook event
 
 
 def dataset_by_id(catalogue: Catalogue, dataset_id: int) -> Dataset:

@@ -32,6 +32,7 @@ from typing import Any
 
 from preprocess import FORMATS
 
+from . import outbox
 from .store import Catalogue, now_iso
 
 PREPROCESS, CLEANUP = "preprocess", "cleanup"
@@ -253,20 +254,27 @@ class Consequence:
         latest job (cancelled cleanups aside) is a preprocess job that is pending, running,
         done or failed, i.e. unless its preprocessing (and artifacts) stand; NEVER.
     cleanup: queue a cleanup of the artifacts the items may have in storage.
+    event: the webhook event it is (syncd.catalogue.outbox), if any; `event_present_only`:
+        only for items still present (a ghost already reported is not reported again).
     """
 
     cancel: tuple[str, ...] = ()
     reason: str | None = None
     preprocess: str = NEVER
     cleanup: bool = False
+    event: str | None = None
+    event_present_only: bool = False
 
 
 def apply_consequence(conn, consequence: Consequence, pks_sql: str, args: Sequence[Any] = (),
-                      *, now: str | None = None) -> None:
+                      *, now: str | None = None, notify: bool = True) -> None:
     """In the caller's transaction: apply `consequence` to the items `pks_sql` selects (a
-    SELECT of item pks, with `args`), set-based whatever the number of items."""
+    SELECT of item pks, with `args`), set-based whatever the number of items; with
+    `notify`, its webhook event too."""
     now = now or now_iso()
     c = consequence
+    if c.event and notify:
+        outbox.emit_items(conn, c.event, pks_sql, args, present_only=c.event_present_only, now=now)
     reason = c.reason or "cancelled"
     if c.cancel and c.reason != SUPERSEDED:
         _cancel(conn, c.cancel, pks_sql, args, f"'{_sql_text(reason)}'", now)

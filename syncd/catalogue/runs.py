@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from . import outbox
 from .store import Catalogue, Dataset, now_iso
 
 
@@ -28,6 +29,11 @@ def start_run(catalogue: Catalogue, dataset: Dataset) -> int:
 def finish_run(catalogue: Catalogue, run_id: int, counts: dict, status: str,
                message: str | None) -> None:
     with catalogue.transaction(immediate=True):
+        outbox.emit_event(catalogue._conn, "sync.finished", {
+            "dataset": counts.get("dataset"), "run": run_id, "status": status, "message": message,
+            **{key: counts.get(key) for key in ("listed", "created", "updated", "moved", "deleted",
+                                                "unchanged", "errors", "excluded")},
+            "seconds": round(counts.get("seconds") or 0.0, 3)})
         catalogue._conn.execute(
             """UPDATE sync_runs SET finished_at = ?, status = ?, listed = ?, created = ?,
                       updated = ?, moved = ?, deleted = ?, unchanged = ?, errors = ?, message = ?

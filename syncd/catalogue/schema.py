@@ -82,6 +82,26 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE items ADD COLUMN missing_since REAL;  -- seconds since the epoch
     """,
+    # 3 -> 4: outgoing webhooks: the configured subscriptions and the outbox (catalogue/outbox.py)
+    """
+    CREATE TABLE webhooks (
+        name TEXT PRIMARY KEY,
+        events TEXT NOT NULL                    -- ',item.created,sync.finished,'
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        webhook TEXT NOT NULL,
+        event TEXT NOT NULL,                    -- item.created, sync.finished, ...
+        payload TEXT NOT NULL,                  -- JSON: the event's data
+        created_at TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',  -- pending | delivered | dead
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL DEFAULT 0,        -- seconds since the epoch: not tried before then
+        last_error TEXT,
+        delivered_at TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(webhook, next_at) WHERE state = 'pending';
+    """,
 ]
 
 

@@ -17,13 +17,18 @@ from .common import emit_json, json_option, pass_app
               help="Path in the dataset (/cats/a.jpg, or a folder ending in /); default: /NAME.")
 @click.option("--no-preprocess", is_flag=True,
               help="Only queue the preprocessing job (for the daemon or `syncd jobs run`).")
+@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE",
+              help="User metadata for the item (as `items set-meta`); repeat for more.")
 @json_option
 @pass_app
 def put(app: App, dataset: str, local: str, remote: str | None, no_preprocess: bool,
-        as_json: bool) -> None:
+        meta: tuple[str, ...], as_json: bool) -> None:
     """Write LOCAL to the dataset's storage and catalogue it, then preprocess it (as `syncd
     sync` does: the dataset's open jobs run, in this process)."""
-    item, change = downstream.put(app, dataset, local, remote)
+    from ..usermeta import parse_assignments
+
+    user = parse_assignments(meta)  # a bad pair fails before anything is written
+    item, change = downstream.put(app, dataset, local, remote, user=user)
     if app.config.preprocess.enabled and not no_preprocess:
         app.run_jobs([dataset], workers=0)
         item = app.catalogue.get_item(app.dataset(dataset), item["filename"])

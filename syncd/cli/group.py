@@ -15,7 +15,8 @@ from ..logs import setup_logging
 # folder never imports the daemon, Pillow, the cloud SDKs or an HTTP stack.
 COMMANDS = {
     "daemon": "daemon", "drivers": "drivers", "import": "imports", "items": "items",
-    "jobs": "jobs", "put": "downstream", "rm": "downstream", "sync": "sync", "upload": "imports",
+    "jobs": "jobs", "put": "downstream", "rm": "downstream", "status": "status",
+    "sync": "sync", "upload": "imports", "webhooks": "status",
 }
 
 

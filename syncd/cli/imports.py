@@ -18,7 +18,7 @@ batch_option = click.option("--batch-size", type=click.IntRange(1, 512), default
 
 @cli.group("import")
 def import_group() -> None:
-    """Import linked items and CSV files into a dataset."""
+    """Import linked items, CSV and JSON Lines files into a dataset."""
 
 
 @import_group.command("links")
@@ -70,6 +70,58 @@ def import_csv_command(app: App, file: str, dataset: str, folder: str, batch_siz
     _finish(result, as_json, "rows")
 
 
+@import_group.command("jsonl")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@dataset_option
+@click.option("--folder", default="/", show_default=True,
+              help="Folder of the dataset in which the file's own folder is made.")
+@batch_option
+@click.option("--failures", type=click.Path(dir_okay=False),
+              help="Where to write the lines that failed (default: <name>.failures.jsonl beside FILE).")
+@json_option
+@pass_app
+def import_jsonl_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
+                         failures: str | None, as_json: bool) -> None:
+    """Import a JSON Lines file of items, one object a line, read as a stream.
+
+    Keys: url or path (a local file, relative to FILE's folder), and optionally name,
+    metadata (merged into metadata.user), description, mimetype, action (link | upload; a url
+    is linked by default). Items go into a folder named after FILE. Failed lines are written
+    to the failures file, which imports again as it is. --json: one summary object."""
+    from ..imports.jsonl import import_jsonl
+
+    with progress_bar(f"{dataset}: {file}", unit="line") as bar:
+        result = import_jsonl(app, dataset, file, folder=folder, batch_size=batch_size,
+                              failures=failures, progress=bar.update)
+    _finish(result, as_json, "lines")
+
+
+@import_group.command("tar")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@dataset_option
+@click.option("--folder", default="/", show_default=True,
+              help="Folder of the dataset in which the archive's own folder is made.")
+@batch_option
+@click.option("--failures", type=click.Path(dir_okay=False),
+              help="Where to write the members that failed (default: <name>.failures.csv beside FILE).")
+@click.option("--retry", type=click.Path(exists=True, dir_okay=False),
+              help="Import only the members listed in this failures file.")
+@json_option
+@pass_app
+def import_tar_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
+                       failures: str | None, retry: str | None, as_json: bool) -> None:
+    """Expand a tar archive (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) into items, streamed.
+
+    Members keep their paths under a folder named after the archive; links, devices and
+    paths leaving the folder fail alone. --json: one summary object."""
+    from ..imports.archive import import_tar
+
+    with progress_bar(f"{dataset}: {file}", unit="file") as bar:
+        result = import_tar(app, dataset, file, folder=folder, batch_size=batch_size,
+                            failures=failures, retry=retry, progress=bar.update)
+    _finish(result, as_json, "members")
+
+
 @cli.command("upload")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @dataset_option
@@ -105,15 +157,24 @@ def _finish(result: ImportResult, as_json: bool, unit: str) -> None:
         emit_json(result.as_json())
     else:
         _report(result, unit)
-    if result.failed:
+    if result.failed or result.refused:
         raise SystemExit(EXIT_PARTIAL)
 
 
 def _report(result: ImportResult, unit: str) -> None:
     click.echo(
         f"{result.dataset}:{result.folder}: {result.total} {unit}: created {result.created}, "
-        f"updated {result.updated}, unchanged {result.unchanged}, failed {result.failed} "
-        f"({result.seconds:.2f} s)"
+        f"updated {result.updated}, unchanged {result.unchanged}, failed {result.failed}"
+        + (f", excluded by filters {result.excluded}" if result.excluded else "")
+        + (f", left out by sampling {result.sampled}" if result.sampled else "")
+        + (f", refused by quota {result.refused}" if result.refused else "")
+        + f" ({result.seconds:.2f} s)"
     )
+    sample = result.controls.get("sample")
+    if sample:
+        click.echo(f"  sample: {sample['percent']:g}% with seed {sample['seed']} "
+                   f"(set [datasets.upload] sample_seed to repeat it)", err=True)
+    if result.controls.get("batch"):
+        click.echo(f"  batch: {result.controls['batch']}", err=True)
     if result.failures:
         click.echo(f"  failures written to {result.failures} (import it again to retry them)", err=True)

@@ -85,7 +85,9 @@ def _report(result: SyncResult) -> None:
     click.echo(
         f"{prefix}{result.dataset}: listed {result.listed}, created {result.created}, "
         f"updated {result.updated}, moved {result.moved}, {deleted_word} {result.deleted}, "
-        f"unchanged {result.unchanged}, errors {result.errors} ({result.seconds:.2f} s)"
+        f"unchanged {result.unchanged}, errors {result.errors}"
+        + (f", excluded {result.excluded.total}" if result.excluded.total else "")
+        + f" ({result.seconds:.2f} s)"
     )
     if result.deletes_skipped:
         click.echo(f"  deletions not applied: {result.deletes_skipped}", err=True)
@@ -93,3 +95,7 @@ def _report(result: SyncResult) -> None:
         for kind, paths in result.samples.items():
             for path in paths:
                 click.echo(f"  would be {kind}: {path}")
+        for rule, count in result.excluded.counts.items():
+            click.echo(f"  excluded by {rule}: {count}")
+            for key in result.excluded.samples.get(rule, []):
+                click.echo(f"    /{key}")

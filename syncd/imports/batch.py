@@ -36,6 +36,9 @@ from drivers.base import check_key
 from ..app import App
 from ..catalogue import Catalogue, Dataset
 from ..errors import InputError, SyncdError
+from ..sync.filters import NO_FILTER, PathFilter
+from .controls import Controls
+from . import dialects
 from .fetch import Fetcher, FetchPolicy
 from .links import (
     LINK_SUFFIX,
@@ -71,9 +74,13 @@ class ImportResult:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    excluded: int = 0  # turned away by the dataset's filters (reported, not failures)
+    sampled: int = 0  # left out by [datasets.upload] sample_percent
+    refused: int = 0  # past an upload quota: in the failures file, to import again later
     failed: int = 0
     failures: str | None = None  # the failures file, if anything failed
     seconds: float = 0.0
+    controls: dict[str, Any] = field(default_factory=dict)  # sample seed, quota use, batch
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -96,7 +103,7 @@ class Task:
 class Outcome:
     ref: Any  # the caller's handle on the task: a CSV row, a file path
     filename: str | None
-    status: str  # created | updated | unchanged | failed
+    status: str  # created | updated | unchanged | excluded | sampled | refused | failed
     item_id: str | None = None
     error: str | None = None
 
@@ -105,9 +112,12 @@ class Outcome:
 
 def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
               tasks: Iterable[tuple[Any, Task | Exception]], *, batch_size: int = DEFAULT_BATCH,
-              on_outcome: Callable[[Outcome], None]) -> None:
+              on_outcome: Callable[[Outcome], None],
+              path_filter: PathFilter = NO_FILTER, controls: Controls | None = None) -> None:
     """Run `tasks` (pairs of a ref and a Task, or of a ref and the error that made it fail
-    before it could start) `batch_size` at a time; report each Outcome on this thread."""
+    before it could start) `batch_size` at a time; report each Outcome on this thread. A task
+    whose path `path_filter` excludes is reported as excluded and nothing is written;
+    `controls` (the dataset's upload controls) may leave a task out, refuse it, or change it."""
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
 
@@ -134,6 +144,18 @@ def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
                 if isinstance(task, Exception):
                     on_outcome(Outcome(ref, None, "failed", error=describe(task)))
                     continue
+                rule = path_filter.excluded_by(task.filename.lstrip("/"))
+                if rule is not None:
+                    on_outcome(Outcome(ref, task.filename, "excluded",
+                                       error=f"{task.filename}: excluded by {rule}"))
+                    continue
+                if controls is not None:
+                    decision = controls.admit()
+                    if decision is not None:
+                        status, reason = decision
+                        on_outcome(Outcome(ref, task.filename, status, error=f"{task.filename}: {reason}"))
+                        continue
+                    task = controls.apply(task)
                 try:
                     known = existing(catalogue, dataset, task.filename)
                 except Exception as error:  # noqa: BLE001
@@ -149,6 +171,61 @@ def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
             for future in pending:
                 future.cancel()
             raise
+
+
+def upload_controls(app: App, dataset: Dataset) -> Controls | None:
+    """The dataset's [datasets.upload] controls for one run, or None when none is set."""
+    controls = Controls.start(app.catalogue, dataset, app.config.dataset(dataset.name).upload)
+    return controls if controls.active else None
+
+
+def run_import(app: App, dataset: Dataset, result: ImportResult,
+               tasks: Iterable[tuple[Any, Task | Exception]], *, batch_size: int,
+               progress: Progress | None, failures: FailuresFile | Any | None = None,
+               on_failure: Callable[[Outcome], None] | None = None,
+               on_outcome: Callable[[Outcome], None] | None = None) -> ImportResult:
+    """What every import shares: the dataset's filters and upload controls, the pool, the
+    tally, and the failures file (`on_failure` writes a failed or refused task to it; it is
+    finished at the end, or aborted if the input breaks off)."""
+    tally = _Tally(result, progress)
+
+    def counted(outcome: Outcome) -> None:
+        if on_failure is not None and outcome.status in ("failed", "refused"):
+            on_failure(outcome)
+        tally.count(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    controls = upload_controls(app, dataset)
+    try:
+        run_tasks(app.catalogue, dataset, app.dataset_driver(dataset.name), tasks,
+                  batch_size=batch_size, on_outcome=counted,
+                  path_filter=app.path_filter(dataset.name), controls=controls)
+    except BaseException:
+        if failures is not None:
+            failures.abort()
+        raise
+    result.controls = controls.report() if controls else {}
+    if failures is not None:
+        result.failures = failures.finish()
+    return result
+
+
+def retry_column(failures: Path, column: str, command: str) -> list[str]:
+    """The `column` of a failures file written by `command`, to import those again."""
+    try:
+        with open(failures, newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            header = [h.strip().lower() for h in next(reader, [])]
+            if column not in header:
+                raise InputError(f"{failures}: no {column!r} column (expected a failures file of "
+                                 f"`{command}`)")
+            index = header.index(column)
+            return [row[index] for row in reader if len(row) > index and row[index].strip()]
+    except OSError as error:
+        raise InputError(f"{failures}: cannot read: {error.strerror or error}") from None
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise InputError(f"{failures}: {_reason(error)}") from None
 
 
 def _stage(driver: Driver, task: Task, known) -> Stored:
@@ -174,39 +251,26 @@ class _Tally:
         result = self.result
         result.total += 1
         setattr(result, outcome.status, getattr(result, outcome.status) + 1)
-        if outcome.status == "failed":
+        if outcome.status in ("failed", "refused"):
             log.warning("%s", outcome.error)
+        elif outcome.status in ("excluded", "sampled"):
+            log.info("%s", outcome.error)
         if self.progress:
             self.progress(1)
 
 
 # -- failures files -------------------------------------------------------------------------
 
-class FailuresFile:
-    """A CSV of what failed: the input's own columns plus `error`. Written beside its final
-    path and moved there at the end; with nothing failed, a stale one there is removed."""
+class ReplacedFile:
+    """A file written beside its final path and moved there at the end if anything was
+    written (`count`); with nothing written, a stale one there is removed."""
 
-    def __init__(self, path: Path, header: list[str]):
+    def __init__(self, path: Path, suffix: str):
         self.path = path
-        lowered = [h.strip().lower() for h in header]
-        self.error_index = lowered.index(ERROR_COLUMN) if ERROR_COLUMN in lowered else None
-        self.header = list(header) + ([] if self.error_index is not None else [ERROR_COLUMN])
-        self.width = len(header)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.temporary = tempfile.mkstemp(prefix=".syncd-failures-", suffix=".csv", dir=path.parent)
+        fd, self.temporary = tempfile.mkstemp(prefix=".syncd-failures-", suffix=suffix, dir=path.parent)
         self.file = os.fdopen(fd, "w", newline="", encoding="utf-8")
-        self.writer = csv.writer(self.file)
-        self.writer.writerow(self.header)
         self.count = 0
-
-    def add(self, row: list[str], error: str) -> None:
-        row = (list(row) + [""] * self.width)[: self.width]
-        if self.error_index is not None:
-            row[self.error_index] = error
-        else:
-            row.append(error)
-        self.writer.writerow(row)
-        self.count += 1
 
     def finish(self) -> str | None:
         self.file.close()
@@ -222,6 +286,28 @@ class FailuresFile:
         self.file.close()
         if os.path.exists(self.temporary):
             os.unlink(self.temporary)
+
+
+class FailuresFile(ReplacedFile):
+    """A CSV of what failed: the input's own columns plus `error`."""
+
+    def __init__(self, path: Path, header: list[str]):
+        super().__init__(path, ".csv")
+        lowered = [h.strip().lower() for h in header]
+        self.error_index = lowered.index(ERROR_COLUMN) if ERROR_COLUMN in lowered else None
+        self.header = list(header) + ([] if self.error_index is not None else [ERROR_COLUMN])
+        self.width = len(header)
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(self.header)
+
+    def add(self, row: list[str], error: str) -> None:
+        row = (list(row) + [""] * self.width)[: self.width]
+        if self.error_index is not None:
+            row[self.error_index] = error
+        else:
+            row.append(error)
+        self.writer.writerow(row)
+        self.count += 1
 
 
 def default_failures_path(source: Path) -> Path:
@@ -256,43 +342,39 @@ class CsvRow:
 def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder: str = "/",
                batch_size: int = DEFAULT_BATCH, failures: str | os.PathLike[str] | None = None,
                progress: Progress | None = None, fetcher: Fetcher | None = None) -> ImportResult:
-    """Import a CSV file in the reference's columns into the folder named after it.
+    """Import a CSV file in the reference's columns (or Clarifai's, or the reference SDK's
+    upload columns: syncd.imports.dialects) into the folder named after it.
 
     Raises InputError for a file that cannot be read as such a CSV (unknown columns, bad
     encoding); a bad row only fails that row."""
     source = Path(source)
     started = time.monotonic()
     fetcher = fetcher or Fetcher(FetchPolicy.from_config(app.config.fetch))
-    target = posixpath.join(_folder(folder), _strip_suffixes(source.name))
+    base = _folder(folder)
+    target = posixpath.join(base, _strip_suffixes(source.name))
     check_key(target.lstrip("/"))
-    ds, driver, catalogue = app.dataset(dataset), app.dataset_driver(dataset), app.catalogue
+    ds = app.dataset(dataset)
     result = ImportResult(ds.name, str(source), target)
-    tally = _Tally(result, progress)
     with _CsvReader(source) as (header, columns, rows):
         failures_file = FailuresFile(Path(failures) if failures else default_failures_path(source), header)
         seen: dict[str, int] = {}
+        dialect = dialects.detect(header)
 
         def tasks() -> Iterator[tuple[CsvRow, Task | Exception]]:
             for row in rows:
                 try:
-                    yield row, _csv_task(row, source, target, seen, fetcher)
+                    yield row, _csv_task(row, source, target, seen, fetcher, dialect=dialect, base=base)
                 except (InputError, ValueError) as error:
                     yield row, error
 
-        def on_outcome(outcome: Outcome) -> None:
-            if outcome.status == "failed":
-                where = outcome.ref.where(source)
-                if not outcome.error.startswith(where):
-                    outcome.error = f"{where}: {outcome.error}"
-                failures_file.add(outcome.ref.raw, outcome.error)
-            tally.count(outcome)
+        def on_failure(outcome: Outcome) -> None:
+            where = outcome.ref.where(source)
+            if not outcome.error.startswith(where):
+                outcome.error = f"{where}: {outcome.error}"
+            failures_file.add(outcome.ref.raw, outcome.error)
 
-        try:
-            run_tasks(catalogue, ds, driver, tasks(), batch_size=batch_size, on_outcome=on_outcome)
-        except BaseException:
-            failures_file.abort()
-            raise
-        result.failures = failures_file.finish()
+        run_import(app, ds, result, tasks(), batch_size=batch_size, progress=progress,
+                   failures=failures_file, on_failure=on_failure)
     result.seconds = time.monotonic() - started
     return result
 
@@ -360,7 +442,9 @@ def _reason(error: BaseException) -> str:
 
 def _csv_columns(source: Path, header: list[str]) -> list[str | None]:
     """Each header cell's canonical column (None for `error`, which is ignored)."""
-    known = {name.lower(): name for name in CSV_COLUMNS}
+    dialect = dialects.detect(header)
+    names = dialects.COLUMNS.get(dialect, CSV_COLUMNS)
+    known = {name.lower(): name for name in names}
     columns: list[str | None] = []
     unknown, first = [], {}
     for index, cell in enumerate(header):
@@ -379,19 +463,24 @@ def _csv_columns(source: Path, header: list[str]) -> list[str | None]:
         columns.append(canonical)
     if unknown:
         raise InputError(f"{source}: unknown column{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(unknown)}; the columns are {', '.join(CSV_COLUMNS)}"
-                         " (any case)")
+                         f"{', '.join(unknown)}; the columns are {', '.join(names)}"
+                         " (any case)" + ("" if dialect == dialects.REFERENCE else f", as a {dialect} CSV"))
+    if dialect != dialects.REFERENCE:
+        return columns
     if "URL" not in first and "image_bytes" not in first:
         raise InputError(f"{source}: needs a URL or an image_bytes column")
     return columns
 
 
 def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
-              fetcher: Fetcher) -> Task:
+              fetcher: Fetcher, *, dialect: str = dialects.REFERENCE, base: str = "/") -> Task:
     where = row.where(source)
     values = row.values
     if "__error__" in values:
         raise InputError(f"{where}: {values['__error__']}")
+    values = dialects.to_reference(values, dialect, where=where, base=source.parent)
+    if "folder" in values:
+        target = posixpath.join(base, values["folder"].lstrip("/")).rstrip("/") or "/"
 
     def fail(column: str, what: str) -> InputError:
         return InputError(f"{where}: {column}: {what}")
@@ -403,9 +492,10 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
     action = values.get("action", "").strip().lower() or ("link" if url else "upload")
     if action not in ("link", "upload"):
         raise fail("action", f"expected 'link' or 'upload', got {values['action']!r}")
-    if not url and not data:
+    local = values.get("path")
+    if not url and not data and local is None:
         raise fail("URL", "empty, and so is image_bytes: a row needs one of them")
-    user = _user_metadata(values.get("item_metadata", ""), fail)
+    user = {**values.get("user", {}), **_user_metadata(values.get("item_metadata", ""), fail)}
     description = values.get("item_description") or None
 
     if action == "link":
@@ -425,7 +515,10 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
         task = Task(filename, lambda: Content.of_bytes(content),
                     ItemFacts("link", link_system(info), user, description), "application/json")
     else:
-        if data:
+        if local is not None:
+            def load(local=local) -> Content:
+                return local_content(local)
+        elif data:
             if not name:
                 raise fail("name", "empty, and so is ID: image_bytes need a name")
             limit = fetcher.policy.max_bytes
@@ -519,14 +612,8 @@ def import_link_files(app: App, dataset: str, files: Iterable[str | os.PathLike[
     ds = app.dataset(dataset)
     result = ImportResult(ds.name, ", ".join(str(f) for f, _ in tasks), base)
     outcomes: list[Outcome] = []
-    tally = _Tally(result, progress)
-
-    def on_outcome(outcome: Outcome) -> None:
-        tally.count(outcome)
-        outcomes.append(outcome)
-
-    run_tasks(app.catalogue, ds, app.dataset_driver(dataset), tasks, batch_size=batch_size,
-              on_outcome=on_outcome)
+    run_import(app, ds, result, tasks, batch_size=batch_size, progress=progress,
+               on_outcome=outcomes.append)
     result.seconds = time.monotonic() - started
     return result, outcomes
 
@@ -548,12 +635,11 @@ def upload_folder(app: App, dataset: str, directory: str | os.PathLike[str], *, 
     if not directory.is_dir():
         raise InputError(f"{directory}: not a folder")
     base = _folder(folder)
-    paths = _retry_paths(Path(retry)) if retry else list(_walk(directory))
+    paths = retry_column(Path(retry), "path", "syncd upload") if retry else list(_walk(directory))
     if total:
         total(len(paths))
     ds = app.dataset(dataset)
     result = ImportResult(ds.name, str(directory), base)
-    tally = _Tally(result, progress)
     failures_file = FailuresFile(Path(failures) if failures else default_failures_path(directory),
                                  ["path"])
     top_name = directory.resolve().name
@@ -565,18 +651,9 @@ def upload_folder(app: App, dataset: str, directory: str | os.PathLike[str], *, 
             except (InputError, DriverError, ValueError) as error:
                 yield relative, error
 
-    def on_outcome(outcome: Outcome) -> None:
-        tally.count(outcome)
-        if outcome.status == "failed":
-            failures_file.add([outcome.ref], outcome.error)
-
-    try:
-        run_tasks(app.catalogue, ds, app.dataset_driver(dataset), tasks(), batch_size=batch_size,
-                  on_outcome=on_outcome)
-    except BaseException:
-        failures_file.abort()
-        raise
-    result.failures = failures_file.finish()
+    run_import(app, ds, result, tasks(), batch_size=batch_size, progress=progress,
+               failures=failures_file,
+               on_failure=lambda outcome: failures_file.add([outcome.ref], outcome.error))
     result.seconds = time.monotonic() - started
     return result
 
@@ -592,20 +669,14 @@ def _walk(directory: Path) -> Iterator[str]:
             yield Path(os.path.relpath(os.path.join(root, name), directory)).as_posix()
 
 
-def _retry_paths(failures: Path) -> list[str]:
-    try:
-        with open(failures, newline="", encoding="utf-8-sig") as file:
-            reader = csv.reader(file)
-            header = [h.strip().lower() for h in next(reader, [])]
-            if "path" not in header:
-                raise InputError(f"{failures}: no 'path' column (expected a failures file of "
-                                 "`syncd upload`)")
-            index = header.index("path")
-            return [row[index] for row in reader if len(row) > index and row[index].strip()]
-    except OSError as error:
-        raise InputError(f"{failures}: cannot read: {error.strerror or error}") from None
-    except (csv.Error, UnicodeDecodeError) as error:
-        raise InputError(f"{failures}: {_reason(error)}") from None
+def local_content(path: Path) -> Content:
+    """A local file's Content: hashed in chunks, then opened for the put (flat memory)."""
+    digest, size = hashlib.md5(), 0
+    with open(path, "rb") as file:
+        while chunk := file.read(HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return Content(open(path, "rb"), digest.hexdigest(), size)  # noqa: SIM115 - closed by _stage
 
 
 def _file_task(directory: Path, relative: str, base: str, label: bool, top_name: str) -> Task:
@@ -620,15 +691,7 @@ def _file_task(directory: Path, relative: str, base: str, label: bool, top_name:
     user = {"label": path.parent.name if len(parts) > 1 else top_name} if label else {}
     content_type = mimetypes.guess_type(path.name)[0]
 
-    def load() -> Content:
-        digest, size = hashlib.md5(), 0
-        with open(path, "rb") as file:
-            while chunk := file.read(HASH_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        return Content(open(path, "rb"), digest.hexdigest(), size)  # noqa: SIM115 - closed by _stage
-
-    return Task(filename, load, ItemFacts("file", {}, user), content_type)
+    return Task(filename, lambda: local_content(path), ItemFacts("file", {}, user), content_type)
 
 
 def _folder(folder: str) -> str:

@@ -23,7 +23,7 @@ from drivers.base import check_key, is_hidden
 from ..app import App
 from ..sync.applier import Applied, Applier
 from ..catalogue import items, normalize_filename
-from ..errors import NotFoundError
+from ..errors import InputError, NotFoundError
 from ..sync.events import ObjectCreated
 from ..sync.rules import RULES, Change
 
@@ -44,14 +44,20 @@ def remote_key(local: Path, remote: str | None) -> str:
 
 
 def _applier(app: App) -> Applier:
-    return Applier(app.catalogue, lambda name: (app.dataset(name), app.dataset_driver(name)))
+    return Applier(app.catalogue, lambda name: (app.dataset(name), app.dataset_driver(name)),
+                   path_filter=app.path_filter)
 
 
-def put(app: App, dataset: str, local: str | os.PathLike[str], remote: str | None = None
-        ) -> tuple[dict[str, Any], Applied]:
-    """Write `local` to the dataset's storage and catalogue it (with a preprocessing job)."""
+def put(app: App, dataset: str, local: str | os.PathLike[str], remote: str | None = None,
+        *, user: dict[str, Any] | None = None) -> tuple[dict[str, Any], Applied]:
+    """Write `local` to the dataset's storage and catalogue it (with a preprocessing job);
+    `user` is merged into its metadata.user."""
     path = Path(local)
     key = remote_key(path, remote)
+    rule = app.path_filter(dataset).excluded_by(key)
+    if rule is not None:
+        raise InputError(f"{path}: /{key} is excluded by the dataset's filters ({rule}); "
+                         "nothing was written")
     driver = app.dataset_driver(dataset)
     app.dataset(dataset)
     content_type = mimetypes.guess_type(path.name)[0]
@@ -64,6 +70,10 @@ def put(app: App, dataset: str, local: str | os.PathLike[str], remote: str | Non
                           etag=info.etag, size=info.size), info)
     finally:
         applier.close()
+    if user:
+        from ..usermeta import set_user_metadata
+
+        set_user_metadata(app.catalogue, app.dataset(dataset), [("/" + key, user)])
     return app.catalogue.get_item(app.dataset(dataset), "/" + key), change
 
 

@@ -254,7 +254,22 @@ class Fetcher:
                 connection.close()
         raise FetchRefused(f"refused {url!r}: more than {self.policy.max_redirects} redirects")
 
-    def _request(self, target: Target) -> http.client.HTTPConnection:
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        """POST `body` to `url` once, through the same checks as a fetch (no redirects
+        followed): (status, reason). Raises FetchRefused or FetchFailed."""
+        target = self.check(url)
+        connection = self._request(target, method="POST", body=body, headers=headers)
+        try:
+            response = connection.getresponse()
+            response.read(64 * 1024)  # a receiver's answer is not kept
+            return response.status, response.reason
+        except (OSError, http.client.HTTPException) as error:
+            raise _connection_failure(url, error) from error
+        finally:
+            connection.close()
+
+    def _request(self, target: Target, *, method: str = "GET", body: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> http.client.HTTPConnection:
         timeout = self.policy.timeout_seconds
         sock, last_error = None, None
         for address in target.addresses:
@@ -278,9 +293,9 @@ class Fetcher:
             connection = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
         connection.sock = sock  # connected to the checked address: http.client will not connect again
         try:
-            connection.request("GET", target.path, headers={
+            connection.request(method, target.path, body=body, headers={
                 "User-Agent": f"syncd/{__version__}", "Accept": "*/*",
-                "Accept-Encoding": "identity",
+                "Accept-Encoding": "identity", **(headers or {}),
             })
         except (OSError, http.client.HTTPException) as error:
             connection.close()

@@ -30,7 +30,7 @@ from typing import Any
 
 import preprocess
 
-from ..catalogue import Dataset, items, now_iso
+from ..catalogue import Dataset, items, now_iso, outbox
 from ..errors import ConfigError, SyncdError
 from ..catalogue.jobs import CLEANUP, PREPROCESS, Job, JobQueue
 from ..sync import rules
@@ -420,6 +420,12 @@ class Runner:
         elif job.kind == CLEANUP and state == "done":
             self._forget_artifacts(job.item_pk, result.deleted)
         setattr(self.result, state, getattr(self.result, state) + 1)
+        if state in ("done", "failed"):  # webhooks, in this transaction
+            outbox.job_finished(self.app.catalogue, state, {
+                "job": job.id, "kind": job.kind, "dataset": task.item.get("dataset") if task else None,
+                "id": task.item_id if task else None,
+                "filename": task.item.get("filename") if task else None,
+                "error": result.error if state == "failed" else None})
         if state == "failed":
             log.warning("job %d (%s %s) failed: %s", job.id, job.kind,
                         (task.key if task else None) or job.item_pk, result.error)

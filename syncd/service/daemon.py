@@ -43,6 +43,7 @@ from ..sync.indexer import SyncResult, sync_dataset
 from ..catalogue import items
 from ..sync.rules import RULES, Change
 from .metrics import Metrics
+from .webhooks import Deliverer
 from .sources import Router, Source, build_sources
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,9 @@ class Daemon:
         self._stopped = False
         self._resolved: dict[str, tuple[Dataset, Driver]] = {}
         self.applier = Applier(app.catalogue, self.resolve, clock=clock,
-                               move_window=self.settings.move_window_seconds)
+                               move_window=self.settings.move_window_seconds,
+                               path_filter=app.path_filter)
+        self.webhooks = Deliverer(self.config.catalogue.path, self.config.webhooks, self.config.fetch)
         self._next_rescan: dict[str, float] = {}
         self._wanted: dict[str, set[str]] = {}  # dataset -> folder prefixes to rescan
         self._rescans: dict[str, _Rescan] = {}
@@ -156,6 +159,7 @@ class Daemon:
             self.http.start()
         for source in self.sources:
             source.start(self.submit)
+        self.webhooks.start()
         if self.workers is not None:
             self.workers.start()
             self._workers_started = True
@@ -203,6 +207,7 @@ class Daemon:
             self._apply(deliveries)
         if self._workers_started:
             self.workers.stop(WORKERS_STOP)  # finish and record the jobs in flight
+        self.webhooks.stop()  # what it did not deliver stays in the outbox for the next start
         for rescan in self._rescans.values():
             rescan.done.wait(max(0.1, 3.0 - (time.monotonic() - started)))
         while deliveries := self._take(0):  # raced the flag: refused, so never acknowledged
@@ -294,6 +299,7 @@ class Daemon:
         dataset, driver = self.resolve(name)
         path = self.config.catalogue.path
         max_delete = self.config.sync.max_delete_percent
+        path_filter = self.app.path_filter(name)
 
         def progress(_count: int) -> None:
             if self._stop.is_set():
@@ -303,7 +309,8 @@ class Daemon:
             try:
                 with Catalogue(path) as catalogue:
                     rescan.result = sync_dataset(catalogue, dataset, driver, prefix=prefix,
-                                                 max_delete_percent=max_delete, progress=progress)
+                                                 max_delete_percent=max_delete, progress=progress,
+                                                 path_filter=path_filter)
             except BaseException as error:  # noqa: BLE001 - reported by the loop
                 rescan.error = error
             finally:

@@ -34,6 +34,9 @@ class _CatalogueCollector:
         items = GaugeMetricFamily("syncd_items", "Items in the catalogue, per dataset and state.",
                                   labels=["dataset", "state"])
         jobs = GaugeMetricFamily("syncd_jobs", "Preprocessing jobs, per state.", labels=["state"])
+        hooks = GaugeMetricFamily("syncd_webhook_events",
+                                  "Webhook events in the outbox, per webhook and state (dead: dead letters).",
+                                  labels=["webhook", "state"])
         counts = read_counts(self.path)
         if counts is None:
             return
@@ -41,8 +44,11 @@ class _CatalogueCollector:
             items.add_metric([name, state], count)
         for state in STATES:
             jobs.add_metric([state], counts.jobs.get(state, 0))
+        for row in counts.webhooks:
+            hooks.add_metric([row["webhook"], row["state"]], row["events"])
         yield items
         yield jobs
+        yield hooks
 
 
 class Metrics:

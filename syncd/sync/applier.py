@@ -31,6 +31,7 @@ from drivers import Driver, InvalidKey, NotFound, ObjectInfo
 from drivers.base import is_hidden
 
 from ..catalogue import Catalogue, Dataset, items
+from .filters import NO_FILTER, PathFilter
 from .events import Event, FolderChanged, ObjectMoved
 from .rules import RULES, Change
 
@@ -66,9 +67,14 @@ class Applier:
 
     def __init__(self, catalogue: Catalogue, resolve: Resolve, *, move_window: float = 30.0,
                  clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time):
+                 wall_clock: Callable[[], float] = time.time,
+                 path_filter: Callable[[str], PathFilter] = lambda _name: NO_FILTER):
         self.catalogue = catalogue
         self.resolve = resolve
+        # dataset name -> its filter. An excluded key is as good as absent from storage: no
+        # item is made for it, an item already there goes, and a rename from an excluded
+        # name (rsync's .NAME.XXXXXX -> NAME) is a create of the new name.
+        self.path_filter = path_filter
         self.move_window = move_window  # seconds
         self.clock = clock
         self.wall_clock = wall_clock  # when an item went missing, kept in the catalogue
@@ -136,6 +142,8 @@ class Applier:
         driver = self.resolve(name)[1]
         if is_hidden(key):
             return _BAD  # syncd's own artifacts are never items
+        if self.path_filter(name).excluded(key):
+            return None  # as good as absent: see __init__
         try:
             return driver.stat(key)
         except NotFound:

@@ -24,6 +24,7 @@ from ..catalogue import Catalogue, Dataset, runs
 from ..catalogue.listing import Scope, StagedListing
 from ..errors import SyncError
 from ..imports import links
+from .filters import NO_FILTER, Excluded, PathFilter, filter_pages
 from .rules import RULES
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,12 @@ class SyncResult:
     pruned: bool = False
     deletes_skipped: str | None = None  # why deletions were not applied, if they were not
     samples: dict[str, list[str]] = field(default_factory=dict)
+    excluded: Excluded = field(default_factory=Excluded)  # listed keys the filters turned away
 
     def as_json(self) -> dict:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
+        data["excluded"] = dict(self.excluded.counts)  # rule -> keys; the keys: see samples
         if not data["deletes_skipped"]:
             del data["deletes_skipped"]
         return data
@@ -72,16 +75,18 @@ def sync_dataset(
     prune: bool = False,
     max_delete_percent: float = 100.0,
     progress: Progress | None = None,
+    path_filter: PathFilter = NO_FILTER,
     listing: Listing | None = None,
 ) -> SyncResult:
-    """List `driver` (under `prefix`) and bring `dataset`'s items in line with it.
+    """List `driver` (under `prefix`) and bring `dataset`'s items in line with it. Keys that
+    `path_filter` excludes are left out of the listing (so their items, if any, are gone).
 
     With `listing` (an inventory: a snapshot, maybe older than the catalogue), the listing
     comes from it instead and nothing is deleted: a later listing sync finds what is gone."""
     with _dataset_lock(catalogue, dataset):
         return _sync_locked(catalogue, dataset, driver, prefix=prefix, dry_run=dry_run,
                             prune=prune, max_delete_percent=max_delete_percent, progress=progress,
-                            listing=listing)
+                            path_filter=path_filter, listing=listing)
 
 
 @contextlib.contextmanager
@@ -105,7 +110,7 @@ def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
-                 progress, listing=None) -> SyncResult:
+                 progress, path_filter=NO_FILTER, listing=None) -> SyncResult:
     started = time.monotonic()
     result = SyncResult(dataset.name, dry_run=dry_run, pruned=prune)
     run_id = None if dry_run else runs.start_run(catalogue, dataset)
@@ -116,11 +121,13 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
                 errors.append((key, reason))
 
             if listing is not None:  # an inventory instead of the driver's listing
-                pages = prefetched(listing(prefix, on_error))
+                pages = listing(prefix, on_error)
             else:
                 pages = driver.list_pages(prefix, on_error=on_error)
-                if driver.features.threaded_listing:
-                    pages = prefetched(pages)
+            if path_filter:
+                pages = filter_pages(pages, path_filter, result.excluded)
+            if listing is not None or driver.features.threaded_listing:
+                pages = prefetched(pages)
             staged.load(pages, progress)
             result.listed = staged.listed
             result.errors = len(errors)
@@ -168,7 +175,7 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
 
 
 def _counts(result: SyncResult) -> dict:
-    return asdict(result)
+    return asdict(result) | {"excluded": result.excluded.total}
 
 
 def _describe_failure(driver: Driver, error: DriverError) -> str:

@@ -35,20 +35,26 @@ class Change(StrEnum):
     MERGED = "merged"  # a copy that turned out to be another item moving: the copy's item goes
 
 
+# `event`: the webhook event each change is (syncd.catalogue.outbox), emitted in the same
+# transaction. An item's id survives a move, so item.moved carries the new path and the id.
 RULES: dict[Change, Consequence] = {
-    Change.CREATED: Consequence(preprocess=ALWAYS),
-    Change.CONTENT_CHANGED: Consequence(cancel=(PREPROCESS,), reason=SUPERSEDED, preprocess=ALWAYS),
+    Change.CREATED: Consequence(preprocess=ALWAYS, event="item.created"),
+    Change.CONTENT_CHANGED: Consequence(cancel=(PREPROCESS,), reason=SUPERSEDED, preprocess=ALWAYS,
+                                        event="item.updated"),
     # The artifacts are named by item id, not path: a move keeps them. An item whose
     # artifacts were cleaned up (or whose preprocessing failed or was cancelled) is processed
     # again.
     Change.MOVED: Consequence(cancel=(CLEANUP,), reason="the item came back",
-                              preprocess=UNLESS_CURRENT),
+                              preprocess=UNLESS_CURRENT, event="item.moved"),
     Change.REVIVED: Consequence(cancel=(CLEANUP,), reason="the item came back",
-                                preprocess=UNLESS_CURRENT),
-    Change.MISSING: Consequence(cancel=(PREPROCESS,), reason="item deleted from storage"),
-    Change.GONE: Consequence(cancel=(PREPROCESS,), reason="item deleted", cleanup=True),
+                                preprocess=UNLESS_CURRENT, event="item.updated"),
+    Change.MISSING: Consequence(cancel=(PREPROCESS,), reason="item deleted from storage",
+                                event="item.deleted"),
+    # Reported unless the item was already a ghost (reported when it went missing).
+    Change.GONE: Consequence(cancel=(PREPROCESS,), reason="item deleted", cleanup=True,
+                             event="item.deleted", event_present_only=True),
     Change.MERGED: Consequence(cancel=(PREPROCESS,), reason="merged into the item it was copied from",
-                               cleanup=True),
+                               cleanup=True, event="item.deleted"),
 }
 
 assert set(RULES) == set(Change), "every change has a rule"
