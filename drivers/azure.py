@@ -162,7 +162,7 @@ class AzureDriver(CloudDriver):
         for page in blobs.by_page():
             yield [_info(blob) for blob in page]
 
-    def _delimited(self, prefix: str):
+    def _delimited(self, prefix: str, *, after_folder: str | None = None):
         entries = self.container.walk_blobs(name_starts_with=prefix or None, delimiter="/",
                                             results_per_page=self.page_size)
         for page in entries.by_page():

@@ -135,9 +135,11 @@ class CloudDriver(Driver):
 
     # -- listing --------------------------------------------------------------------------
 
-    def _delimited(self, prefix: str) -> Iterator[tuple[list[ObjectInfo], list[str]]]:
+    def _delimited(self, prefix: str, *, after_folder: str | None = None
+                   ) -> Iterator[tuple[list[ObjectInfo], list[str]]]:
         """Yield pages of (objects, sub-folder prefixes) directly under `prefix` (a listing
-        with delimiter "/"). Drivers without it leave it unimplemented: no parallel listing."""
+        with delimiter "/"), with `after_folder` (drivers whose `skips_hidden`) starting after
+        every name under that folder. Drivers without it: no parallel listing."""
         raise NotImplementedError
 
     def list_pages(self, prefix: str = "", *, on_error: OnError | None = None) -> Iterator[list[ObjectInfo]]:
@@ -171,27 +173,51 @@ class CloudDriver(Driver):
         yield from pages
 
     def _parallel_pages(self, full: str) -> Iterator[list[ObjectInfo]]:
-        """List by sub-folder, `list_concurrency` at a time. The folders are discovered with
-        a delimiter listing, which also yields the objects at that level, so that a flat
-        bucket costs what a plain listing does; a single folder is descended into (a few
-        levels at most). The hidden folder's prefix is never listed."""
+        """List by sub-folder, `list_concurrency` folders at a time; the hidden folder's
+        prefix is never listed.
+
+        Where a listing can start after a given name (S3, GCS), it begins as the plain
+        listing does; only when its first page is full and ends inside a folder are the
+        folders after that one discovered (a delimiter listing starting past it, which also
+        yields the top level's objects) and listed in parallel with the rest of that folder.
+        So a flat bucket, or a small one, costs exactly the plain listing. Elsewhere (Azure)
+        the folders are discovered by a delimiter listing from the start."""
+        if not self.skips_hidden:
+            yield from self._delimiter_fan_out(full)
+            return
+        pages = self._sequential_pages(full)
+        first = next(pages, None)
+        if first is None:
+            return
+        yield first
+        rest = first[-1].key[len(full):] if first else ""
+        if len(first) < self.page_size or "/" not in rest:
+            yield from pages  # the last page, or still in the flat part: one plain listing
+            return
+        pages.close()
+        folder = full + rest.split("/", 1)[0] + "/"
+        tasks: list[tuple[str, str | None]] = []
+        if folder != self._hidden:
+            tasks.append((folder, first[-1].key))  # the rest of the folder the page ended in
+        found: dict[str, None] = {}  # some services repeat a prefix on later pages
+        for objects, prefixes in self._delimited(full, after_folder=folder):
+            yield objects
+            found.update((p, None) for p in prefixes if p != self._hidden and p > folder)
+        tasks += [(name, None) for name in found]
+        yield from fan_out(tasks, lambda task: self._pages(task[0], start_after=task[1]),
+                           self.list_concurrency)
+
+    def _delimiter_fan_out(self, full: str) -> Iterator[list[ObjectInfo]]:
+        """Discover the folders with a delimiter listing (which yields the objects at that
+        level), descending while there is only one, then list them in parallel."""
         folders = [full]
         for _depth in range(4):
             if len(folders) != 1:
                 break
             found: dict[str, None] = {}  # some services repeat a prefix on later pages
-            pages = self._delimited(folders[0])
-            for index, (objects, prefixes) in enumerate(pages):
+            for objects, prefixes in self._delimited(folders[0]):
                 yield objects
                 found.update((p, None) for p in prefixes if p != self._hidden)
-                if (index == 0 and not found and self.skips_hidden and objects
-                        and len(objects) >= self.page_size):
-                    # A full first page and no folder: flat so far. The rest by a plain
-                    # listing from after its last name (delimiter listings cost some
-                    # services more); it lists any folders further on too.
-                    pages.close()
-                    yield from self._sequential_pages(folders[0], start_after=objects[-1].key)
-                    return
             folders = list(found)
         if len(folders) <= 1:
             for folder in folders:

@@ -135,10 +135,11 @@ class GCSDriver(CloudDriver):
             raise NotFound(f"listing {self.describe()}: NoSuchBucket: no such bucket",
                            code="NoSuchBucket") from error
 
-    def _delimited(self, prefix: str):
+    def _delimited(self, prefix: str, *, after_folder: str | None = None):
         blobs = self.client.list_blobs(
             self.options.bucket, prefix=prefix or None, delimiter="/", page_size=self.page_size,
             fields=DELIMITED_FIELDS, retry=self.retry, timeout=self.timeout,
+            start_offset=after_folder[:-1] + "0" if after_folder else None,  # as in _pages
         )
         try:
             for page in blobs.pages:

@@ -204,12 +204,14 @@ class S3Driver(CloudDriver):
             yield [_info(item["Key"], item["Size"], item["LastModified"], item.get("ETag"))
                    for item in response.get("Contents", ())]
 
-    def _delimited(self, prefix: str):
+    def _delimited(self, prefix: str, *, after_folder: str | None = None):
         paginator = self.client.get_paginator("list_objects_v2")
         arguments = {"Bucket": self.bucket, "Delimiter": "/",
                      "PaginationConfig": {"PageSize": self.page_size}}
         if prefix:
             arguments["Prefix"] = prefix
+        if after_folder:  # as after_hidden in _pages
+            arguments["StartAfter"] = after_folder + "\U0010ffff"
         for response in paginator.paginate(**arguments):
             yield ([_info(item["Key"], item["Size"], item["LastModified"], item.get("ETag"))
                     for item in response.get("Contents", ())],

@@ -42,6 +42,14 @@ def test_parallel_listing_lists_what_the_sequential_one_does(cloud_store):
                                       "p03/img2.jpg"]
 
 
+def test_a_first_page_ending_inside_a_folder_lists_its_rest_and_the_folders_after(cloud_store):
+    names = [f"f{i}/x{j}.jpg" for i in range(5) for j in range(3)] + ["f1.jpg", "g.jpg", "f0.txt"]
+    fill(cloud_store, names)
+    driver = cloud_store.make(list_concurrency=3)
+    driver.inner.page_size = 2  # the first page ends inside f0/, with f0/x2.jpg still to come
+    assert keys(driver) == sorted(names)
+
+
 def test_a_flat_start_goes_on_as_one_plain_listing(cloud_store):
     names = ["-a.jpg", ".b.jpg", "a.jpg", "b.jpg", "c.jpg", "d.jpg", "zz/later/x.jpg", "zz/y.jpg"]
     fill(cloud_store, names)
