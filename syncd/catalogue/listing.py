@@ -252,30 +252,22 @@ class StagedListing:
         if plan.fresh == plan.moves:
             return
         # Created items, in chunks so that a very large first sync does not hold the write
-        # lock for long; each chunk writes its items and their jobs together. In filename
-        # order: the items' path index then grows at its end instead of at random places,
-        # which at a million items no longer fits the page cache (a listing comes in
-        # directory order, which is not name order).
-        conn.execute("CREATE INDEX IF NOT EXISTS temp.listing_path ON listing(path)")
+        # lock for long; each chunk writes its items and their jobs together.
+        last = conn.execute("SELECT coalesce(max(n), 0) FROM temp.listing").fetchone()[0]
         fresh = self.fresh_rows(plan)
-        low = ""
-        while low is not None:
-            high = conn.execute(f"SELECT path FROM ({fresh}) WHERE path > ? ORDER BY path"
-                                " LIMIT 1 OFFSET ?", (low, INSERT_CHUNK - 1)).fetchone()
-            high = high[0] if high else None
+        for low in range(1, last + 1, INSERT_CHUNK):
             with catalogue.transaction(immediate=True):
                 before = conn.execute("SELECT coalesce(max(pk), 0) FROM items").fetchone()[0]
                 conn.execute(
                     f"""INSERT OR IGNORE INTO items (dataset_id, filename, size, mtime, etag, md5,
                                                      created_at, updated_at)
                         SELECT ?, path, size, mtime, etag, md5, ?, ? FROM ({fresh})
-                        WHERE path > ? AND (? IS NULL OR path <= ?) ORDER BY path""",
-                    (dataset.id, now, now, low, high, high),
+                        WHERE n BETWEEN ? AND ? ORDER BY n""",
+                    (dataset.id, now, now, low, low + INSERT_CHUNK - 1),
                 )
                 jobs.apply_consequence(conn, rules["created"], "SELECT pk FROM items WHERE pk > ?",
                                   (before,), now=now)
                 self._apply_link_info(dataset.id, after_pk=before)
-            low = high
 
     def _apply_changes(self, rules, now: str) -> None:
         conn = self.conn
