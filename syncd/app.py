@@ -78,7 +78,7 @@ class App:
         options = self.config.driver(self.config.dataset(name).driver)
         kind, bucket, manifest = inventory.split_uri(uri)
         if kind is None:
-            location = inventory.LocalLocation()
+            files = inventory.LocalFiles()
         else:
             # The inventory's bucket, read with the credentials of a driver of its kind:
             # the dataset's own, else the first configured one.
@@ -91,13 +91,13 @@ class App:
             reader = drivers.open_driver(like.model_copy(
                 update={**place, "path": "", "permissions": ("list", "get")}))
             self._drivers[f"inventory {uri}"] = reader  # closed with the others
-            location = inventory.DriverLocation(reader, uri.split(":", 1)[0], bucket)
+            files = inventory.BucketFiles(reader, uri.split(":", 1)[0], bucket)
         base = options.path + "/" if options.path else ""
         source = getattr(options, "bucket", None) if options.kind == "s3" else None
         self.last_inventory = inventory.InventoryInfo()
 
         def listing(prefix: str, on_error):
-            return inventory.inventory_pages(location, manifest, base=base, prefix=prefix,
+            return inventory.inventory_pages(files, manifest, base=base, prefix=prefix,
                                              source_bucket=source, info=self.last_inventory)
 
         return listing

@@ -92,7 +92,7 @@ COLUMNS = {
 @dataclass
 class Manifest:
     kind: str  # s3 | gcs | azure
-    where: str  # the manifest's location, for messages
+    where: str  # where the manifest is, for messages
     format: str  # csv | parquet
     files: list[tuple[str, dict]]  # (name as the manifest gives it, its manifest entry)
     snapshot: str | None = None
@@ -103,7 +103,7 @@ class Manifest:
 
 # -- where the files are --------------------------------------------------------------------
 
-class Location:
+class InventoryFiles:
     """The folder tree the inventory is in: a local folder, or a bucket through a driver."""
 
     def open(self, name: str) -> BinaryIO:
@@ -121,7 +121,7 @@ class Location:
             yield stream
 
 
-class LocalLocation(Location):
+class LocalFiles(InventoryFiles):
     def open(self, name: str) -> BinaryIO:
         return open(name, "rb")
 
@@ -129,7 +129,7 @@ class LocalLocation(Location):
         return Path(name).is_file()
 
 
-class DriverLocation(Location):
+class BucketFiles(InventoryFiles):
     """A bucket's objects, read through a driver whose folder is the bucket's root."""
 
     def __init__(self, driver: Driver, scheme: str, bucket: str):
@@ -174,10 +174,10 @@ def split_uri(uri: str) -> tuple[str | None, str, str]:
 
 # -- the manifest -----------------------------------------------------------------------------
 
-def read_manifest(location: Location, name: str) -> Manifest:
-    where = location.describe(name)
+def read_manifest(files: InventoryFiles, name: str) -> Manifest:
+    where = files.describe(name)
     try:
-        with location.open(name) as stream:
+        with files.open(name) as stream:
             data = json.loads(stream.read())
     except NotFound as error:
         raise InventoryError(f"inventory manifest {where}: not found") from error
@@ -245,15 +245,15 @@ def read_manifest(location: Location, name: str) -> Manifest:
                          " or Azure Blob Inventory manifest")
 
 
-def _resolve(location: Location, manifest_name: str, name: str, manifest: Manifest) -> str:
-    """The data file's location: beside the manifest, or under one of its folder's ancestors."""
-    folder = posixpath.dirname(manifest_name) if not isinstance(location, LocalLocation) \
+def _resolve(files: InventoryFiles, manifest_name: str, name: str, manifest: Manifest) -> str:
+    """Where the data file is: beside the manifest, or under one of its folder's ancestors."""
+    folder = posixpath.dirname(manifest_name) if not isinstance(files, LocalFiles) \
         else str(Path(manifest_name).resolve().parent)
     tried = []
     while True:
         candidate = posixpath.join(folder, name) if folder else name
         tried.append(candidate)
-        if location.exists(candidate):
+        if files.exists(candidate):
             return candidate
         parent = posixpath.dirname(folder)
         if parent == folder or not folder:
@@ -445,11 +445,11 @@ class InventoryInfo:
     rows: int = 0
 
 
-def inventory_pages(location: Location, manifest_name: str, *, base: str, prefix: str = "",
+def inventory_pages(files: InventoryFiles, manifest_name: str, *, base: str, prefix: str = "",
                     source_bucket: str | None = None,
                     info: InventoryInfo | None = None) -> Iterator[list[Row]]:
     """Yield pages of listing rows from the inventory whose manifest is `manifest_name`."""
-    manifest = read_manifest(location, manifest_name)
+    manifest = read_manifest(files, manifest_name)
     info = info if info is not None else InventoryInfo()
     info.kind, info.where, info.snapshot = manifest.kind, manifest.where, manifest.snapshot
     if (source_bucket and manifest.source_bucket and manifest.kind == "s3"
@@ -460,13 +460,13 @@ def inventory_pages(location: Location, manifest_name: str, *, base: str, prefix
         raise InventoryError(f"inventory manifest {manifest.where}: format {manifest.format!r}"
                              " is not supported (CSV or Parquet)")
     reader = RowReader(manifest.kind, base, prefix)
-    located = [(_resolve(location, manifest_name, name, manifest), entry)
+    located = [(_resolve(files, manifest_name, name, manifest), entry)
                for name, entry in manifest.files]
     page: list[Row] = []
     for path, entry in located:
-        where = location.describe(path)
+        where = files.describe(path)
         info.files += 1
-        for row in _file_rows(location, path, where, manifest, entry, reader, info):
+        for row in _file_rows(files, path, where, manifest, entry, reader, info):
             page.append(row)
             if len(page) >= PAGE_ROWS:
                 yield page
@@ -479,7 +479,7 @@ def inventory_pages(location: Location, manifest_name: str, *, base: str, prefix
                              " rows (partial inventory)")
 
 
-def _file_rows(location, path, where, manifest: Manifest, entry: dict, reader: RowReader,
+def _file_rows(files, path, where, manifest: Manifest, entry: dict, reader: RowReader,
                info: InventoryInfo) -> Iterator[Row]:
     expected_md5 = entry.get("MD5checksum") if manifest.kind == "s3" else None
     expected_size = entry.get("size")
@@ -488,12 +488,12 @@ def _file_rows(location, path, where, manifest: Manifest, entry: dict, reader: R
         info.rows += n
 
     if manifest.format == "parquet":
-        with location.seekable(path) as stream:
+        with files.seekable(path) as stream:
             _check_whole(stream, where, expected_md5, expected_size)
             stream.seek(0)
             yield from _parquet_rows(stream, where, reader, count)
         return
-    with location.open(path) as raw:
+    with files.open(path) as raw:
         checked = _Checked(raw)
         stream = gzip.GzipFile(fileobj=checked) if path.endswith(".gz") else checked
         yield from _csv_rows(stream, where, reader, manifest.csv_schema, count)
