@@ -2,7 +2,8 @@
 
 No storage, no SQL, no syncd: `syncd` calls in, nothing here calls out.
 
-- `preprocess(source, options)`: one item end to end (see pipeline.py);
+- `preprocess(source, options)`: one item end to end (see pipeline.py), file facts then the
+  handler registered for its media type (handlers.py: image, video);
 - `fileinfo`: mimetype by magic bytes, encoding, isBinary;
 - `image.probe`: width, height, channels, EXIF, GPS location from a header prefix;
 - `thumbnail.make_thumbnail`: a small upright JPEG or WebP.
@@ -13,11 +14,15 @@ from typing import TYPE_CHECKING
 
 from .errors import (
     CorruptImage,
+    CorruptVideo,
     EmptyFile,
     ImageTooLarge,
+    NoVideoStream,
     NotAnImage,
+    NotAVideo,
     PreprocessError,
     UnsupportedImage,
+    UnsupportedVideo,
 )
 from .limits import DEFAULT_MAX_PIXELS, FORMATS
 
@@ -25,14 +30,19 @@ from .limits import DEFAULT_MAX_PIXELS, FORMATS
 # import Pillow: the CLI starts in a fraction of the time.
 _LAZY = {
     "ImageFacts": "image", "NeedMoreBytes": "image", "probe": "image",
-    "ByteSource": "pipeline", "BytesSource": "pipeline", "Options": "pipeline",
-    "Outcome": "pipeline", "preprocess": "pipeline",
+    "Handler": "handlers", "handler_for": "handlers", "register": "handlers",
+    "system_keys": "handlers", "Options": "options", "Outcome": "options",
+    "preprocess": "pipeline", "ByteSource": "source", "BytesSource": "source",
+    "RangedFile": "source", "Reader": "source",
     "Thumbnail": "thumbnail", "make_thumbnail": "thumbnail",
 }
 
 if TYPE_CHECKING:
+    from .handlers import Handler, handler_for, register, system_keys
     from .image import ImageFacts, NeedMoreBytes, probe
-    from .pipeline import ByteSource, BytesSource, Options, Outcome, preprocess
+    from .options import Options, Outcome
+    from .pipeline import preprocess
+    from .source import ByteSource, BytesSource, RangedFile, Reader
     from .thumbnail import Thumbnail, make_thumbnail
 
 
@@ -45,7 +55,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "FORMATS", "ByteSource", "BytesSource", "CorruptImage", "EmptyFile",
-    "ImageFacts", "ImageTooLarge", "NeedMoreBytes", "NotAnImage", "Options", "Outcome",
-    "PreprocessError", "Thumbnail", "UnsupportedImage", "make_thumbnail", "preprocess", "probe",
+    "DEFAULT_MAX_PIXELS", "FORMATS", "ByteSource", "BytesSource", "CorruptImage", "CorruptVideo",
+    "EmptyFile", "NoVideoStream", "NotAVideo", "UnsupportedVideo",
+    "Handler", "ImageFacts", "ImageTooLarge", "NeedMoreBytes", "NotAnImage", "Options", "Outcome",
+    "PreprocessError", "RangedFile", "Reader", "Thumbnail", "UnsupportedImage", "handler_for",
+    "make_thumbnail", "preprocess", "probe", "register", "system_keys",
 ]

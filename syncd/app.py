@@ -9,6 +9,7 @@ import drivers
 from drivers import PermissionGuard
 
 from .catalogue import Catalogue, Dataset
+from .catalogue.errors import catalogue_errors
 from .catalogue.outbox import set_subscriptions
 from .config import Config, load_config
 from .sync.filters import PathFilter
@@ -30,9 +31,11 @@ class App:
     @property
     def catalogue(self) -> Catalogue:
         if self._catalogue is None:
-            self._catalogue = Catalogue(self.config.catalogue.path)
-            # What the writers emit into the outbox, on any connection (catalogue/outbox.py).
-            set_subscriptions(self._catalogue, [(w.name, w.events) for w in self.config.webhooks])
+            with catalogue_errors(self.config.catalogue.path):
+                self._catalogue = Catalogue(self.config.catalogue.path)
+                # What the writers emit into the outbox, on any connection (catalogue/outbox.py).
+                set_subscriptions(self._catalogue,
+                                  [(w.name, w.events) for w in self.config.webhooks])
         return self._catalogue
 
     def driver(self, name: str) -> PermissionGuard:

@@ -20,7 +20,7 @@ from drivers import KINDS, DriverOptions, options_model
 from preprocess import DEFAULT_MAX_PIXELS
 
 from .service.daemon_config import DaemonConfig, SourceConfig
-from .errors import ConfigError
+from .errors import ConfigError, NotConfiguredError
 from .sync.filters import FilterError, PathFilter, glob_to_regex, parse_filter_line
 
 DEFAULT_FILE = "syncd.toml"
@@ -43,6 +43,7 @@ class PreprocessorConfig(_Section):
     entry_point: str | None = None  # a name in the `syncd.preprocessors` entry-point group
     mimetypes: tuple[str, ...] = ("*",)  # patterns (fnmatch) the item's mimetype must match
     key: str = Field(default="user", min_length=1)  # "user": merged into metadata.user; else metadata.user[key]
+    input: Literal["bytes", "source"] = "bytes"  # the file's bytes, or its ranged byte source
 
     @model_validator(mode="after")
     def _one_target(self) -> PreprocessorConfig:
@@ -148,6 +149,7 @@ class PreprocessConfig(_Section):
     thumbnail_quality: int = Field(default=85, ge=1, le=100)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)  # larger images fail (bombs)
     head_bytes: int = Field(default=64 * 1024, ge=1024)  # first ranged read of each file
+    video_preview: bool = False  # videos: also a 360p H.264 MP4 under .dataloop/previews/
     workers: int | None = Field(default=None, ge=0)  # processes; default: CPU count; 0: in-process
     # Run the tasks on a Dask distributed cluster instead ("dask://HOST:PORT"); None: local pool.
     executor: str | None = Field(default=None, pattern=r"^dask(\+tls)?://\S+$")
@@ -190,11 +192,20 @@ class Config(_Section):
                 )
         return self
 
+    def hook_token(self) -> str | None:
+        """`[daemon] hook_token`, its "${VAR}" read now: only the daemon asks for it, so
+        other commands work without VAR set."""
+        token = self.daemon.hook_token
+        if token is None or not token.get_secret_value():
+            return None
+        return expand_env(token.get_secret_value(), self.source, "daemon.hook_token")
+
     def driver(self, name: str) -> DriverOptions:
         for options in self.drivers:
             if options.name == name:
                 return options
-        raise ConfigError(f"{self.source}: no driver named {name!r}")
+        known = ", ".join(d.name for d in self.drivers) or "none"
+        raise NotConfiguredError(f"{self.source}: no driver named {name!r} (drivers: {known})")
 
     def path_filter(self, dataset: str) -> PathFilter:
         """The rules a key of `dataset` must pass: default excludes, driver's, dataset's."""
@@ -211,7 +222,7 @@ class Config(_Section):
             if dataset.name == name:
                 return dataset
         known = ", ".join(d.name for d in self.datasets) or "none"
-        raise ConfigError(f"{self.source}: no dataset named {name!r} (datasets: {known})")
+        raise NotConfiguredError(f"{self.source}: no dataset named {name!r} (datasets: {known})")
 
 
 def _unique(section: str, names: list[str]) -> None:
@@ -328,17 +339,27 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# Values only the daemon uses, read from the environment when the daemon starts, so that
+# other commands work without the variable set (see DaemonConfig.hook_token).
+DEFERRED = frozenset({"daemon.hook_token"})
+
+
+def expand_env(text: str, source: Path | None, key: str) -> str:
+    """`text` with each `${VAR}` replaced by the environment variable VAR; an unset one is a
+    ConfigError naming the file, the key and the variable."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{source}: {key}: environment variable {name} is not set")
+        return os.environ[name]
+
+    return _REFERENCE.sub(replace, text)
+
+
 def _expand(value: Any, source: Path, key: str) -> Any:
     if isinstance(value, str):
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigError(
-                    f"{source}: {key}: environment variable {name} is not set"
-                )
-            return os.environ[name]
-
-        return _REFERENCE.sub(replace, value)
+        return value if key in DEFERRED else expand_env(value, source, key)
     if isinstance(value, dict):
         return {k: _expand(v, source, f"{key}.{k}" if key else k) for k, v in value.items()}
     if isinstance(value, list):
