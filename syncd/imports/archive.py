@@ -52,7 +52,7 @@ def archive_name(source: Path) -> str:
 def import_tar(app: App, dataset: str, source: str | os.PathLike[str], *, folder: str = "/",
                batch_size: int = DEFAULT_BATCH, failures: str | os.PathLike[str] | None = None,
                retry: str | os.PathLike[str] | None = None,
-               progress: Progress | None = None) -> ImportResult:
+               progress: Progress | None = None, overwrite: bool = False) -> ImportResult:
     """Expand a tar archive into the folder named after it. With `retry` (a failures file
     of an earlier run), only the members it lists are imported."""
     source = Path(source)
@@ -89,7 +89,7 @@ def import_tar(app: App, dataset: str, source: str | os.PathLike[str], *, folder
 
     with archive:
         run_import(app, ds, result, tasks(), batch_size=batch_size, progress=progress,
-                   failures=failures_file, on_failure=on_failure)
+                   failures=failures_file, on_failure=on_failure, overwrite=overwrite)
     result.seconds = time.monotonic() - started
     return result
 
