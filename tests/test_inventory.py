@@ -22,6 +22,7 @@ def fill(store) -> None:
     for name in NAMES:
         driver.put(name, f"content of {name}".encode())
     driver.put(".dataloop/thumbnails/x.jpg", b"a thumbnail, never an item")
+    driver.put("cats/.dataloop/thumbnails/y.jpg", b"a nested dataset's thumbnail, neither")
     store.write_raw(f"{store.path}/folder-marker/", b"")
     store.write_raw("outside/the/folder.jpg", b"not in this dataset")
 

@@ -30,9 +30,10 @@ def cloud_store(request, endpoint_for, tmp_path_factory):
 
 def test_parallel_listing_lists_what_the_sequential_one_does(cloud_store):
     names = [f"p{i:02d}/img{j}.jpg" for i in range(12) for j in range(3)]
-    names += ["top.jpg", "p03/deeper/x.jpg", ".dataloopy/y.jpg", "sub/.dataloop/kept.jpg"]
+    names += ["top.jpg", "p03/deeper/x.jpg", ".dataloopy/y.jpg"]
     fill(cloud_store, names)
     fill(cloud_store, [f".dataloop/thumbnails/{i}.jpg" for i in range(5)])
+    fill(cloud_store, ["sub/.dataloop/hidden-too.jpg"])  # a nested dataset's artifacts
     cloud_store.write_raw(f"{cloud_store.path}/empty/", b"")  # a folder marker: no item
     sequential = cloud_store.make(list_concurrency=1)
     parallel = cloud_store.make(list_concurrency=4)

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from drivers import HIDDEN_FOLDER, Driver, NotFound
+from drivers.base import is_hidden
 
 from ..errors import InputError
 
@@ -330,6 +331,8 @@ class RowReader:
             key = urllib.parse.unquote_plus(key)
         if not key.startswith(self.start) or key.endswith("/") or key.startswith(self.hidden):
             return None
+        if "/" + HIDDEN_FOLDER in key and is_hidden(key[len(self.base):]):
+            return None  # a nested dataset's artifacts, as the driver's listing leaves out
         size = values.get(c.size)
         try:
             size = int(size)
