@@ -267,6 +267,10 @@ class Driver(ABC):
         """Where this driver points, for messages (never includes credentials)."""
         return f"{self.kind}:{self.options.path or '/'}"
 
+    def tidy(self) -> None:
+        """Remove leftovers of syncd's own interrupted writes that the last listing found
+        (called after a sync that writes; never by a dry run). Nothing by default."""
+
     def close(self) -> None:
         """Release connections."""
 

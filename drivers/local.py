@@ -116,6 +116,7 @@ class LocalDriver(Driver):
         self.base = self.root / options.path if options.path else self.root
         self._real_root = os.path.realpath(self.root)
         self._find = shutil.which("find") if _gnu_find() else None
+        self._stale: list[str] = []  # leftovers of killed writes seen by the last listing
 
     def describe(self) -> str:
         return f"local:{self.base}"
@@ -289,15 +290,19 @@ class LocalDriver(Driver):
 
     def _stale_temporary(self, key: str, mtime: float) -> None:
         """A temporary file of syncd's is never an object; one left by a killed writer (older
-        than STALE_TEMP_SECONDS, so no put is still writing it) is removed."""
-        if time.time() - mtime < STALE_TEMP_SECONDS or "put" not in self.options.permissions:
-            return
-        try:
-            self._object_call(key, lambda directory, name: os.unlink(name, dir_fd=directory))
-        except (DriverError, OSError) as error:
-            log.debug("cannot remove stale temporary file %s: %s", key, error)
-        else:
-            log.info("removed %s, a temporary file left by an interrupted write", key)
+        than STALE_TEMP_SECONDS, so no put is still writing it) is removed by `tidy`."""
+        if time.time() - mtime >= STALE_TEMP_SECONDS:
+            self._stale.append(key)
+
+    def tidy(self) -> None:
+        stale, self._stale = self._stale, []
+        for key in stale:
+            try:
+                self._object_call(key, lambda directory, name: os.unlink(name, dir_fd=directory))
+            except (DriverError, OSError) as error:
+                log.debug("cannot remove stale temporary file %s: %s", key, error)
+            else:
+                log.info("removed %s, a temporary file left by an interrupted write", key)
 
     def _resolve_link(self, key: str, on_error: OnError) -> ObjectInfo | None:
         """A symlink is listed as the file it points to, if that file is inside the root."""

@@ -186,6 +186,8 @@ def test_a_killed_put_leaves_no_item_and_its_temp_file_is_cleaned_up(app, storag
     assert left.exists()  # young: it could be a put still writing
     old = time.time() - 2 * 3600
     os.utime(left, (old, old))
+    app.sync("photos", dry_run=True)
+    assert left.exists()  # a dry run deletes nothing
     app.sync("photos")
     assert not left.exists()
 

@@ -159,6 +159,7 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
                 staged.apply(dataset, plan, RULES, prune=prune,
                              deletes=result.deletes_skipped is None)
                 runs.record_errors(catalogue, dataset, run_id, errors)
+                driver.tidy()
     except DriverError as error:
         if run_id is not None:
             runs.finish_run(catalogue, run_id, _counts(result), "failed", str(error))
