@@ -102,6 +102,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_due ON outbox(webhook, next_at) WHERE state = 'pending';
     """,
+    # 4 -> 5: the item's other top-level metadata keys (metadata.<key> beside system and user),
+    # as the reference SDK's item_metadata sets them
+    """
+    ALTER TABLE items ADD COLUMN extra TEXT;  -- JSON: {"<key>": value} for metadata.<key>
+    """,
 ]
 
 

@@ -495,8 +495,13 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
     local = values.get("path")
     if not url and not data and local is None:
         raise fail("URL", "empty, and so is image_bytes: a row needs one of them")
-    user = {**values.get("user", {}), **_user_metadata(values.get("item_metadata", ""), fail)}
+    given_user, extra = _item_metadata(values.get("item_metadata", ""), fail)
+    user = {**values.get("user", {}), **(given_user or {})}
     description = values.get("item_description") or None
+
+    def facts(type: str, system: dict[str, Any]) -> ItemFacts:
+        return ItemFacts(type, system, user, description, replace_user=given_user is not None,
+                         extra=extra)
 
     if action == "link":
         if not url:
@@ -513,7 +518,7 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
         filename = posixpath.join(target, link_filename(name))
         content = link_bytes(info)
         task = Task(filename, lambda: Content.of_bytes(content),
-                    ItemFacts("link", link_system(info), user, description), "application/json")
+                    facts("link", link_system(info)), "application/json")
     else:
         if local is not None:
             def load(local=local) -> Content:
@@ -540,7 +545,7 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
         filename = posixpath.join(target, name)
         mimetype = mimetype or mimetypes.guess_type(name)[0]
         system = {"mimetype": mimetype} if mimetype else {}
-        task = Task(filename, load, ItemFacts("file", system, user, description), mimetype)
+        task = Task(filename, load, facts("file", system), mimetype)
     try:
         check_key(task.filename.lstrip("/"))
     except DriverError as error:
@@ -551,9 +556,12 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
     return task
 
 
-def _user_metadata(text: str, fail) -> dict[str, Any]:
+def _item_metadata(text: str, fail) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The reference SDK's `item_metadata` (the item's whole `metadata`): (its `user`, to
+    replace metadata.user, or None when not given; its other top-level keys, each to replace
+    metadata.<key>). `system` is refused: syncd writes it."""
     if not text.strip():
-        return {}
+        return None, {}
     try:
         value = json.loads(text, parse_constant=_no_constants)
     except (json.JSONDecodeError, ValueError) as error:
@@ -561,9 +569,13 @@ def _user_metadata(text: str, fail) -> dict[str, Any]:
         raise fail("item_metadata", f"not valid JSON: {reason}") from None
     if not isinstance(value, dict):
         raise fail("item_metadata", "expected a JSON object")
-    if list(value) == ["user"] and isinstance(value["user"], dict):
-        value = value["user"]  # the reference's {"user": {...}} shape
-    return value
+    if "system" in value:
+        raise fail("item_metadata", "system: metadata.system is written by syncd, not by imports;"
+                   " put the keys under \"user\"")
+    user = value.pop("user", None)
+    if user is not None and not isinstance(user, dict):
+        raise fail("item_metadata", f"user: expected a JSON object, got {type(user).__name__}")
+    return user, value
 
 
 def _no_constants(name: str):
