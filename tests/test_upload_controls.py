@@ -7,6 +7,7 @@ import io
 import json
 from datetime import UTC, datetime
 
+import pytest
 from PIL import Image
 
 from conftest import Runner, local_config, put_file
@@ -119,3 +120,23 @@ def test_put_meta_sets_user_metadata_and_a_bad_pair_writes_nothing(run, app, sto
     assert "expected key=value" in result.stderr
     assert not (storage / "b.bin").exists()
     assert json.loads(json.dumps(item["metadata"]["user"]))["count"] == 3
+
+
+def test_put_meta_is_written_in_the_items_own_transaction(app, storage, tmp_path, monkeypatch):
+    """A crash while writing the metadata leaves no item without it: the item and its
+    metadata are committed together or not at all (the next sync catalogues the file)."""
+    from syncd.catalogue import items
+    from syncd.imports import downstream
+
+    local = put_file(tmp_path, "c.bin", "c")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed while writing the metadata")
+
+    monkeypatch.setattr(items, "set_metadata", crash)
+    with pytest.raises(RuntimeError, match="killed while writing"):
+        downstream.put(app, "photos", local, user={"camera": "cam_01"})
+    assert [i["filename"] for i in app.catalogue.iter_items(app.dataset("photos"))] == []
+    monkeypatch.undo()
+    item, _ = downstream.put(app, "photos", local, user={"camera": "cam_01"})
+    assert item["metadata"]["user"] == {"camera": "cam_01"}

@@ -54,10 +54,12 @@ def insert(catalogue: Catalogue, dataset: Dataset, filename: str, *, size, mtime
 
 
 def set_facts(catalogue: Catalogue, pk: int, filename: str, *, size, mtime, etag, md5) -> None:
-    """The item is present at `filename` with these storage facts."""
+    """The item is present at `filename` with these storage facts (a new path: it moved from
+    its old one, kept in `moved_from`)."""
     catalogue._conn.execute(
-        """UPDATE items SET filename = ?, size = ?, mtime = ?, etag = ?, md5 = ?, state = 'present',
-                  missing_since = NULL, updated_at = ? WHERE pk = ?""",
+        """UPDATE items SET moved_from = CASE WHEN filename <> ?1 THEN filename ELSE moved_from END,
+                  filename = ?1, size = ?2, mtime = ?3, etag = ?4, md5 = ?5, state = 'present',
+                  missing_since = NULL, updated_at = ?6 WHERE pk = ?7""",
         (filename, size, mtime, etag, md5, now_iso(), pk),
     )
 

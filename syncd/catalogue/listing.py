@@ -275,7 +275,7 @@ class StagedListing:
         # for created items: a path that another writer (the daemon's event applier)
         # catalogued since the listing keeps its item.
         conn.execute(
-            """UPDATE OR IGNORE items SET filename = l.path, size = l.size, mtime = l.mtime,
+            """UPDATE OR IGNORE items SET moved_from = items.filename, filename = l.path, size = l.size, mtime = l.mtime,
                       etag = l.etag, md5 = l.md5, state = 'present', missing_since = NULL,
                       updated_at = ?
                FROM temp.moves m JOIN temp.listing l ON l.n = m.n WHERE items.pk = m.pk""",

@@ -107,6 +107,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE items ADD COLUMN extra TEXT;  -- JSON: {"<key>": value} for metadata.<key>
     """,
+    # 5 -> 6: the path an item last moved from (the item.moved webhook event carries it)
+    """
+    ALTER TABLE items ADD COLUMN moved_from TEXT;
+    """,
 ]
 
 

@@ -118,11 +118,15 @@ class Applier:
             _log(change)
         return changes
 
-    def reconcile(self, event: Event, info: ObjectInfo | None) -> Applied:
-        """Apply one event whose storage facts the caller already has (a downstream put)."""
+    def reconcile(self, event: Event, info: ObjectInfo | None, *,
+                  then: Callable[[Applied], None] | None = None) -> Applied:
+        """Apply one event whose storage facts the caller already has (a downstream put);
+        `then` writes more about the item in the same transaction (put --meta)."""
         dataset, _ = self.resolve(event.dataset)
         with self.catalogue.transaction(immediate=True):
             change = self._reconcile(event, dataset, event.key, info)
+            if then is not None:
+                then(change)
         _log(change)
         return change
 
