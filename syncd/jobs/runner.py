@@ -33,6 +33,8 @@ import preprocess
 from ..catalogue import Dataset, items, now_iso, outbox
 from ..errors import ConfigError, SyncdError
 from ..catalogue.jobs import CLEANUP, PREPROCESS, Job, JobQueue
+from ..imports.idlinks import link_target
+from ..imports.links import LinkError, item_link_target
 from ..sync import rules
 from .worker import Preprocessor, Task, TaskResult, init_worker, ping, run_task
 
@@ -351,11 +353,15 @@ class Runner:
             dataset = self._dataset(row["dataset_id"])
             dataset_config = self.config.dataset(dataset.name)
             item = self.app.catalogue.item_json(dataset, row)
+            try:
+                source = self._link_source(item) if row["type"] == "link" else None
+            except LinkError as error:
+                return TaskResult(job.id, "failed", errors=[str(error)])
             return Task(
                 job.id, PREPROCESS, self.config.driver(dataset_config.driver),
                 item_id=item["id"], item_type=row["type"], key=row["filename"].lstrip("/"),
                 size=None if row["type"] == "link" else row["size"], item=item,
-                options=self.options, fetch=self.config.fetch,
+                options=self.options, fetch=self.config.fetch, source=source,
                 preprocessors=tuple(
                     Preprocessor(p.target, p.mimetypes, p.key, p.entry_point)
                     for p in dataset_config.preprocessors
@@ -363,6 +369,15 @@ class Runner:
             )
         except ConfigError as error:
             return TaskResult(job.id, "failed", errors=[str(error)])
+
+    def _link_source(self, item: dict[str, Any]):
+        """An id link's bytes: (the target dataset's driver, key, size); None for URL links."""
+        ref = item_link_target(item)
+        if ref is None:
+            return None
+        target = link_target(self.app.catalogue, ref, where=item["filename"])
+        return (self.config.driver(self.config.dataset(target.dataset).driver), target.key,
+                target.size)
 
     def _dataset(self, dataset_id: int) -> Dataset:
         if dataset_id not in self._datasets:
