@@ -111,6 +111,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE items ADD COLUMN moved_from TEXT;
     """,
+    # 6 -> 7: datasets whose tar archives are expanded into items (catalogue/archives.py)
+    """
+    ALTER TABLE datasets ADD COLUMN expand_archives INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

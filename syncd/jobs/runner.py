@@ -32,6 +32,7 @@ import preprocess
 
 from ..catalogue import Dataset, items, now_iso, outbox
 from ..errors import ConfigError, SyncdError
+from ..catalogue.archives import EXPAND
 from ..catalogue.jobs import CLEANUP, PREPROCESS, Job, JobQueue
 from ..imports.idlinks import link_target
 from ..imports.links import LinkError, item_link_target
@@ -210,14 +211,15 @@ class Runner:
         renewed = self.clock()
         try:
             while True:
+                recorded = False
                 if suspects and not inflight:
                     job, task = suspects.popleft()
                     inflight[self._submit(task)] = (job, task)
                     solo = True
                 elif not suspects and not self.stop.is_set():
-                    self._fill(inflight)
+                    recorded = self._fill(inflight)
                 if not inflight:
-                    if suspects:
+                    if suspects or recorded:  # a job ended here may have let another be claimed
                         continue
                     if self.stop.is_set():
                         break
@@ -260,10 +262,11 @@ class Runner:
         self.result.seconds = time.monotonic() - started
         return self.result
 
-    def _fill(self, inflight: dict[Future, tuple[Job, Task]]) -> None:
+    def _fill(self, inflight: dict[Future, tuple[Job, Task]]) -> bool:
+        """Claim jobs into `inflight`; True if some ended here without a worker (recorded)."""
         room = self.capacity - len(inflight)
         if room <= 0:
-            return
+            return False
         jobs = self.queue.claim(room, datasets=self.dataset_ids)
         unrunnable = []
         for job in jobs:
@@ -274,6 +277,7 @@ class Runner:
                 inflight[self._submit(task)] = (job, task)
         if unrunnable:
             self._record(unrunnable)
+        return bool(unrunnable)
 
     def _submit(self, task: Task) -> Future:
         if self._pool is None:
@@ -343,6 +347,10 @@ class Runner:
                 driver = self.config.driver(job.payload.get("driver", ""))
                 keys = tuple(dict.fromkeys(k for k in job.payload.get("keys", ()) if k))
                 return Task(job.id, CLEANUP, driver, keys=keys)
+            if job.kind == EXPAND:  # on this thread: it writes items (syncd.jobs.expand)
+                from .expand import expand_job
+
+                return expand_job(self.app, job, renew=lambda: self.queue.renew([job.id]))
             if job.kind != PREPROCESS:
                 return TaskResult(job.id, "failed", errors=[f"unknown job kind {job.kind!r}"])
             row = self.app.catalogue.item_row_by_pk(job.item_pk)
