@@ -70,8 +70,15 @@ class App:
             self.catalogue, self.dataset(name), self.dataset_driver(name),
             prefix=prefix, dry_run=dry_run, prune=prune,
             max_delete_percent=self.config.sync.max_delete_percent, progress=progress,
-            path_filter=self.path_filter(name),
+            path_filter=self.path_filter(name), arrival_user=self.arrival_user(name),
         )
+
+    def arrival_user(self, name: str) -> dict:
+        """The user metadata (upload controls' tags and batch) of a file that arrives in the
+        dataset on its own: found by a sync or rescan, or by the daemon's events."""
+        from .imports.controls import arrival_metadata
+
+        return arrival_metadata(self.config.dataset(name).upload)
 
     def jobs(self) -> JobQueue:
         settings = self.config.preprocess

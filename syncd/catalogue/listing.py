@@ -238,8 +238,9 @@ class StagedListing:
     # -- applying it ----------------------------------------------------------------------
 
     def apply(self, dataset: Dataset, plan: Plan, rules: Mapping[str, Consequence], *,
-              prune: bool, deletes: bool) -> None:
-        """Write the plan, with the jobs `rules` (change name -> Consequence) call for."""
+              prune: bool, deletes: bool, user: dict | None = None) -> None:
+        """Write the plan, with the jobs `rules` (change name -> Consequence) call for;
+        created items get `user` as their user metadata."""
         conn, catalogue = self.conn, self.catalogue
         now = now_iso()
         with catalogue.transaction(immediate=True):
@@ -260,10 +261,11 @@ class StagedListing:
                 before = conn.execute("SELECT coalesce(max(pk), 0) FROM items").fetchone()[0]
                 conn.execute(
                     f"""INSERT OR IGNORE INTO items (dataset_id, filename, size, mtime, etag, md5,
-                                                     created_at, updated_at)
-                        SELECT ?, path, size, mtime, etag, md5, ?, ? FROM ({fresh})
+                                                     created_at, updated_at, user)
+                        SELECT ?, path, size, mtime, etag, md5, ?, ?, ? FROM ({fresh})
                         WHERE n BETWEEN ? AND ? ORDER BY n""",
-                    (dataset.id, now, now, low, low + INSERT_CHUNK - 1),
+                    (dataset.id, now, now, json.dumps(user, ensure_ascii=False) if user else None,
+                     low, low + INSERT_CHUNK - 1),
                 )
                 jobs.apply_consequence(conn, rules["created"], "SELECT pk FROM items WHERE pk > ?",
                                   (before,), now=now)

@@ -68,8 +68,11 @@ class Applier:
     def __init__(self, catalogue: Catalogue, resolve: Resolve, *, move_window: float = 30.0,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
-                 path_filter: Callable[[str], PathFilter] = lambda _name: NO_FILTER):
+                 path_filter: Callable[[str], PathFilter] = lambda _name: NO_FILTER,
+                 arrival_user: Callable[[str], dict] = lambda _name: {}):
         self.catalogue = catalogue
+        # dataset name -> the user metadata a file that arrives gets (tags, batch)
+        self.arrival_user = arrival_user
         self.resolve = resolve
         # dataset name -> its filter. An excluded key is as good as absent from storage: no
         # item is made for it, an item already there goes, and a rename from an excluded
@@ -200,7 +203,7 @@ class Applier:
             items.apply_rule(catalogue, RULES[Change.MOVED], [ghost["pk"]])
             return Applied(event, "moved", filename, self._id(ghost), old_filename=ghost["filename"])
         pk = items.insert(catalogue, dataset, filename, size=info.size, mtime=info.mtime,
-                          etag=info.etag, md5=info.md5)
+                          etag=info.etag, md5=info.md5, user=self.arrival_user(dataset.name) or None)
         items.apply_rule(catalogue, RULES[Change.CREATED], [pk])
         if content:
             self._remember(dataset.id, content, pk)

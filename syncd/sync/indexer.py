@@ -73,13 +73,15 @@ def sync_dataset(
     max_delete_percent: float = 100.0,
     progress: Progress | None = None,
     path_filter: PathFilter = NO_FILTER,
+    arrival_user: dict | None = None,
 ) -> SyncResult:
     """List `driver` (under `prefix`) and bring `dataset`'s items in line with it. Keys that
-    `path_filter` excludes are left out of the listing (so their items, if any, are gone)."""
+    `path_filter` excludes are left out of the listing (so their items, if any, are gone).
+    New items get `arrival_user` as their user metadata (the upload controls' tags and batch)."""
     with _dataset_lock(catalogue, dataset):
         return _sync_locked(catalogue, dataset, driver, prefix=prefix, dry_run=dry_run,
                             prune=prune, max_delete_percent=max_delete_percent, progress=progress,
-                            path_filter=path_filter)
+                            path_filter=path_filter, arrival_user=arrival_user)
 
 
 @contextlib.contextmanager
@@ -103,7 +105,7 @@ def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
-                 progress, path_filter=NO_FILTER) -> SyncResult:
+                 progress, path_filter=NO_FILTER, arrival_user=None) -> SyncResult:
     started = time.monotonic()
     result = SyncResult(dataset.name, dry_run=dry_run, pruned=prune)
     run_id = None if dry_run else runs.start_run(catalogue, dataset)
@@ -140,7 +142,7 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
             if not dry_run:
                 _read_link_files(staged, driver, plan)
                 staged.apply(dataset, plan, RULES, prune=prune,
-                             deletes=result.deletes_skipped is None)
+                             deletes=result.deletes_skipped is None, user=arrival_user)
                 runs.record_errors(catalogue, dataset, run_id, errors)
     except DriverError as error:
         if run_id is not None:
