@@ -27,3 +27,19 @@ class CorruptImage(PreprocessError):
 
 class ImageTooLarge(PreprocessError):
     """The image has more pixels than allowed: a possible decompression bomb."""
+
+
+class CorruptVideo(PreprocessError):
+    """The video's bytes are truncated or damaged: no container, or no frame decodes."""
+
+
+class UnsupportedVideo(PreprocessError):
+    """A video whose codec no decoder here reads."""
+
+
+class NoVideoStream(PreprocessError):
+    """A media file without a video stream (audio only, subtitles, ...)."""
+
+
+class NotAVideo(PreprocessError):
+    """The file's name says video, but its bytes are something else."""

@@ -1,8 +1,8 @@
 """File facts from the bytes themselves: mimetype by magic bytes, transfer encoding, isBinary.
 
 - `mimetype`: the content's magic bytes decide (the `filetype` package, then Pillow's own
-  identification for image formats it knows); the file name is only used where the content
-  has no magic (text formats), and never to call bytes an image that are not one.
+  identification for image formats it knows, named as in `formats`); the file name is only
+  used for text without magic, and never for binary content.
 - `encoding`: the RFC 2045 classification of the bytes: "7bit" (ASCII text, lines of at most
   998 bytes), "8bit" (also bytes above 127), "binary" (anything else: control bytes such as
   NUL, or longer lines).
@@ -15,12 +15,11 @@ file is classified from its first bytes and a text file is streamed once, in fla
 
 from __future__ import annotations
 
-import io
 import mimetypes
-import warnings
 
 import filetype
-from PIL import Image
+
+from . import formats
 
 MAX_LINE = 998  # bytes a line may hold in 7bit and 8bit data (RFC 2045 2.7), CRLF excluded
 _TEXT_BYTES = bytes([7, 8, 9, 10, 11, 12, 13, 27]) + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
@@ -97,34 +96,22 @@ def scan(data: bytes) -> ByteScan:
 
 
 def sniff_mimetype(head: bytes, name: str, *, is_binary: bool) -> str:
-    """The mimetype of content starting with `head` (8 KiB suffice, more does no harm)."""
+    """The mimetype of content starting with `head` (8 KiB suffice, more does no harm).
+    Binary content is named by its bytes alone (octet-stream when they say nothing)."""
     if not head:
         return EMPTY
-    by_name = mimetypes.guess_type(name, strict=False)[0]
     kind = filetype.guess(head)
     if kind is not None:
-        return kind.mime
+        return formats.refine(kind.mime, head)
     if not is_binary:
+        image = formats.text_image_mimetype(head)
+        if image:
+            return image
+        by_name = mimetypes.guess_type(name, strict=False)[0]
         if by_name and by_name.startswith(_TEXTUAL) or (by_name or "").endswith(("+xml", "+json")):
             return by_name
         return "text/plain"
-    pillow = pillow_mimetype(head)
-    if pillow:
-        return pillow
-    if by_name and not by_name.startswith(("image/", "text/")):
-        return by_name
-    return OCTET_STREAM
-
-
-def pillow_mimetype(head: bytes) -> str | None:
-    """The mimetype of an image format Pillow recognises from the first bytes, if any."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with Image.open(io.BytesIO(head)) as image:
-                return image.get_format_mimetype()
-        except Exception:  # noqa: BLE001 - any failure means "not an image Pillow knows"
-            return None
+    return formats.identify(head) or formats.by_magic(head) or OCTET_STREAM
 
 
 def name_says_image(name: str) -> bool:

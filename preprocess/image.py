@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import math
-import struct
 import threading
 import warnings
 from collections.abc import Iterator
@@ -24,7 +23,8 @@ from typing import Any
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from .errors import CorruptImage, EmptyFile, ImageTooLarge, UnsupportedImage
+from . import formats
+from .errors import CorruptImage, EmptyFile, ImageTooLarge, PreprocessError, UnsupportedImage
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb error limit
 
@@ -67,9 +67,10 @@ class ImageFacts:
     channels: int
     mode: str  # Pillow's mode as decoded: RGB, L, P, CMYK, I;16, ...
     bit_depth: int  # bits per sample as stored
-    frames: int
+    frames: int | None  # None: not counted yet (the probe saw only a prefix)
     exif: dict[str, Any] = field(default_factory=dict)
     location: dict[str, float] | None = None
+    damage: str | None = None  # what is wrong with a file whose header was read
 
     @property
     def pixels(self) -> int:
@@ -84,9 +85,11 @@ class ImageFacts:
         """The fields this adds to `metadata.system`."""
         system: dict[str, Any] = {
             "width": self.width, "height": self.height, "channels": self.channels,
-            "bitDepth": self.bit_depth, "colorMode": self.mode, "frames": self.frames,
+            "bitDepth": self.bit_depth, "colorMode": self.mode,
             "exif": {"Orientation": self.orientation, **self.exif},
         }
+        if self.frames is not None:
+            system["frames"] = self.frames
         if self.location:
             system["location"] = self.location
         return system
@@ -100,7 +103,7 @@ def open_image(data: bytes, *, complete: bool = True, mimetype: str | None = Non
     if not data:
         raise EmptyFile("empty file (0 bytes)")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore")  # bomb warnings (our own limit applies), damaged tags skipped
         try:
             try:
                 image = Image.open(io.BytesIO(data))
@@ -110,12 +113,18 @@ def open_image(data: bytes, *, complete: bool = True, mimetype: str | None = Non
         except UnidentifiedImageError:
             if not complete:
                 raise NeedMoreBytes(len(data) * 4) from None
+            if mimetype and formats.pillow_can_open(mimetype):
+                raise CorruptImage(f"damaged image ({mimetype}): no decoder accepts these bytes") from None
             raise UnsupportedImage(f"unsupported image format{f' ({mimetype})' if mimetype else ''}:"
                                    " no decoder for these bytes") from None
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as error:
+        except Exception as error:  # noqa: BLE001 - a plugin's parser on bad bytes raises anything
             if not complete:
                 raise NeedMoreBytes(len(data) * 4) from None
-            raise CorruptImage(f"damaged image header: {error}") from None
+            reason = describe(error)
+            kind = f" ({mimetype})" if mimetype else ""
+            if reason.lower().startswith("unsupported"):  # a variant Pillow does not decode
+                raise UnsupportedImage(f"unsupported image format{kind}: {reason}") from None
+            raise CorruptImage(f"damaged image header{kind}: {reason}") from None
     with image:
         yield image
 
@@ -134,27 +143,73 @@ def _open_without_pillow_limit(data: bytes) -> Image.Image:
 
 def probe(data: bytes, *, complete: bool = True, mimetype: str | None = None) -> ImageFacts:
     """Facts about the image starting with `data`. With complete=False, `data` is a prefix
-    and NeedMoreBytes says how much to read before trying again."""
-    with open_image(data, complete=complete, mimetype=mimetype) as image:
+    and NeedMoreBytes says how much to read before trying again; `frames` is then None for
+    formats that may hold more than one frame (counting needs the whole file)."""
+    with open_image(data, complete=complete, mimetype=mimetype) as image, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns of damaged EXIF it skips: not our reader's concern
         try:
-            exif_data = _exif(image)
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
+            exif, location = _exif(image)
+            width, height = stored_size(image)
+            frames, damage = None, None
+            if complete or not _may_have_frames(image):
+                try:
+                    frames = count_frames(image)
+                except CorruptImage as error:
+                    damage = str(error)
+            return ImageFacts(
+                format=image.format or "",
+                mimetype=formats.mimetype_of(image.format or "", data, image.get_format_mimetype())
+                or mimetype or "",
+                width=width,
+                height=height,
+                channels=channels(image),
+                mode=image.mode,
+                bit_depth=_bit_depth(image, data),
+                frames=frames,
+                exif=exif,
+                location=location,
+                damage=damage,
+            )
+        except PreprocessError:
+            raise
+        except Exception as error:  # noqa: BLE001 - damaged metadata raises anything
             if not complete:
                 raise NeedMoreBytes(len(data) * 4) from None
-            raise CorruptImage(f"damaged EXIF: {error}") from None
-        exif, location = exif_data
-        return ImageFacts(
-            format=image.format or "",
-            mimetype=image.get_format_mimetype() or mimetype or "",
-            width=image.width,
-            height=image.height,
-            channels=channels(image),
-            mode=image.mode,
-            bit_depth=_bit_depth(image, data),
-            frames=getattr(image, "n_frames", 1),
-            exif=exif,
-            location=location,
-        )
+            raise CorruptImage(f"damaged image header ({image.format}): {describe(error)}") from None
+
+
+def describe(error: BaseException) -> str:
+    """An exception as a reason: its message, or its type when it has none."""
+    return str(error) or type(error).__name__
+
+
+def stored_size(image: Image.Image) -> tuple[int, int]:
+    """Width and height as stored. Pillow reports a TIFF with orientation 5-8 already turned
+    (and turns its pixels on load), as libheif does a HEIF; the file stores them the other
+    way round."""
+    if pillow_turns_on_load(image) and orientation_of(image) in (5, 6, 7, 8):
+        return image.height, image.width
+    return image.width, image.height
+
+
+def pillow_turns_on_load(image: Image.Image) -> bool:
+    """The decoder shows the pixels upright itself: Pillow applies a TIFF's orientation when
+    it loads the pixels, libheif a HEIF's rotation and mirroring (pillow-heif then keeps
+    the EXIF orientation as `original_orientation`)."""
+    return image.format == "TIFF" or "original_orientation" in image.info
+
+
+def _may_have_frames(image: Image.Image) -> bool:
+    return hasattr(type(image), "n_frames") or hasattr(image, "n_frames")
+
+
+def count_frames(image: Image.Image) -> int:
+    """Frames or pages, from the whole file."""
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except Exception as error:  # noqa: BLE001 - a damaged frame table
+        raise CorruptImage(f"damaged image ({image.format}): cannot count its frames:"
+                           f" {describe(error)}") from None
 
 
 def channels(image: Image.Image) -> int:
@@ -172,17 +227,23 @@ def check_pixels(width: int, height: int, max_pixels: int) -> None:
 
 
 def orientation_of(image: Image.Image) -> int:
-    value = _exif_of(image).get(ExifTags.Base.Orientation, 1)
+    if "original_orientation" in image.info:  # pillow-heif: the EXIF value before it turned
+        value = image.info["original_orientation"]
+    elif image.format == "TIFF":
+        value = image.tag_v2.get(ExifTags.Base.Orientation, 1)
+    else:
+        value = _exif_of(image).get(ExifTags.Base.Orientation, 1)
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 # -- EXIF -----------------------------------------------------------------------------------
 
 def _exif_of(image: Image.Image) -> Image.Exif:
-    # PNG keeps EXIF in an eXIf chunk; Pillow would decode the whole image to look for one
-    # after the pixels, so only a chunk found in the header counts.
+    # PNG keeps EXIF in an eXIf chunk, or ImageMagick's "Raw profile type exif" text chunk;
+    # PngImageFile.getexif decodes the whole image to look for one after the pixels, so only
+    # what the header holds counts (the base method reads those chunks and XMP orientation).
     if image.format == "PNG" and "exif" not in image.info:
-        return Image.Exif()
+        return Image.Image.getexif(image)
     return image.getexif()
 
 
@@ -196,6 +257,8 @@ def _exif(image: Image.Image) -> tuple[dict[str, Any], dict[str, float] | None]:
         value = _json_value(ifds[ifd].get(tag))
         if value is not None:
             fields[name] = value
+    if "original_orientation" in image.info:
+        fields["Orientation"] = orientation_of(image)
     return fields, _location(ifds[_GPS])
 
 
@@ -214,7 +277,7 @@ def _json_value(value: Any) -> Any:
         except UnicodeDecodeError:
             return None
     if isinstance(value, str):
-        value = value.strip("\x00 ").strip()
+        value = value.split("\x00", 1)[0].strip()  # C strings: the text ends at the first NUL
         return value or None
     if isinstance(value, int):
         return value

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import functools
 import io
-import struct
+import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageCms
 
 from .errors import CorruptImage
-from .image import DEFAULT_MAX_PIXELS, check_pixels, open_image, orientation_of
+from .image import DEFAULT_MAX_PIXELS, check_pixels, describe, open_image, orientation_of, pillow_turns_on_load
 
 # format -> (file extension, content type)
 FORMATS: dict[str, tuple[str, str]] = {"jpeg": ("jpg", "image/jpeg"), "webp": ("webp", "image/webp")}
@@ -67,7 +67,8 @@ def make_thumbnail(
     """A thumbnail of the image in `data`, its longest side `size` pixels (never enlarged)."""
     if format not in FORMATS:
         raise ValueError(f"thumbnail format {format!r}: one of {', '.join(FORMATS)}")
-    with open_image(data) as image:
+    with open_image(data) as image, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # damaged EXIF Pillow skips while loading
         check_pixels(image.width, image.height, max_pixels)
         orientation = orientation_of(image)
         icc = image.info.get("icc_profile")
@@ -78,19 +79,36 @@ def make_thumbnail(
             message = str(error)
             if "truncated" in message:
                 raise CorruptImage(f"truncated image: {message}") from None
-            raise CorruptImage(f"damaged image: {message}") from None
-        except (SyntaxError, ValueError, EOFError, struct.error, IndexError) as error:
-            raise CorruptImage(f"damaged image: {error}") from None
+            raise CorruptImage(f"damaged image ({image.format}): {message}") from None
+        except Exception as error:  # noqa: BLE001 - a decoder on bad bytes raises anything
+            raise CorruptImage(f"damaged image ({image.format}): {describe(error)}") from None
         frame = _displayable(image)
         frame.thumbnail((size, size), Image.Resampling.BICUBIC)
         frame = _to_rgb(frame, icc, keep_alpha=format == "webp", background=background)
-        if orientation in _UPRIGHT:
+        if orientation in _UPRIGHT and not pillow_turns_on_load(image):
             frame = frame.transpose(_UPRIGHT[orientation])
-        out = io.BytesIO()
-        if format == "jpeg":
-            frame.save(out, "JPEG", quality=quality)
-        else:
-            frame.save(out, "WEBP", quality=quality, method=4)
+        return encode(frame, format=format, quality=quality)
+
+
+def from_frame(image: Image.Image, *, size: int = 256, format: str = "jpeg",  # noqa: A002
+               quality: int = 85, rotate: int = 0) -> Thumbnail:
+    """A thumbnail of a decoded RGB picture (a video frame), turned `rotate` degrees
+    counter-clockwise (a multiple of 90) to show it upright."""
+    frame = image.copy() if image.size[0] <= size and image.size[1] <= size else image
+    frame.thumbnail((size, size), Image.Resampling.BICUBIC)
+    turn = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
+            270: Image.Transpose.ROTATE_270}.get(rotate % 360)
+    if turn is not None:
+        frame = frame.transpose(turn)
+    return encode(frame if frame.mode == "RGB" else frame.convert("RGB"), format=format, quality=quality)
+
+
+def encode(frame: Image.Image, *, format: str, quality: int) -> Thumbnail:  # noqa: A002
+    out = io.BytesIO()
+    if format == "jpeg":
+        frame.save(out, "JPEG", quality=quality)
+    else:
+        frame.save(out, "WEBP", quality=quality, method=4)
     return Thumbnail(out.getvalue(), format, frame.width, frame.height)
 
 

@@ -43,6 +43,7 @@ class PreprocessorConfig(_Section):
     entry_point: str | None = None  # a name in the `syncd.preprocessors` entry-point group
     mimetypes: tuple[str, ...] = ("*",)  # patterns (fnmatch) the item's mimetype must match
     key: str = Field(default="user", min_length=1)  # "user": merged into metadata.user; else metadata.user[key]
+    input: Literal["bytes", "source"] = "bytes"  # the file's bytes, or its ranged byte source
 
     @model_validator(mode="after")
     def _one_target(self) -> PreprocessorConfig:
@@ -149,6 +150,7 @@ class PreprocessConfig(_Section):
     thumbnail_quality: int = Field(default=85, ge=1, le=100)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)  # larger images fail (bombs)
     head_bytes: int = Field(default=64 * 1024, ge=1024)  # first ranged read of each file
+    video_preview: bool = False  # videos: also a 360p H.264 MP4 under .dataloop/previews/
     workers: int | None = Field(default=None, ge=0)  # processes; default: CPU count; 0: in-process
     max_attempts: int = Field(default=3, ge=1)  # tries before a job is failed (crashes, storage errors)
     lease_seconds: float = Field(default=60.0, gt=0)  # a silent runner's jobs are retaken after this

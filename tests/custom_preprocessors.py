@@ -36,3 +36,20 @@ def kill_worker(data: bytes, item: dict) -> dict:
             marker.write_text("crashed once")
             os.kill(os.getpid(), signal.SIGKILL)
     return {"survived": True}
+
+
+def ranged_head(source, item: dict) -> dict:
+    """input = "source": a ranged read of 8 bytes at offset 4, not the whole file."""
+    with source.open(4, 8) as stream:
+        head = stream.read()
+    return {"bytes_4_12": head.hex(), "has_open": callable(getattr(source, "open", None)),
+            "is_bytes": isinstance(source, bytes)}
+
+
+def count_lines(reader, outcome, options) -> None:
+    """A media handler (preprocess.register): counts a CSV's lines through ranged reads."""
+    lines = 0
+    with reader.file() as file:
+        while chunk := file.read(4096):
+            lines += chunk.count(b"\n")
+    outcome.system["lines"] = lines

@@ -161,7 +161,7 @@ def test_bad_images_end_as_failed_jobs_and_the_queue_goes_on(make_app, bucket):
         "half.jpg": (images.truncated_jpeg(), "truncated image"),
         "bomb.png": (images.bomb_png(), "image too large: 100000 x 100000"),
         "big.png": (images.save(Image.new("RGB", (1100, 1000)), "PNG"), "more than max_pixels = 1000000"),
-        "photo.heic": (images.fake_heic(), "unsupported image format (image/heic)"),
+        "photo.heic": (images.fake_heic(), "damaged image (image/heic)"),
         "fake.jpg": (b"plain text\n", "not an image"),
     }
     good = {

@@ -199,7 +199,8 @@ def test_with_thumbnails_a_bomb_is_refused_before_the_rest_is_read():
     ("empty.jpg", b"", "empty file (0 bytes)"),
     ("half.jpg", images.truncated_jpeg(), "truncated image"),
     ("bomb.png", images.bomb_png(), "image too large: 100000 x 100000"),
-    ("photo.heic", images.fake_heic(), "unsupported image format (image/heic)"),
+    ("photo.heic", images.fake_heic(), "damaged image (image/heic)"),  # a HEIC header, no image
+    ("a.svg", b'<svg xmlns="http://www.w3.org/2000/svg"/>', "unsupported image format (image/svg+xml)"),
     ("notes.jpg", b"not a picture at all\n", "not an image: notes.jpg holds text/plain content"),
 ])
 def test_bad_images_fail_with_a_clear_reason(name, data, reason):
@@ -267,3 +268,21 @@ def test_animations_and_pages_use_the_first_frame(name, make, mimetype):
     assert outcome.system["frames"] == 3
     assert (outcome.system["width"], outcome.system["height"]) == (30, 20)
     assert images.near(images.color_at(thumbnail_image(outcome), 0.5, 0.5), images.RED)
+
+
+# -- handlers by media type -------------------------------------------------------------------
+
+def test_a_registered_handler_gets_its_mimetype_and_owns_its_keys():
+    from preprocess import Handler, handlers, register, system_keys
+
+    csv = Handler("csv", ("text/csv",), frozenset({"lines"}), "custom_preprocessors:count_lines")
+    register(csv)
+    try:
+        assert "lines" in system_keys() and "duration" in system_keys() and "exif" in system_keys()
+        outcome = run(b"a,b\n" * 5000, "table.csv")
+        assert outcome.ok and outcome.system["mimetype"] == "text/csv"
+        assert outcome.system["lines"] == 5000 and outcome.thumbnail is None
+        assert run(b"plain\n", "notes.txt").system.get("lines") is None  # other types: not called
+    finally:
+        handlers.HANDLERS.remove(csv)
+    assert "lines" not in system_keys()

@@ -39,6 +39,7 @@ PREPROCESS, CLEANUP = "preprocess", "cleanup"
 STATES = ("pending", "running", "done", "failed", "cancelled")
 OPEN_STATES = ("pending", "running")
 THUMBNAILS = ".dataloop/thumbnails"
+PREVIEWS = ".dataloop/previews"  # video previews ([preprocess] video_preview)
 DEAD_CHECK_SECONDS = 5.0  # how often a runner looks for dead runners' jobs to take over
 
 Clock = Callable[[], float]  # seconds since the epoch
@@ -46,6 +47,10 @@ Clock = Callable[[], float]  # seconds since the epoch
 
 def thumbnail_key(item_id: str, extension: str) -> str:
     return f"{THUMBNAILS}/{item_id}.{extension}"
+
+
+def preview_key(item_id: str, extension: str = "mp4") -> str:
+    return f"{PREVIEWS}/{item_id}.{extension}"
 
 
 @dataclass(frozen=True)
@@ -327,14 +332,16 @@ def enqueue_cleanup(conn, pks_sql: str, now: str, args: Sequence[Any] = ()) -> N
     have artifacts in storage (a recorded thumbnail, or a preprocess job running now). The job
     carries its driver and keys, so it still runs after the item row is pruned."""
     candidates = ", ".join(
-        f"'{THUMBNAILS}/' || s.value || printf('%016x', i.pk) || '.{extension}'"
-        for extension, _ in FORMATS.values()
+        [f"'{THUMBNAILS}/' || s.value || printf('%016x', i.pk) || '.{extension}'"
+         for extension, _ in FORMATS.values()]
+        + [f"'{PREVIEWS}/' || s.value || printf('%016x', i.pk) || '.mp4'"]
     )
     conn.execute(
         f"""INSERT INTO jobs (item_pk, kind, state, dataset_id, payload, created_at, updated_at)
             SELECT i.pk, 'cleanup', 'pending', i.dataset_id,
                    json_object('driver', d.driver, 'keys',
-                               json_array(json_extract(i.system, '$.thumbnailId'), {candidates})),
+                               json_array(json_extract(i.system, '$.thumbnailId'),
+                                          json_extract(i.system, '$.previewId'), {candidates})),
                    ?, ?
             FROM items i JOIN datasets d ON d.id = i.dataset_id
                  JOIN settings s ON s.key = 'instance'

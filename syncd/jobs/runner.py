@@ -44,12 +44,11 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]  # called with the number of jobs just finished
 ExecutorFactory = Callable[[], Executor]
 
-# metadata.system fields that preprocessing owns: replaced as a whole by each run, so a
-# re-run after a content change leaves nothing stale behind.
-SYSTEM_KEYS = frozenset({
-    "mimetype", "encoding", "isBinary", "width", "height", "channels", "bitDepth", "colorMode",
-    "frames", "exif", "location", "thumbnailId", "etl",
-})
+# metadata.system fields that preprocessing owns (the file facts and each media handler's
+# keys, from the handler registry, plus the run's `etl`): replaced as a whole by each run, so
+# a re-run after a content change leaves nothing stale behind.
+SYSTEM_KEYS = preprocess.system_keys() | {"etl"}
+ARTIFACT_KEYS = ("thumbnailId", "previewId")  # metadata.system keys naming files in storage
 ROW_KEYS = frozenset({"originalname", "size"})  # item_json derives these from the item row
 POLL_SECONDS = 0.5  # --wait: how often to look for jobs held by other runners
 IN_FLIGHT_PER_WORKER = 4  # tasks submitted ahead, per worker...
@@ -109,6 +108,7 @@ def preprocess_options(app) -> preprocess.Options:
         thumbnails=config.thumbnails, thumbnail_size=config.thumbnail_size,
         thumbnail_format=config.thumbnail_format, thumbnail_quality=config.thumbnail_quality,
         max_pixels=config.max_pixels, head_bytes=config.head_bytes,
+        video_preview=config.video_preview,
     )
 
 
@@ -371,7 +371,7 @@ class Runner:
                 size=None if row["type"] == "link" else row["size"], item=item,
                 options=self.options, fetch=self.config.fetch, source=source,
                 preprocessors=tuple(
-                    Preprocessor(p.target, p.mimetypes, p.key, p.entry_point)
+                    Preprocessor(p.target, p.mimetypes, p.key, p.entry_point, p.input)
                     for p in dataset_config.preprocessors
                 ),
             )
@@ -457,7 +457,7 @@ class Runner:
         if row is None:
             return
         system = json.loads(row["system"]) if row["system"] else {}
-        old_thumbnail = system.get("thumbnailId")
+        old_artifacts = [system[key] for key in ARTIFACT_KEYS if system.get(key)]
         if result.system:  # the file was read: its facts replace the last run's
             for key in SYSTEM_KEYS:
                 system.pop(key, None)
@@ -471,15 +471,18 @@ class Runner:
             else:
                 user[key] = values
         items.set_metadata(catalogue, job.item_pk, system=system, user=user)
-        if old_thumbnail and old_thumbnail != system.get("thumbnailId"):
+        stale = [key for key in old_artifacts if key not in {system.get(k) for k in ARTIFACT_KEYS}]
+        if stale:
             self.queue.add(CLEANUP, job.item_pk, dataset_id=row["dataset_id"],
-                           payload={"driver": task.driver.name, "keys": [old_thumbnail]})
+                           payload={"driver": task.driver.name, "keys": stale})
 
     def _forget_artifacts(self, item_pk: int, deleted: list[str]) -> None:
         row = items.by_pk(self.app.catalogue, item_pk)
         if row is None or not row["system"]:
             return
         system = json.loads(row["system"])
-        if system.get("thumbnailId") in deleted:
-            del system["thumbnailId"]
+        gone = [key for key in ARTIFACT_KEYS if system.get(key) in deleted]
+        if gone:
+            for key in gone:
+                del system[key]
             items.set_metadata(self.app.catalogue, item_pk, system=system)

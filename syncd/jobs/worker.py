@@ -30,7 +30,7 @@ import preprocess
 from drivers import Driver, DriverError, DriverOptions, NotFound, PermissionDenied
 
 from ..imports.fetch import FetchError
-from ..catalogue.jobs import CLEANUP, PREPROCESS, thumbnail_key
+from ..catalogue.jobs import CLEANUP, PREPROCESS, preview_key, thumbnail_key
 
 # item type -> "module:function" returning a preprocess.ByteSource for (task, driver)
 BYTE_SOURCES: dict[str, str] = {
@@ -42,12 +42,15 @@ ENTRY_POINT_GROUP = "syncd.preprocessors"
 
 @dataclass(frozen=True)
 class Preprocessor:
-    """A custom function: `function(data: bytes, item: dict) -> dict`."""
+    """A custom function: `function(data: bytes, item: dict) -> dict`, or with
+    input="source" `function(source: preprocess.ByteSource, item: dict) -> dict` (ranged reads:
+    `source.open(offset, length)`, for files too large to hold, such as videos)."""
 
     target: str  # "module:function", or "entry point NAME"
     mimetypes: tuple[str, ...] = ("*",)
     key: str = "user"
     entry_point: str | None = None
+    input: str = "bytes"  # bytes | source
 
     def matches(self, mimetype: str) -> bool:
         return any(fnmatch.fnmatchcase(mimetype, pattern) for pattern in self.mimetypes)
@@ -167,6 +170,14 @@ def _preprocess(task: Task, driver: Driver) -> TaskResult:
 
 def _preprocess_source(task: Task, driver: Driver, source: preprocess.ByteSource) -> TaskResult:
     outcome = preprocess.preprocess(source, task.options)
+    try:
+        return _store(task, driver, source, outcome)
+    finally:
+        outcome.close()  # a video preview's temporary file
+
+
+def _store(task: Task, driver: Driver, source: preprocess.ByteSource,
+           outcome: preprocess.Outcome) -> TaskResult:
     result = TaskResult(task.job_id, "done", system=dict(outcome.system), errors=list(outcome.errors))
     if outcome.thumbnail is not None:
         key = thumbnail_key(task.item_id, outcome.thumbnail.extension)
@@ -176,21 +187,31 @@ def _preprocess_source(task: Task, driver: Driver, source: preprocess.ByteSource
             result.errors.append(f"cannot write the thumbnail: {error}")
         else:
             result.system["thumbnailId"] = key
+    if outcome.preview is not None:
+        key = preview_key(task.item_id, outcome.preview.extension)
+        try:
+            with open(outcome.preview.path, "rb") as file:
+                driver.put(key, file, content_type=outcome.preview.content_type)
+        except PermissionDenied as error:
+            result.errors.append(f"cannot write the video preview: {error}")
+        else:
+            result.system["previewId"] = key
     mimetype = outcome.system.get("mimetype", "")
     custom = [c for c in task.preprocessors if c.matches(mimetype)]
     if custom and not result.errors:
         data = outcome.data
-        if data is None:
+        if data is None and any(c.input == "bytes" for c in custom):
             with source.open(0) as stream:
                 data = stream.read()
         for preprocessor in custom:
-            _run_custom(preprocessor, data, task, result)
+            _run_custom(preprocessor, source if preprocessor.input == "source" else data, task, result)
     if result.errors:
         result.state = "failed"
     return result
 
 
-def _run_custom(custom: Preprocessor, data: bytes, task: Task, result: TaskResult) -> None:
+def _run_custom(custom: Preprocessor, data: bytes | preprocess.ByteSource, task: Task,
+                result: TaskResult) -> None:
     item = dict(task.item)
     metadata = dict(item.get("metadata") or {})
     metadata["system"] = {**(metadata.get("system") or {}), **result.system}
