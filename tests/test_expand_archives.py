@@ -109,3 +109,15 @@ driver = "disk"
         wait_for(lambda: expected <= set(items(db)), timeout=30, what="the members as items")
     assert {k for k, v in items(db).items() if v["metadata"]["system"].get("expandedFrom")} == expected
     assert [j["state"] for j in job_rows(config) if j["kind"] == "expand"] == ["done"]
+
+
+def test_an_archive_put_by_syncd_is_expanded_too(tmp_path, storage):
+    config = local_config(tmp_path, storage, extra=OPT_IN)
+    local = tmp_path / "up.tar.xz"
+    local.write_bytes(tar_bytes({"p/a.jpg": jpeg(3)}, mode="w:xz"))
+    run = Runner(config)
+    run("put", "photos", str(local), "--as", "/uploads/up.tar.xz")  # runs the dataset's jobs
+    with App.from_file(config) as app:
+        got = {i["filename"] for i in app.catalogue.iter_items(app.dataset("photos"))}
+    assert got == {"/uploads/up.tar.xz", "/uploads/up/p/a.jpg"}
+    assert [j["state"] for j in job_rows(config) if j["kind"] == "expand"] == ["done"]
