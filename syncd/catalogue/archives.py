@@ -37,6 +37,8 @@ def set_expanding(catalogue: Catalogue, dataset_ids: Sequence[int]) -> None:
 def enqueue_expand(conn, pks_sql: str, args: Sequence[Any], now: str) -> None:
     """In the caller's transaction: an `expand` job for each archive item `pks_sql` selects
     in a dataset that expands archives."""
+    if conn.execute("SELECT 1 FROM datasets WHERE expand_archives LIMIT 1").fetchone() is None:
+        return  # no dataset expands archives: no scan of the items
     conn.execute(
         f"""INSERT INTO jobs (item_pk, kind, state, dataset_id, created_at, updated_at)
             SELECT i.pk, '{EXPAND}', 'pending', i.dataset_id, ?, ? FROM items i
