@@ -12,6 +12,7 @@ from .base import (
     ALL_PERMISSIONS,
     HIDDEN_FOLDER,
     AlreadyExists,
+    CredentialsRefused,
     Driver,
     DriverError,
     DriverOptions,
@@ -54,7 +55,8 @@ def open_driver(options: DriverOptions) -> PermissionGuard:
 
 
 __all__ = [
-    "ALL_PERMISSIONS", "HIDDEN_FOLDER", "KINDS", "AlreadyExists", "Driver", "DriverError",
+    "ALL_PERMISSIONS", "HIDDEN_FOLDER", "KINDS", "AlreadyExists", "CredentialsRefused", "Driver",
+    "DriverError",
     "DriverOptions", "Features", "InvalidKey", "NotFound", "ObjectInfo", "PermissionDenied",
     "PermissionGuard", "Unreachable", "open_driver", "options_model",
 ]

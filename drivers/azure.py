@@ -16,12 +16,13 @@ from urllib.parse import urlsplit
 from collections.abc import Iterator
 
 import azure.core.exceptions as aexc
-from azure.storage.blob import ContainerClient, ContentSettings, ExponentialRetry
-from pydantic import Field, SecretStr, model_validator
+from azure.storage.blob import ContainerClient, ContentSettings, ExponentialRetry, StandardBlobTier
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from .base import (
     Location,
     AlreadyExists,
+    CredentialsRefused,
     DriverError,
     Features,
     InvalidKey,
@@ -29,6 +30,7 @@ from .base import (
     ObjectInfo,
     PermissionDenied,
     Unreachable,
+    retriable_status,
 )
 from .cloud import (
     CHUNK_SIZE,
@@ -54,10 +56,10 @@ ERRORS: dict[str, type[DriverError]] = {
     "AuthorizationSourceIPMismatch": PermissionDenied,
     "AuthorizationProtocolMismatch": PermissionDenied,
     "InsufficientAccountPermissions": PermissionDenied,
-    "AuthenticationFailed": Unreachable,  # the credentials are refused
-    "InvalidAuthenticationInfo": Unreachable,
-    "NoAuthenticationInformation": Unreachable,
-    "AccountIsDisabled": Unreachable,
+    "AuthenticationFailed": CredentialsRefused,
+    "InvalidAuthenticationInfo": CredentialsRefused,
+    "NoAuthenticationInformation": CredentialsRefused,
+    "AccountIsDisabled": CredentialsRefused,
     "BlobAlreadyExists": AlreadyExists,
     "ConditionNotMet": AlreadyExists,
     "InvalidResourceName": InvalidKey,
@@ -67,12 +69,13 @@ CLASSES: list[tuple[type[Exception], type[DriverError]]] = [
     (aexc.ResourceNotFoundError, NotFound),
     (aexc.ResourceExistsError, AlreadyExists),
     (aexc.ResourceModifiedError, AlreadyExists),
-    (aexc.ClientAuthenticationError, Unreachable),
+    (aexc.ClientAuthenticationError, CredentialsRefused),
     (aexc.ServiceRequestError, Unreachable),  # no connection
     (aexc.ServiceResponseError, Unreachable),
     (aexc.AzureError, DriverError),
 ]
-_HINTS = {"ContainerNotFound": "no such container", "AuthenticationFailed": "credentials refused"}
+_HINTS = {"ContainerNotFound": "no such container",
+          "AuthenticationFailed": "credentials refused: wrong account key or SAS token"}
 
 
 class AzureOptions(CloudOptions):
@@ -84,6 +87,32 @@ class AzureOptions(CloudOptions):
     account_key: SecretStr | None = None
     max_attempts: int = Field(default=5, ge=1)  # tries of a throttled or 5xx request
     retry_backoff_seconds: float = Field(default=2.0, ge=0)  # first wait; then x3 each time
+
+    @field_validator("connection_string")
+    @classmethod
+    def _parses(cls, value: SecretStr | None) -> SecretStr | None:
+        """A malformed connection string is a config error, not a crash at the first call.
+        The SDK's own parser decides (nothing is sent); its message holds no secret."""
+        if value is not None:
+            try:
+                ContainerClient.from_connection_string(value.get_secret_value(), "check").close()
+            except ValueError as error:
+                raise ValueError(f"malformed ({one_line(str(error)).rstrip('.')}); expected "
+                                 "'AccountName=...;AccountKey=...;...' as the Azure portal "
+                                 "shows it") from None
+        return value
+
+    @field_validator("storage_class")
+    @classmethod
+    def _tier(cls, value: str | None) -> str | None:
+        """Azure's access tiers (Hot, Cool, Cold, Archive), in the SDK's spelling."""
+        if value is None:
+            return value
+        for tier in StandardBlobTier:
+            if value.lower() == tier.value.lower():
+                return tier.value
+        raise ValueError(f"{value!r} is not an Azure access tier (one of: "
+                         f"{', '.join(t.value for t in StandardBlobTier)})")
 
     @model_validator(mode="after")
     def _credentials(self) -> AzureOptions:
@@ -189,7 +218,9 @@ class AzureDriver(CloudDriver):
         if content_type:
             arguments["content_settings"] = ContentSettings(content_type=content_type)
         if self.options.storage_class:
-            arguments["standard_blob_tier"] = self.options.storage_class
+            # The SDK takes the enum (a plain string crashes it: "'str' object has no
+            # attribute 'value'"); the options hold a valid tier's name.
+            arguments["standard_blob_tier"] = StandardBlobTier(self.options.storage_class)
         with self._mapped(key):
             # Over CHUNK_SIZE the SDK stages the stream in blocks; it is never read whole.
             self.container.upload_blob(name, body, length=size, overwrite=overwrite,
@@ -210,7 +241,7 @@ def _default_credential():
     try:
         from azure.identity import DefaultAzureCredential
     except ImportError:
-        raise Unreachable(
+        raise CredentialsRefused(
             "no Azure credentials: set connection_string, sas_token or account_key, "
             "or install azure-identity for DefaultAzureCredential", code="NoCredentials",
         ) from None
@@ -241,4 +272,7 @@ def translate(error: Exception, what: str) -> DriverError | None:
     if isinstance(error, (aexc.ServiceRequestError, aexc.ServiceResponseError)):
         message = one_line(str(error))
     hint = _HINTS.get(code)
-    return kind(f"{what}: {code}: {message}" + (f" ({hint})" if hint else ""), code=code)
+    # Errors without a class of their own: retriable if throttled, 5xx, or no answer.
+    retriable = retriable_status(status) if kind is DriverError else None
+    return kind(f"{what}: {code}: {message}" + (f" ({hint})" if hint else ""), code=code,
+                retriable=retriable)

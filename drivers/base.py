@@ -6,7 +6,10 @@ its `path` prefix inside a bucket), never with a leading slash. Every driver:
 - lists with pagination hidden behind `list_pages`, which yields lists of `ObjectInfo`
   page by page so that a caller never holds the whole bucket in memory;
 - never lists the hidden `.dataloop/` folder at the top of its tree, nor empty folders;
-- raises the errors below, keeping the SDK's own error as `__cause__`.
+- raises the errors below, keeping the SDK's own error as `__cause__`. Each error says
+  whether trying again may help (`retriable`), decided once where the SDK's errors are
+  mapped: a missing object, a refusal, a bad key or a conditional put that found an object
+  are permanent; throttling, 5xx answers and lost connections are worth another try.
 
 Permissions are not the driver's business: `drivers.guard.PermissionGuard` wraps any driver
 and refuses a call outside the configured permissions before the driver sees it.
@@ -36,41 +39,61 @@ class DriverError(Exception):
     """A storage operation failed."""
 
     code: str = "Error"  # the storage's own error code where it has one
+    retriable: bool = True  # may the same call succeed later? (unknown failures: yes)
 
-    def __init__(self, message: str, *, code: str | None = None):
+    def __init__(self, message: str, *, code: str | None = None, retriable: bool | None = None):
         super().__init__(message)
         if code:
             self.code = code
+        if retriable is not None:
+            self.retriable = retriable
 
 
 class NotFound(DriverError, FileNotFoundError):
     """The object, bucket or folder does not exist."""
 
     code = "NotFound"
+    retriable = False
 
 
 class PermissionDenied(DriverError, PermissionError):
     """The configured permissions or the storage's credentials do not allow the call."""
 
     code = "AccessDenied"
+    retriable = False
+
+
+class CredentialsRefused(PermissionDenied):
+    """The storage refused the credentials (unknown key, bad signature, expired token) or
+    none were found: nothing is allowed until the configuration changes."""
+
+    code = "CredentialsRefused"
 
 
 class AlreadyExists(DriverError, FileExistsError):
     """A conditional put found an object already there."""
 
     code = "PreconditionFailed"
+    retriable = False
 
 
 class InvalidKey(DriverError, ValueError):
-    """The key is not a valid relative path inside the driver's folder."""
+    """The key is not a valid relative path inside the driver's folder, or is too long."""
 
     code = "InvalidKey"
+    retriable = False
 
 
 class Unreachable(DriverError, ConnectionError):
-    """The storage could not be reached, or refused the credentials."""
+    """The storage could not be reached, timed out, or is throttling or failing (5xx)."""
 
     code = "Unreachable"
+
+
+def retriable_status(status: int | None) -> bool:
+    """Is an HTTP answer with this status worth another try? Timeouts, throttling, 5xx and
+    no answer at all are; any other client error (4xx) is not."""
+    return status is None or status in (408, 425, 429) or status >= 500
 
 
 class ObjectInfo(NamedTuple):
@@ -135,6 +158,10 @@ class DriverOptions(BaseModel):
         return Location(self.kind, prefix=self.path)
 
 
+MAX_KEY_BYTES = 1024  # the longest object name S3, GCS and Azure take (UTF-8 bytes)
+MAX_NAME_BYTES = 255  # the longest file or folder name local filesystems take
+
+
 def check_key(key: str) -> str:
     """Return `key` if it is a safe relative key, else raise InvalidKey."""
     if not key or key.startswith("/") or "\x00" in key or "\\" in key:
@@ -143,6 +170,21 @@ def check_key(key: str) -> str:
     if any(part in ("", ".", "..") for part in parts):
         raise InvalidKey(f"invalid key {key!r}: empty, '.' or '..' path segment")
     return key
+
+
+def check_length(name: str, limit: int = MAX_KEY_BYTES) -> None:
+    """Raise InvalidKey if `name` is longer than `limit` bytes in UTF-8."""
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > limit:
+        raise InvalidKey(f"name too long: {shorten(name)} is {size} bytes in UTF-8, more than"
+                         f" the {limit} bytes the storage takes", code="KeyTooLong")
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """`text` quoted, its middle cut out when it is long (a message must stay one line)."""
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[: limit // 2] + "…" + text[-limit // 2:])
 
 
 def is_hidden(key: str) -> bool:

@@ -29,6 +29,7 @@ from .base import (
     ObjectInfo,
     OnError,
     check_key,
+    check_length,
 )
 
 CHUNK_SIZE = 8 * 1024 * 1024  # bytes: multipart threshold and part size; a read's request size
@@ -110,7 +111,9 @@ class CloudDriver(Driver):
     # -- keys -----------------------------------------------------------------------------
 
     def _name(self, key: str) -> str:
-        return self.base + check_key(key)
+        name = self.base + check_key(key)
+        check_length(name)  # refused here, not as an SDK error that varies by storage
+        return name
 
     @contextmanager
     def _mapped(self, what: str):

@@ -27,6 +27,7 @@ from pydantic import Field
 
 from .base import (
     AlreadyExists,
+    CredentialsRefused,
     DriverError,
     Features,
     InvalidKey,
@@ -35,6 +36,7 @@ from .base import (
     ObjectInfo,
     PermissionDenied,
     Unreachable,
+    retriable_status,
 )
 from .cloud import CHUNK_SIZE, CloudDriver, CloudOptions, RangeReader, buffered, empty_stream, one_line, payload
 
@@ -44,11 +46,11 @@ LIST_FIELDS = "items(name,size,updated,etag,md5Hash),nextPageToken"
 ERRORS: list[tuple[type[Exception], type[DriverError]]] = [
     (gexc.NotFound, NotFound),
     (gexc.Forbidden, PermissionDenied),
-    (gexc.Unauthorized, Unreachable),  # the credentials are refused
+    (gexc.Unauthorized, CredentialsRefused),
     (gexc.PreconditionFailed, AlreadyExists),
     (gexc.BadRequest, InvalidKey),
-    (google.auth.exceptions.DefaultCredentialsError, Unreachable),
-    (google.auth.exceptions.RefreshError, Unreachable),
+    (google.auth.exceptions.DefaultCredentialsError, CredentialsRefused),
+    (google.auth.exceptions.RefreshError, CredentialsRefused),  # the token endpoint said no
     (google.auth.exceptions.TransportError, Unreachable),
     (requests.exceptions.ConnectionError, Unreachable),
     (requests.exceptions.Timeout, Unreachable),
@@ -100,7 +102,7 @@ class GCSDriver(CloudDriver):
                         o.credentials_file,
                         scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
                 except (OSError, ValueError) as error:
-                    raise Unreachable(
+                    raise CredentialsRefused(
                         f"credentials_file {o.credentials_file}: not a usable service-account"
                         f" key file ({type(error).__name__})", code="BadCredentialsFile",
                     ) from error
@@ -227,6 +229,8 @@ def translate(error: Exception, what: str) -> DriverError | None:
             break
     else:
         return None
+    if kind is CredentialsRefused and getattr(error, "retryable", False):
+        kind = Unreachable  # google-auth says the token endpoint may answer next time
     if isinstance(error, gexc.GoogleAPICallError):
         code = str(error.code or type(error).__name__)
         details = [e for e in error.errors or () if isinstance(e, dict)]
@@ -236,6 +240,8 @@ def translate(error: Exception, what: str) -> DriverError | None:
         if isinstance(error, gexc.NotFound) and "bucket" in message.lower():
             code = "NoSuchBucket"
         text = f"{what}: {code}{' ' + reason if reason else ''}: {message}"
+        if kind is DriverError:  # no class of its own: retriable if throttled or 5xx
+            return kind(text, code=code, retriable=retriable_status(error.code))
     else:
         code = type(error).__name__
         text = f"{what}: {code}: {one_line(str(error))}"

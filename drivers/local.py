@@ -27,9 +27,11 @@ from pydantic import field_validator
 
 from .base import (
     HIDDEN_FOLDER,
+    MAX_NAME_BYTES,
     PAGE_SIZE,
     AlreadyExists,
     Driver,
+    DriverError,
     DriverOptions,
     Features,
     InvalidKey,
@@ -40,6 +42,7 @@ from .base import (
     PermissionDenied,
     as_stream,
     check_key,
+    check_length,
     is_hidden,
 )
 
@@ -113,6 +116,8 @@ class LocalDriver(Driver):
     def _path(self, key: str, *, must_exist: bool = True) -> str:
         """The filesystem path of `key`, refusing anything that resolves outside the root."""
         check_key(key)
+        for part in key.split("/"):
+            check_length(part, MAX_NAME_BYTES)
         path = os.path.join(self.base, key)
         real = os.path.realpath(path if must_exist else os.path.dirname(path))
         if real != self._real_root and not real.startswith(self._real_root + os.sep):
@@ -300,6 +305,14 @@ class LocalDriver(Driver):
         if key == HIDDEN_FOLDER:
             raise InvalidKey(f"{key!r} is the artifacts folder")
         path = self._path(key, must_exist=False)
+        try:
+            return self._put(key, path, data, overwrite)
+        except OSError as error:
+            if isinstance(error, DriverError):
+                raise
+            raise _os_error(key, error) from error
+
+    def _put(self, key: str, path: str, data, overwrite: bool) -> ObjectInfo:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self._path(key, must_exist=False)  # the folders just made must not lead out either
         stream = as_stream(data)
@@ -367,6 +380,24 @@ def _paged(infos: Iterator[ObjectInfo]) -> Iterator[list[ObjectInfo]]:
             page = []
     if page:
         yield page
+
+
+def _os_error(key: str, error: OSError) -> DriverError:
+    """A filesystem error of a write as the driver error it means."""
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DriverError(f"{key}: no space left on the device ({reason})", code="NoSpace")
+    if error.errno == errno.EFBIG:
+        return DriverError(f"{key}: file too large for the filesystem or the file size limit"
+                           f" ({reason})", code="FileTooLarge", retriable=False)
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(f"{key}: {reason}", code=errno.errorcode[error.errno])
+    if error.errno == errno.ENAMETOOLONG:
+        return InvalidKey(f"{key}: name too long ({reason})", code="KeyTooLong")
+    if error.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return InvalidKey(f"{key}: a file and a folder would have the same name ({reason})",
+                          code=errno.errorcode[error.errno])
+    return DriverError(f"{key}: {reason}", code=errno.errorcode.get(error.errno or 0, "OSError"))
 
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:

@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr
 from .base import (
     Location,
     AlreadyExists,
+    CredentialsRefused,
     DriverError,
     Features,
     InvalidKey,
@@ -32,6 +33,7 @@ from .base import (
     ObjectInfo,
     PermissionDenied,
     Unreachable,
+    retriable_status,
 )
 from .cloud import (
     CHUNK_SIZE,
@@ -58,20 +60,24 @@ ERRORS: dict[str, type[DriverError]] = {
     "AllAccessDisabled": PermissionDenied,
     "AccountProblem": PermissionDenied,
     "403": PermissionDenied,
-    "InvalidAccessKeyId": Unreachable,  # the credentials are refused
-    "SignatureDoesNotMatch": Unreachable,
-    "ExpiredToken": Unreachable,
-    "InvalidToken": Unreachable,
-    "TokenRefreshRequired": Unreachable,
-    "AuthorizationHeaderMalformed": Unreachable,  # usually the wrong region
-    "PermanentRedirect": Unreachable,  # the bucket is in another region
-    "301": Unreachable,
-    "400": Unreachable,
+    "InvalidAccessKeyId": CredentialsRefused,
+    "SignatureDoesNotMatch": CredentialsRefused,
+    "ExpiredToken": CredentialsRefused,
+    "InvalidToken": CredentialsRefused,
+    "TokenRefreshRequired": CredentialsRefused,
+    "InvalidClientTokenId": CredentialsRefused,
+    "AuthorizationHeaderMalformed": DriverError,  # usually the wrong region
+    "PermanentRedirect": DriverError,  # the bucket is in another region
+    "301": DriverError,
+    "400": DriverError,
     "PreconditionFailed": AlreadyExists,
     "ConditionalRequestConflict": AlreadyExists,
     "412": AlreadyExists,
     "KeyTooLongError": InvalidKey,
 }
+# Answers worth another try whatever their status (the SDK has already retried them).
+_TRANSIENT = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+              "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500"}
 _NO_CREDENTIALS = (
     botocore.exceptions.NoCredentialsError,
     botocore.exceptions.PartialCredentialsError,
@@ -89,8 +95,8 @@ _NETWORK = (
 )
 _HINTS = {
     "NoSuchBucket": "no such bucket",
-    "InvalidAccessKeyId": "credentials refused",
-    "SignatureDoesNotMatch": "credentials refused",
+    "InvalidAccessKeyId": "credentials refused: unknown access key",
+    "SignatureDoesNotMatch": "credentials refused: wrong secret key",
     "ExpiredToken": "credentials expired",
     "PermanentRedirect": "the bucket is in another region: set region",
     "AuthorizationHeaderMalformed": "wrong region: set region",
@@ -280,12 +286,19 @@ def translate(error: Exception, what: str) -> DriverError | None:
         kind = ERRORS.get(code, DriverError)
         hint = _HINTS.get(code)
         text = f"{what}: {code}: {message}" + (f" ({hint})" if hint else "")
-        return kind(text, code=code)
+        retriable = None  # the class decides, but for errors without a class of their own:
+        if kind is DriverError:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            retriable = code in _TRANSIENT or retriable_status(status)
+        return kind(text, code=code, retriable=retriable)
     if isinstance(error, _NO_CREDENTIALS):
-        return Unreachable(f"{what}: no usable AWS credentials: {one_line(str(error))}",
-                           code=type(error).__name__)
+        return CredentialsRefused(f"{what}: no usable AWS credentials: {one_line(str(error))}",
+                                  code=type(error).__name__)
     if isinstance(error, _NETWORK):
         return Unreachable(f"{what}: {one_line(str(error))}", code=type(error).__name__)
+    if isinstance(error, botocore.exceptions.ParamValidationError):
+        return DriverError(f"{what}: {one_line(str(error))}", code=type(error).__name__,
+                           retriable=False)  # a bad bucket name or argument
     if isinstance(error, botocore.exceptions.BotoCoreError):
         return DriverError(f"{what}: {one_line(str(error))}", code=type(error).__name__)
     return None

@@ -10,6 +10,7 @@ from drivers import PermissionGuard
 
 from .catalogue import Catalogue, Dataset
 from .catalogue.archives import set_expanding
+from .catalogue.errors import catalogue_errors
 from .catalogue.outbox import set_subscriptions
 from .config import Config, load_config
 from .sync.filters import PathFilter
@@ -31,13 +32,15 @@ class App:
     @property
     def catalogue(self) -> Catalogue:
         if self._catalogue is None:
-            self._catalogue = Catalogue(self.config.catalogue.path)
-            # What the writers emit into the outbox, on any connection (catalogue/outbox.py).
-            set_subscriptions(self._catalogue, [(w.name, w.events) for w in self.config.webhooks])
-            # Which datasets' writers queue expand jobs for archives (catalogue/archives.py).
-            set_expanding(self._catalogue, [
-                self._catalogue.ensure_dataset(d.name, d.driver).id
-                for d in self.config.datasets if d.expand_archives])
+            with catalogue_errors(self.config.catalogue.path):
+                self._catalogue = Catalogue(self.config.catalogue.path)
+                # What the writers emit into the outbox, on any connection (catalogue/outbox.py).
+                set_subscriptions(self._catalogue,
+                                  [(w.name, w.events) for w in self.config.webhooks])
+                # Which datasets' writers queue expand jobs for archives (catalogue/archives.py).
+                set_expanding(self._catalogue, [
+                    self._catalogue.ensure_dataset(d.name, d.driver).id
+                    for d in self.config.datasets if d.expand_archives])
         return self._catalogue
 
     def driver(self, name: str) -> PermissionGuard:

@@ -20,7 +20,7 @@ from drivers import KINDS, DriverOptions, options_model
 from preprocess import DEFAULT_MAX_PIXELS
 
 from .service.daemon_config import DaemonConfig, SourceConfig
-from .errors import ConfigError
+from .errors import ConfigError, NotConfiguredError
 from .sync.filters import FilterError, PathFilter, glob_to_regex, parse_filter_line
 
 DEFAULT_FILE = "syncd.toml"
@@ -191,11 +191,20 @@ class Config(_Section):
                 )
         return self
 
+    def hook_token(self) -> str | None:
+        """`[daemon] hook_token`, its "${VAR}" read now: only the daemon asks for it, so
+        other commands work without VAR set."""
+        token = self.daemon.hook_token
+        if token is None or not token.get_secret_value():
+            return None
+        return expand_env(token.get_secret_value(), self.source, "daemon.hook_token")
+
     def driver(self, name: str) -> DriverOptions:
         for options in self.drivers:
             if options.name == name:
                 return options
-        raise ConfigError(f"{self.source}: no driver named {name!r}")
+        known = ", ".join(d.name for d in self.drivers) or "none"
+        raise NotConfiguredError(f"{self.source}: no driver named {name!r} (drivers: {known})")
 
     def path_filter(self, dataset: str) -> PathFilter:
         """The rules a key of `dataset` must pass: default excludes, driver's, dataset's."""
@@ -212,7 +221,7 @@ class Config(_Section):
             if dataset.name == name:
                 return dataset
         known = ", ".join(d.name for d in self.datasets) or "none"
-        raise ConfigError(f"{self.source}: no dataset named {name!r} (datasets: {known})")
+        raise NotConfiguredError(f"{self.source}: no dataset named {name!r} (datasets: {known})")
 
 
 def _unique(section: str, names: list[str]) -> None:
@@ -329,17 +338,27 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# Values only the daemon uses, read from the environment when the daemon starts, so that
+# other commands work without the variable set (see DaemonConfig.hook_token).
+DEFERRED = frozenset({"daemon.hook_token"})
+
+
+def expand_env(text: str, source: Path | None, key: str) -> str:
+    """`text` with each `${VAR}` replaced by the environment variable VAR; an unset one is a
+    ConfigError naming the file, the key and the variable."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{source}: {key}: environment variable {name} is not set")
+        return os.environ[name]
+
+    return _REFERENCE.sub(replace, text)
+
+
 def _expand(value: Any, source: Path, key: str) -> Any:
     if isinstance(value, str):
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigError(
-                    f"{source}: {key}: environment variable {name} is not set"
-                )
-            return os.environ[name]
-
-        return _REFERENCE.sub(replace, value)
+        return value if key in DEFERRED else expand_env(value, source, key)
     if isinstance(value, dict):
         return {k: _expand(v, source, f"{key}.{k}" if key else k) for k, v in value.items()}
     if isinstance(value, list):

@@ -21,10 +21,24 @@ class NotFoundError(SyncdError):
     exit_code = 3
 
 
+class NotConfiguredError(NotFoundError, ConfigError):
+    """A dataset or driver that was asked for is not in the config (exit 3, as for any name
+    that does not exist; still a ConfigError for code that handles config problems)."""
+
+    exit_code = 3
+
+
 class SyncError(SyncdError):
     """A sync could not complete (storage unreachable, permission denied, ...)."""
 
     exit_code = 4
+
+
+class CatalogueError(SyncdError):
+    """The catalogue file cannot be used: corrupt, read-only, a folder, the disk is full, or
+    written by a newer syncd. The message names the file and the cause."""
+
+    exit_code = 1
 
 
 class InputError(SyncdError):

@@ -53,3 +53,11 @@ def count_lines(reader, outcome, options) -> None:
         while chunk := file.read(4096):
             lines += chunk.count(b"\n")
     outcome.system["lines"] = lines
+
+
+def slow(data: bytes, item: dict) -> dict:
+    """Takes a tenth of a second: keeps jobs in flight long enough to signal a run."""
+    import time
+
+    time.sleep(0.1)
+    return {"slow": True}

@@ -308,6 +308,8 @@ def s3_iam():
 # -- stores: one fresh folder or bucket, the same API for every kind ---------------------------
 
 KINDS = ["local", "s3", "gcs", "azure"]
+# Every cloud driver of the contract suite writes with a storage class that is not the default.
+STORAGE_CLASSES = {"s3": "STANDARD_IA", "gcs": "NEARLINE", "azure": "Cool"}
 
 
 @dataclass
@@ -327,7 +329,20 @@ class Store:
             return {"name": keys.pop("name", "local"), "kind": "local", "root": str(self.root),
                     **keys}
         bucket = keys.pop("bucket", None) or keys.pop("container", None) or self.bucket
+        keys.setdefault("storage_class", STORAGE_CLASSES[self.kind])
         return self.endpoint.options(bucket, **keys)
+
+    def storage_class(self, name: str) -> str | None:
+        """The storage class (Azure: access tier) of an object, as the storage reports it."""
+        if self.kind == "s3":
+            return s3_client(self.endpoint).head_object(Bucket=self.bucket, Key=name).get(
+                "StorageClass", "STANDARD")
+        if self.kind == "gcs":
+            return gcs_client(self.endpoint).bucket(self.bucket).get_blob(name).storage_class
+        if self.kind == "azure":
+            container = azure_service(self.endpoint).get_container_client(self.bucket)
+            return container.get_blob_client(name).get_blob_properties().blob_tier
+        return None
 
     def make(self, **keys: Any) -> drivers.PermissionGuard:
         options = drivers.options_model(self.kind).model_validate(self.options(**keys))

@@ -72,7 +72,7 @@ def test_unknown_item_and_dataset(run, storage):
     result = run("items", "get", "photos", "/nope.jpg", expect=3)
     assert result.stdout == ""
     assert result.stderr.strip() == "syncd: error: no item '/nope.jpg' in dataset 'photos'"
-    result = run("sync", "nope", expect=2)
+    result = run("sync", "nope", expect=3)
     assert "no dataset named 'nope' (datasets: photos)" in result.stderr
 
 

@@ -63,10 +63,18 @@ def commented_examples() -> list[dict]:
                                     if not line.startswith("# #"))) for block in blocks]
 
 
-def test_config_example_has_a_valid_commented_example_of_each_cloud_driver():
+def test_config_example_has_a_valid_commented_example_of_each_cloud_driver(monkeypatch):
+    from syncd.config import expand_env
+
+    # The variables the examples read, set as a user would (the connection string is parsed).
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                       "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;"
+                       "EndpointSuffix=core.windows.net")
     examples = commented_examples()
     assert sorted(e["kind"] for e in examples) == sorted(CLOUD_KINDS)
     for example in examples:
+        example = {k: expand_env(v, None, k) if isinstance(v, str) else v
+                   for k, v in example.items()}
         drivers.options_model(example["kind"]).model_validate(example)
 
 

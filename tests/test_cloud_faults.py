@@ -149,7 +149,7 @@ def test_gcs_unusable_credentials_file(gcs_endpoint, tmp_path):
     toml = gcs_endpoint.toml("any-bucket", name="cloud", anonymous=False,
                              credentials_file=str(key_file))
     line = assert_failed_cleanly(sync_config(tmp_path, toml), secret="SECRET-PEM-TEXT")
-    assert "unreachable" in line
+    assert "credentials refused" in line
 
 
 def test_azure_sas_signature_never_appears_in_errors(azure_endpoint):

@@ -40,7 +40,7 @@ def test_defaults_and_values(tmp_path, monkeypatch):
     kind = "sqs"
     queue_url = "http://127.0.0.1:5000/123456789012/q"
     """)
-    assert config.daemon.hook_token.get_secret_value() == "very-secret"
+    assert config.hook_token() == "very-secret"  # read when the daemon asks for it
     assert "very-secret" not in repr(config) and "very-secret" not in str(config.daemon)
     assert [s.kind for s in config.sources] == ["watch", "sqs"]
     assert config.sources[1].wait_seconds == 10

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from drivers import AlreadyExists, NotFound, PermissionDenied
+from drivers import AlreadyExists, InvalidKey, NotFound, PermissionDenied
 from drivers.cloud import CHUNK_SIZE
 from emulators import KINDS, FlakyProxy, new_store
 
@@ -172,6 +172,28 @@ def test_put_overwrites_and_returns_the_new_info(store):
     assert driver.stat("a/b.txt") == second
 
 
+def test_puts_use_the_configured_storage_class(store):
+    """Every cloud driver here is made with a storage_class (emulators.STORAGE_CLASSES): each
+    kind of put (bytes, a small stream, a chunked stream, conditional) must carry it."""
+    from emulators import STORAGE_CLASSES
+
+    driver = store.make()
+    driver.put("small.txt", b"s")
+    driver.put("stream.txt", io.BytesIO(b"stream"), content_type="text/plain")
+    driver.put("once.txt", b"o", overwrite=False)
+    driver.put("big.bin", Unseekable(CHUNK_SIZE + 1024))
+    if store.kind == "local":
+        return
+    wanted = STORAGE_CLASSES[store.kind]
+    checked = ["small.txt", "stream.txt", "once.txt", "big.bin"]
+    if store.kind == "gcs":
+        # fake-gcs-server ignores the object metadata of resumable uploads (GCS keeps it;
+        # the SDK sends the blob's storageClass in the upload's first request).
+        checked.remove("big.bin")
+    for key in checked:
+        assert store.storage_class(f"{store.path}/{key}") == wanted, key
+
+
 def test_conditional_put_never_overwrites(store):
     driver = store.make()
     assert driver.features.conditional_put
@@ -211,6 +233,21 @@ def test_large_streams_are_uploaded_in_chunks(store):
         assert info.md5 == digest
     assert info.md5 in (None, digest)
     assert driver.stat("big.bin") == info
+
+
+def test_over_long_names_are_refused_before_any_request(store):
+    """Clouds take object names of up to 1,024 bytes; local filesystems take file names of
+    up to 255 bytes (and longer paths). Past that: InvalidKey, permanent, naming the limit."""
+    driver = store.make()
+    long_file = "x" * 256 + ".jpg"
+    long_path = "/".join(["y" * 200] * 6)  # 1,205 bytes
+    refused, accepted = (long_file, long_path) if store.kind == "local" else (long_path, long_file)
+    with pytest.raises(InvalidKey) as error:
+        driver.put(refused, b"a")
+    assert error.value.code == "KeyTooLong" and not error.value.retriable
+    assert "name too long" in str(error.value) and len(str(error.value)) < 300
+    assert driver.put(accepted, b"a").key == accepted
+    assert keys(driver) == [accepted]
 
 
 def test_delete(store):

@@ -268,12 +268,13 @@ def test_schema_is_versioned_and_wal(app):
 
 def test_newer_schema_is_refused(tmp_path):
     from syncd.catalogue import Catalogue
+    from syncd.errors import CatalogueError
     path = tmp_path / "c.db"
     Catalogue(path).close()
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(CatalogueError, match="newer"):
         Catalogue(path)
 
 

@@ -74,6 +74,10 @@ def test_killed_sync_is_completed_exactly_once_by_the_next(tmp_path, tree, momen
     if sig == signal.SIGTERM and process.returncode != 0:
         status = query(db, "SELECT status FROM sync_runs ORDER BY id DESC LIMIT 1")
         assert status == [("interrupted",)]
+        # Cut short while listing: exit 130 and one line, no traceback.
+        stderr = process.stderr.read().decode()
+        assert process.returncode == 130, stderr
+        assert stderr.strip().splitlines() == ["syncd: error: interrupted"], stderr
 
     finished = subprocess.run([sys.executable, "-m", "syncd", "--config", str(config), "sync",
                                "--no-preprocess"],

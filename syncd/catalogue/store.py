@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlite_utils
 
-from ..errors import NotFoundError
+from ..errors import CatalogueError, NotFoundError
 from .schema import MIGRATIONS, statements
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer before failing
@@ -105,9 +105,9 @@ class Catalogue:
                     self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {version + 1}")
         if self.version > len(MIGRATIONS):
-            raise RuntimeError(
-                f"catalogue {self.path} has schema version {self.version}, newer than this "
-                f"syncd understands ({len(MIGRATIONS)}); upgrade syncd"
+            raise CatalogueError(
+                f"catalogue {self.path}: written by a newer syncd (schema version "
+                f"{self.version}; this syncd knows up to {len(MIGRATIONS)}); upgrade syncd"
             )
 
     def _instance_id(self) -> str:

@@ -3,8 +3,10 @@ and the translation of library errors into one-line messages with an exit code."
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -12,12 +14,17 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from drivers import DriverError
+from drivers import DriverError, InvalidKey
 
 from ..app import App
+from ..catalogue.errors import describe as describe_catalogue_error
 from ..errors import SyncdError
 
+EXIT_BAD_INPUT = 2  # bad config, command line or input file
+EXIT_STORAGE = 4  # storage failed: unreachable, not found, refused
 EXIT_PARTIAL = 5  # finished, but some entries could not be read or processed
+EXIT_DELETES_REFUSED = 6  # a sync would delete more than sync.max_delete_percent: not applied
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM cut the work short (128 + SIGINT)
 
 
 class CommandError(click.ClickException):
@@ -43,8 +50,19 @@ def pass_app(command: Callable) -> Callable:
             return command(state["app"], *args, **kwargs)
         except SyncdError as error:
             raise CommandError(str(error), error.exit_code) from error
+        except InvalidKey as error:  # a name given on the command line or in an input file
+            raise CommandError(f"{type(error).__name__}: {error}", EXIT_BAD_INPUT) from error
         except DriverError as error:
-            raise CommandError(f"{type(error).__name__}: {error}", 4) from error
+            raise CommandError(f"{type(error).__name__}: {error}", EXIT_STORAGE) from error
+        except sqlite3.Error as error:  # the catalogue failed mid-command: full disk, ...
+            path = state["app"].config.catalogue.path if state.get("app") else "?"
+            raise CommandError(describe_catalogue_error(path, error)) from error
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f" ({error.filename})" if error.filename else ""
+            raise CommandError(f"no space left on the device{where}: free some space and "
+                               "run again") from error
 
     return wrapper
 

@@ -8,7 +8,49 @@ from .. import __version__
 from ..logs import setup_logging
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+GLOBAL_OPTIONS = ("--config", "--log-level", "--log-format")  # each takes one value
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move the global options given after the command name (`syncd sync --config x.toml`)
+    to the front, where the group parses them. Nothing after `--` is touched."""
+    front, rest = [], []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            if "=" in arg:
+                front.append(arg)
+            else:
+                front.extend(args[index:index + 2])
+                index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
+class SyncdGroup(click.Group):
+    """The root group: global options anywhere on the line; an interrupt exits 130."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(list(args)))
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            from .common import EXIT_INTERRUPTED, CommandError
+
+            raise CommandError("interrupted", EXIT_INTERRUPTED) from None
+
+
+@click.group(cls=SyncdGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="SYNCD_CONFIG",
               help="Config file (default: $SYNCD_CONFIG, else ./syncd.toml).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),

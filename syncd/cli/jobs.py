@@ -63,7 +63,7 @@ def run_jobs(app: App, wait: bool, workers: int | None, datasets: tuple[str, ...
     it held are taken over by the next run)."""
     names = app.dataset_names(datasets) if datasets else None
     total = app.jobs().open_count(datasets=_dataset_ids(app, datasets))
-    with _stop_on_signal() as stop, progress_bar("jobs", total=total, unit="job") as bar:
+    with stop_on_signal() as stop, progress_bar("jobs", total=total, unit="job") as bar:
         result = app.run_jobs(names, wait=wait, workers=workers, progress=bar.update, stop=stop)
     if as_json:
         emit_json(result.as_json())
@@ -103,7 +103,7 @@ def _dataset_ids(app: App, names: tuple[str, ...]) -> list[int] | None:
 
 
 @contextlib.contextmanager
-def _stop_on_signal() -> Iterator[threading.Event]:
+def stop_on_signal() -> Iterator[threading.Event]:
     """An event set by the first SIGINT/SIGTERM; a second SIGINT raises KeyboardInterrupt."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():

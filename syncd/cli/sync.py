@@ -9,8 +9,11 @@ import click
 from ..app import App
 from ..sync.indexer import SyncResult
 from .group import cli
-from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
-from .jobs import describe
+from .common import (
+    EXIT_DELETES_REFUSED, EXIT_INTERRUPTED, EXIT_PARTIAL, CommandError, emit_json, json_option,
+    pass_app, progress_bar,
+)
+from .jobs import describe, stop_on_signal
 
 
 @cli.command()
@@ -27,22 +30,30 @@ def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_pre
     """List storage and bring the catalogue in line: created, updated, moved, deleted.
 
     Syncs every configured dataset, or the DATASETS named, then runs their preprocessing
-    jobs (thumbnails, metadata) unless --no-preprocess or [preprocess] enabled = false."""
-    partial = False
+    jobs (thumbnails, metadata) unless --no-preprocess or [preprocess] enabled = false.
+    Exits 6 when sync.max_delete_percent refused a dataset's deletions, 5 when entries
+    could not be read, 130 when interrupted before every dataset was synced."""
+    partial = refused = False
     preprocess = not (dry_run or no_preprocess) and app.config.preprocess.enabled
     names = app.dataset_names(datasets)
     for name in names:
         app.dataset_driver(name)  # imports its SDK and opens its client
     gc.freeze()  # see main(): what start-up made is long-lived
-    for name in names:
+    for index, name in enumerate(names):
         with progress_bar(f"{name}: listing") as bar:
             result = app.sync(name, dry_run=dry_run, prune=prune, progress=bar.update)
         partial |= result.errors > 0
+        refused |= result.deletes_skipped is not None
         output = result.as_json()
+        stopped = False
         if preprocess:
+            # As `jobs run`: a signal stops claiming; jobs in flight finish, the rest stay
+            # queued, and this dataset's summary is still printed.
             total = app.jobs().open_count(datasets=[app.dataset(name).id])
-            with progress_bar(f"{name}: preprocessing", total=total, unit="item") as bar:
-                jobs = app.run_jobs([name], progress=bar.update)
+            with stop_on_signal() as stop, \
+                    progress_bar(f"{name}: preprocessing", total=total, unit="item") as bar:
+                jobs = app.run_jobs([name], progress=bar.update, stop=stop)
+            stopped = stop.is_set()
             output["preprocessed"] = jobs.as_json()  # failed jobs: see `syncd jobs list`
         if as_json:
             emit_json(output)
@@ -50,6 +61,17 @@ def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_pre
             _report(result)
             if preprocess:
                 click.echo(f"  {describe(jobs)}")
+        if result.deletes_skipped:
+            click.echo(f"syncd: warning: {name}: deletions not applied (exit code "
+                       f"{EXIT_DELETES_REFUSED}): {result.deletes_skipped}", err=True)
+        if stopped:
+            left = names[index + 1:]
+            if left:  # the sync itself was cut short: these datasets were not synced
+                raise CommandError(f"interrupted: not synced: {', '.join(left)}",
+                                   EXIT_INTERRUPTED)
+            break
+    if refused:
+        raise SystemExit(EXIT_DELETES_REFUSED)
     if partial:
         raise SystemExit(EXIT_PARTIAL)
 
@@ -64,8 +86,6 @@ def _report(result: SyncResult) -> None:
         + (f", excluded {result.excluded.total}" if result.excluded.total else "")
         + f" ({result.seconds:.2f} s)"
     )
-    if result.deletes_skipped:
-        click.echo(f"  deletions not applied: {result.deletes_skipped}", err=True)
     if result.dry_run:
         for kind, paths in result.samples.items():
             for path in paths:

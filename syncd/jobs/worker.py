@@ -139,12 +139,10 @@ def _run(task: Task) -> TaskResult:
         if task.kind == PREPROCESS:
             return _preprocess(task, driver)
         return TaskResult(task.job_id, "failed", errors=[f"unknown job kind {task.kind!r}"])
-    except NotFound as error:
-        return TaskResult(task.job_id, "failed", errors=[f"not found in storage: {error}"],
-                          not_found=True)
-    except PermissionDenied as error:
-        return TaskResult(task.job_id, "failed", errors=[f"permission denied: {error}"])
-    except (DriverError, ConnectionError, TimeoutError) as error:
+    except DriverError as error:  # the driver decided whether another try may help
+        return TaskResult(task.job_id, "retry" if error.retriable else "failed",
+                          errors=[storage_error(error)], not_found=isinstance(error, NotFound))
+    except (ConnectionError, TimeoutError) as error:
         return TaskResult(task.job_id, "retry", errors=[f"storage error: {type(error).__name__}: {error}"])
     except FetchError as error:  # a linked item's URL
         state = "retry" if getattr(error, "retriable", False) else "failed"
@@ -154,6 +152,15 @@ def _run(task: Task) -> TaskResult:
         return TaskResult(task.job_id, "failed", errors=[
             f"internal error: {type(error).__name__}: {error} (at {where.filename}:{where.lineno})"
         ])
+
+
+def storage_error(error: DriverError) -> str:
+    """A driver error as a job's reason."""
+    if isinstance(error, NotFound):
+        return f"not found in storage: {error}"
+    if isinstance(error, PermissionDenied):
+        return f"permission denied: {error}"
+    return f"storage error: {type(error).__name__}: {error}"
 
 
 # -- preprocess -----------------------------------------------------------------------------

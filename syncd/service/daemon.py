@@ -44,7 +44,7 @@ from ..catalogue import items
 from ..sync.rules import RULES, Change
 from .metrics import Metrics
 from .webhooks import Deliverer
-from .sources import Router, Source, build_sources
+from .sources import Router, Source, build_sources, datasets_without_events
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,9 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        # "${VAR}" in hook_token is read now, not at config load: first, so a missing VAR
+        # stops the daemon before it starts anything.
+        token = self.config.hook_token() if self.listen else None
         names = [d.name for d in self.config.datasets]
         watched = {d.name for s in self.config.sources if s.kind == "watch"
                    for d in self.config.datasets if d.driver == s.driver}
@@ -143,11 +146,15 @@ class Daemon:
             elif interval:
                 age = wall - _parse_iso(dataset.synced_at)
                 self._next_rescan[name] = now + max(0.0, interval - age)
+        for name in datasets_without_events(self.config, hooks=bool(self.listen)):
+            interval = self._interval(name)
+            log.warning("dataset %r has no event source: its changes are seen only by rescans, "
+                        "%s", name, f"every {interval:g} s (rescan_interval_seconds)" if interval
+                        else "and rescan_interval_seconds = 0: never", extra={"dataset": name})
         if self.listen:
             from .sources.http import HookServer
 
             host, port = parse_listen(self.listen)
-            token = self.settings.hook_token.get_secret_value() if self.settings.hook_token else None
             if not token:
                 log.warning("[daemon] hook_token is not set: every /hooks/ request gets 401")
             try:

@@ -36,7 +36,9 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 class DaemonConfig(_Section):
     listen: str = ""  # HOST:PORT for /healthz, /metrics and the push hooks; "" = none
-    hook_token: SecretStr | None = None  # push hooks need it (?token= or Authorization: Bearer)
+    # Push hooks need it (?token= or Authorization: Bearer). A "${VAR}" in it is read when
+    # the daemon starts, so other commands run without VAR set.
+    hook_token: SecretStr | None = None
     rescan_interval_seconds: float = Field(default=3600.0, ge=0)  # 0 = no periodic rescan
     on_delete: Literal["missing", "remove"] = "missing"  # what a deleted object's item becomes
     debounce_seconds: float = Field(default=0.1, ge=0, le=10)  # local folder events

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import filelock
 
-from drivers import Driver, DriverError, NotFound, PermissionDenied, Unreachable
+from drivers import CredentialsRefused, Driver, DriverError, NotFound, PermissionDenied, Unreachable
 
 from ..catalogue import Catalogue, Dataset, runs
 from ..catalogue.listing import Scope, StagedListing
@@ -165,8 +165,8 @@ def _counts(result: SyncResult) -> dict:
 
 def _describe_failure(driver: Driver, error: DriverError) -> str:
     what = "storage error"
-    for kind, label in ((NotFound, "not found"), (PermissionDenied, "permission denied"),
-                        (Unreachable, "unreachable")):
+    for kind, label in ((NotFound, "not found"), (CredentialsRefused, "credentials refused"),
+                        (PermissionDenied, "permission denied"), (Unreachable, "unreachable")):
         if isinstance(error, kind):
             what = label
             break

@@ -33,6 +33,24 @@ _OPEN_LOCK = threading.Lock()
 APPLY_TIMEOUT = 120.0  # seconds a source waits for its delivery to be applied
 
 _EVENTS = {"created": ObjectCreated, "updated": ObjectUpdated, "deleted": ObjectDeleted}
+# Queue sources and the storage whose notifications they carry. The push hooks ([daemon]
+# listen: SNS, Pub/Sub push, Event Grid) carry those of every cloud storage.
+QUEUE_STORAGE = {"sqs": "s3", "pubsub": "gcs", "azure_queue": "azure"}
+
+
+def datasets_without_events(config: Config, *, hooks: bool) -> list[str]:
+    """The datasets no configured source can report changes of: no `watch` of their local
+    folder, no queue of their cloud's notifications, and (for clouds) no push hooks."""
+    watched = {s.driver for s in config.sources if s.kind == "watch"}
+    queued = {QUEUE_STORAGE[s.kind] for s in config.sources if s.kind in QUEUE_STORAGE}
+    drivers = {d.name: d for d in config.drivers}
+    unheard = []
+    for dataset in config.datasets:
+        where = drivers[dataset.driver].location()
+        if dataset.driver in watched or (where.remote and (hooks or where.storage in queued)):
+            continue
+        unheard.append(dataset.name)
+    return unheard
 
 
 class Router:
