@@ -5,7 +5,7 @@ its `path` prefix inside a bucket), never with a leading slash. Every driver:
 
 - lists with pagination hidden behind `list_pages`, which yields lists of `ObjectInfo`
   page by page so that a caller never holds the whole bucket in memory;
-- never lists the hidden `.dataloop/` folder at the top of its tree, nor empty folders;
+- never lists a hidden `.dataloop/` folder (at any depth), nor empty folders;
 - raises the errors below, keeping the SDK's own error as `__cause__`. Each error says
   whether trying again may help (`retriable`), decided once where the SDK's errors are
   mapped: a missing object, a refusal, a bad key or a conditional put that found an object
@@ -188,8 +188,10 @@ def shorten(text: str, limit: int = 60) -> str:
 
 
 def is_hidden(key: str) -> bool:
-    """True for keys inside the hidden artifacts folder."""
-    return key == HIDDEN_FOLDER or key.startswith(HIDDEN_FOLDER + "/")
+    """True for keys inside a hidden artifacts folder, at any depth: a dataset nested in a
+    folder of another has its own `.dataloop/`, which is no more an item than the outer one."""
+    return (key == HIDDEN_FOLDER or key.startswith(HIDDEN_FOLDER + "/")
+            or f"/{HIDDEN_FOLDER}/" in key or key.endswith("/" + HIDDEN_FOLDER))
 
 
 def join_prefix(prefix: str, key: str) -> str:
@@ -264,6 +266,10 @@ class Driver(ABC):
     def describe(self) -> str:
         """Where this driver points, for messages (never includes credentials)."""
         return f"{self.kind}:{self.options.path or '/'}"
+
+    def tidy(self) -> None:
+        """Remove leftovers of syncd's own interrupted writes that the last listing found
+        (called after a sync that writes; never by a dry run). Nothing by default."""
 
     def close(self) -> None:
         """Release connections."""

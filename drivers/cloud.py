@@ -29,11 +29,13 @@ from .base import (
     ObjectInfo,
     OnError,
     check_key,
+    is_hidden,
     check_length,
 )
 
 CHUNK_SIZE = 8 * 1024 * 1024  # bytes: multipart threshold and part size; a read's request size
 PERMISSION_TEST_KEY = f"{HIDDEN_FOLDER}/permission-test.txt"
+_NESTED_HIDDEN = f"/{HIDDEN_FOLDER}"  # a cheap test before is_hidden, for nested datasets' folders
 
 # SAS signatures and similar secrets that SDKs and urllib3 put into URLs of error messages.
 _SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|x-amz-signature|x-amz-security-token|"
@@ -59,8 +61,13 @@ def secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+# user:password@ in a URL (an endpoint_url, say): the SDKs print the URL in their errors.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"<>]*@")
+
+
 def redact(text: str, secrets: tuple[str | None, ...] = ()) -> str:
-    """`text` with URL signatures and the given secret values replaced by '***'."""
+    """`text` with URL credentials and signatures and the given secret values replaced by '***'."""
+    text = _USERINFO.sub(lambda m: f"{m.group(1)}***@", text)
     text = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", text)
     for value in secrets:
         if value and len(value) >= 4:
@@ -165,6 +172,7 @@ class CloudDriver(Driver):
             info._replace(key=info.key[cut:])
             for info in page
             if not info.key.endswith("/") and not info.key.startswith(hidden)
+            and not (_NESTED_HIDDEN in info.key and is_hidden(info.key[cut:]))
         ]
 
     def _refuse_file_path(self) -> None:

@@ -38,7 +38,7 @@ from .base import (
     Unreachable,
     retriable_status,
 )
-from .cloud import CHUNK_SIZE, CloudDriver, CloudOptions, RangeReader, buffered, empty_stream, one_line, payload
+from .cloud import CHUNK_SIZE, CloudDriver, CloudOptions, RangeReader, buffered, empty_stream, one_line, payload, redact
 
 LIST_FIELDS = "items(name,size,updated,etag,md5Hash),nextPageToken"
 
@@ -87,7 +87,7 @@ class GCSDriver(CloudDriver):
     def describe(self) -> str:
         where = f"gs://{self.options.bucket}/{self.base}"
         if self.options.endpoint_url:
-            where += f" at {self.options.endpoint_url}"
+            where += f" at {redact(self.options.endpoint_url)}"
         return where
 
     @functools.cached_property

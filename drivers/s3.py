@@ -44,6 +44,7 @@ from .cloud import (
     empty_stream,
     one_line,
     payload,
+    redact,
     secret,
 )
 
@@ -132,7 +133,7 @@ class S3Driver(CloudDriver):
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.base}"
         if self.options.endpoint_url:
-            where += f" at {self.options.endpoint_url}"
+            where += f" at {redact(self.options.endpoint_url)}"
         return where
 
     def secrets(self) -> tuple[str | None, ...]:

@@ -43,3 +43,7 @@ class NoVideoStream(PreprocessError):
 
 class NotAVideo(PreprocessError):
     """The file's name says video, but its bytes are something else."""
+
+
+class OverMemoryBudget(PreprocessError):
+    """Decoding the image would take more memory than a job may use (preprocess.memory_mb)."""

@@ -49,6 +49,7 @@ def handle(reader: Reader, outcome: Outcome, options: Options) -> None:
     outcome.thumbnail = make_thumbnail(
         outcome.data, size=options.thumbnail_size, format=options.thumbnail_format,
         quality=options.thumbnail_quality, max_pixels=options.max_pixels,
+        memory_mb=options.memory_mb,
     )
 
 

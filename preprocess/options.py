@@ -20,6 +20,7 @@ class Options:
     head_bytes: int = 64 * 1024  # the first ranged read
     keep_bytes: bool = False  # return the whole file's bytes (for custom preprocessors)
     video_preview: bool = False  # videos: also a 360p H.264 MP4 preview (a temporary file)
+    memory_mb: int | None = None  # most a thumbnail's decode may take; None: no bound
 
     def __post_init__(self) -> None:
         if self.thumbnail_format not in FORMATS:

@@ -150,6 +150,9 @@ class PreprocessConfig(_Section):
     thumbnail_quality: int = Field(default=85, ge=1, le=100)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)  # larger images fail (bombs)
     head_bytes: int = Field(default=64 * 1024, ge=1024)  # first ranged read of each file
+    # Most memory one job's image decode may take (MB, estimated from the header before
+    # decoding, at the reduced scale JPEGs allow); a larger image gets its metadata, no thumbnail.
+    memory_mb: int = Field(default=512, ge=16)
     video_preview: bool = False  # videos: also a 360p H.264 MP4 under .dataloop/previews/
     workers: int | None = Field(default=None, ge=0)  # processes; default: CPU count; 0: in-process
     max_attempts: int = Field(default=3, ge=1)  # tries before a job is failed (crashes, storage errors)

@@ -195,3 +195,29 @@ def test_rescan_racing_the_applier_keeps_one_item(app, applier, storage, monkeyp
     assert result.created == 1
     assert list(items(app)) == ["/new.jpg"]
     assert jobs(app) == ["pending"]
+
+
+def test_a_permanent_storage_error_drops_the_event_instead_of_redelivering_it(tmp_path, storage):
+    """A driver without the get permission can never stat: the event is ignored (with a
+    warning), not raised for redelivery for ever; a retriable error still is."""
+    from conftest import local_config
+    from syncd.app import App
+    from syncd.sync.applier import ApplyError
+
+    config = local_config(tmp_path, storage, driver='permissions = ["list"]')
+    put_file(storage, "a.jpg", "A")
+    with App.from_file(config) as app:
+        applier = Applier(app.catalogue, lambda name: (app.dataset(name), app.dataset_driver(name)))
+        try:
+            assert actions(applier.apply([ev(ObjectCreated, "a.jpg")])) == ["ignored"]
+            driver = app.dataset_driver("photos")
+
+            def unreachable(key):
+                from drivers import Unreachable
+                raise Unreachable("connection reset")
+
+            driver.stat = unreachable
+            with pytest.raises(ApplyError):
+                applier.apply([ev(ObjectCreated, "a.jpg")])
+        finally:
+            applier.close()

@@ -155,7 +155,9 @@ def test_changed_content_or_metadata_updates_the_item(fetch_app, storage, tmp_pa
     write_csv(source, ["URL", "action", "item_metadata"], [[http_server.url("/p.png"), "upload", '{"user": {"n": 2}}']])
     assert counts(import_csv(fetch_app, "photos", source, fetcher=fast_fetcher())) == (1, 0, 1, 0, 0)
     http_server.route("/p.png", b"new content")
-    assert counts(import_csv(fetch_app, "photos", source, fetcher=fast_fetcher())) == (1, 0, 1, 0, 0)
+    assert counts(import_csv(fetch_app, "photos", source, fetcher=fast_fetcher())) == (1, 0, 0, 0, 1)
+    assert counts(import_csv(fetch_app, "photos", source, fetcher=fast_fetcher(),
+                             overwrite=True)) == (1, 0, 1, 0, 0)
     [after] = items_by_path(fetch_app).values()
     assert after["id"] == item["id"] and after["metadata"]["user"] == {"n": 2}
     assert after["metadata"]["system"]["size"] == len(b"new content")
@@ -217,7 +219,7 @@ def test_row_shape_errors(fetch_app, tmp_path):
         "r.csv row 2 (line 3): URL: empty, and so is image_bytes: a row needs one of them",
         "r.csv row 3 (line 4): name: empty, and so is ID: image_bytes need a name",
         "r.csv row 4 (line 5): URL: no name can be taken from 'https://h.example/dir/'; fill name or ID",
-        "r.csv row 5 (line 6): name: invalid key 'r/../escape_link.json': empty, '.' or '..' path segment",
+        "r.csv row 5 (line 6): name: '../escape_link.json' is not a relative path inside the import folder /r",
         "r.csv row 7 (line 8): name: /r/ajpg_link.json is already written by row 6",
     ]
 

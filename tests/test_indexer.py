@@ -150,10 +150,11 @@ def test_dry_run_writes_nothing(app, storage):
 
 def test_hidden_folder_and_empty_folders_are_not_items(app, storage):
     put_file(storage, ".dataloop/thumbnails/x.jpg", "t")
-    put_file(storage, "sub/.dataloop/kept.txt", "nested .dataloop is an ordinary folder")
+    put_file(storage, "sub/.dataloop/thumbnails/y.jpg", "a nested dataset's artifacts")
+    put_file(storage, "sub/kept.txt", "kept")
     (storage / "empty" / "deeper").mkdir(parents=True)
     app.sync("photos")
-    assert list(items_by_path(app)) == ["/sub/.dataloop/kept.txt"]
+    assert list(items_by_path(app)) == ["/sub/kept.txt"]
 
 
 def test_odd_names(app, storage):

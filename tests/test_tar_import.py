@@ -30,25 +30,26 @@ def test_members_become_items_and_bad_members_fail_alone_then_retry(run, app, st
         add(archive, "notes.tmp", b"x")
         add(archive, "../escape.png", PNG)
         add(archive, "cats/link.png", kind=tarfile.SYMTYPE, link="a.png")
-        add(archive, ".dataloop/x.png", PNG)  # syncd's own folder, relative to the archive's: a plain folder
+        add(archive, ".dataloop/x.png", PNG)  # a .dataloop/ at any depth is never an item (issue 11)
     [line] = run.json_lines("import", "tar", str(source), "--dataset", "photos", expect=5)
     assert (line["folder"], line["total"], line["created"], line["excluded"], line["failed"]) == (
-        "/shoot 2", 6, 3, 1, 2)
-    assert sorted(items_by_path(app)) == ["/shoot 2/.dataloop/x.png", "/shoot 2/cats/a.png",
-                                          "/shoot 2/cats/big.png"]
+        "/shoot 2", 6, 2, 1, 3)
+    assert sorted(items_by_path(app)) == ["/shoot 2/cats/a.png", "/shoot 2/cats/big.png"]
     assert (storage / "shoot 2/cats/big.png").read_bytes() == big
     rows = read_csv(tmp_path / "shoot 2.failures.csv")
     assert rows[0] == ["member", "error"]
     assert [r[1] for r in rows[1:]] == [
         "shoot 2.tar.gz: ../escape.png: the path leaves the archive's folder",
         "shoot 2.tar.gz: cats/link.png: a symbolic link; only files are imported",
+        "shoot 2.tar.gz: .dataloop/x.png: InvalidKey: '/shoot 2/.dataloop/x.png' is inside the"
+        " hidden artifacts folder",
     ]
     # Retrying imports only the listed members; re-running the whole archive duplicates nothing.
     [again] = run.json_lines("import", "tar", str(source), "--dataset", "photos",
                              "--retry", str(tmp_path / "shoot 2.failures.csv"), expect=5)
-    assert (again["total"], again["created"], again["failed"]) == (2, 0, 2)
+    assert (again["total"], again["created"], again["failed"]) == (3, 0, 3)
     [whole] = run.json_lines("import", "tar", str(source), "--dataset", "photos", expect=5)
-    assert (whole["created"], whole["unchanged"]) == (0, 3)
+    assert (whole["created"], whole["unchanged"]) == (0, 2)
 
 
 def test_a_file_that_is_not_an_archive_is_one_error(run, tmp_path):

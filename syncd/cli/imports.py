@@ -56,10 +56,12 @@ def import_links(app: App, files: tuple[str, ...], dataset: str, folder: str, as
 @batch_option
 @click.option("--failures", type=click.Path(dir_okay=False),
               help="Where to write the rows that failed (default: <csv name>.failures.csv beside FILE).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an object already in the CSV's folder with other content (default: that row fails).")
 @json_option
 @pass_app
 def import_csv_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
-                       failures: str | None, as_json: bool) -> None:
+                       failures: str | None, overwrite: bool, as_json: bool) -> None:
     """Import a CSV of items: one item per row, in a folder named after the CSV file.
 
     Columns (any case): ID, URL, image_bytes, name, action (link | upload), mimetype,
@@ -67,7 +69,7 @@ def import_csv_command(app: App, file: str, dataset: str, folder: str, batch_siz
     can be imported again as it is to retry just them. --json: one summary object."""
     with progress_bar(f"{dataset}: {file}", unit="row") as bar:
         result = import_csv(app, dataset, file, folder=folder, batch_size=batch_size,
-                            failures=failures, progress=bar.update)
+                            failures=failures, progress=bar.update, overwrite=overwrite)
     _finish(result, as_json, "rows")
 
 
@@ -79,10 +81,12 @@ def import_csv_command(app: App, file: str, dataset: str, folder: str, batch_siz
 @batch_option
 @click.option("--failures", type=click.Path(dir_okay=False),
               help="Where to write the lines that failed (default: <name>.failures.jsonl beside FILE).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an object already in the import folder with other content (default: that line fails).")
 @json_option
 @pass_app
 def import_jsonl_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
-                         failures: str | None, as_json: bool) -> None:
+                         failures: str | None, overwrite: bool, as_json: bool) -> None:
     """Import a JSON Lines file of items, one object a line, read as a stream.
 
     Keys: url or path (a local file, relative to FILE's folder), and optionally name,
@@ -93,7 +97,7 @@ def import_jsonl_command(app: App, file: str, dataset: str, folder: str, batch_s
 
     with progress_bar(f"{dataset}: {file}", unit="line") as bar:
         result = import_jsonl(app, dataset, file, folder=folder, batch_size=batch_size,
-                              failures=failures, progress=bar.update)
+                              failures=failures, progress=bar.update, overwrite=overwrite)
     _finish(result, as_json, "lines")
 
 
@@ -107,10 +111,12 @@ def import_jsonl_command(app: App, file: str, dataset: str, folder: str, batch_s
               help="Where to write the members that failed (default: <name>.failures.csv beside FILE).")
 @click.option("--retry", type=click.Path(exists=True, dir_okay=False),
               help="Import only the members listed in this failures file.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an object already in the import folder with other content (default: that member fails).")
 @json_option
 @pass_app
 def import_tar_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
-                       failures: str | None, retry: str | None, as_json: bool) -> None:
+                       failures: str | None, retry: str | None, overwrite: bool, as_json: bool) -> None:
     """Expand a tar archive (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) into items, streamed.
 
     Members keep their paths under a folder named after the archive; links, devices and
@@ -119,7 +125,8 @@ def import_tar_command(app: App, file: str, dataset: str, folder: str, batch_siz
 
     with progress_bar(f"{dataset}: {file}", unit="file") as bar:
         result = import_tar(app, dataset, file, folder=folder, batch_size=batch_size,
-                            failures=failures, retry=retry, progress=bar.update)
+                            failures=failures, retry=retry, progress=bar.update,
+                            overwrite=overwrite)
     _finish(result, as_json, "members")
 
 
@@ -141,7 +148,8 @@ def upload(app: App, directory: str, dataset: str, folder: str, batch_size: int,
     """Upload a local folder's files into the dataset's storage and catalogue.
 
     Paths under DIRECTORY are kept under --folder; files whose identical content is already
-    there are skipped. --json: one summary object."""
+    there are skipped. Symbolic links are not followed: they are named and skipped.
+    --json: one summary object."""
     with progress_bar(f"{dataset}: upload", unit="file") as bar:
         def total(count: int) -> None:
             bar.total = count
@@ -179,3 +187,7 @@ def _report(result: ImportResult, unit: str) -> None:
         click.echo(f"  batch: {result.controls['batch']}", err=True)
     if result.failures:
         click.echo(f"  failures written to {result.failures} (import it again to retry them)", err=True)
+    if result.skipped_links:
+        click.echo(f"  {len(result.skipped_links)} symbolic links not followed (not uploaded):"
+                   f" {', '.join(result.skipped_links[:5])}"
+                   f"{' ...' if len(result.skipped_links) > 5 else ''}", err=True)

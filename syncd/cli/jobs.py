@@ -110,10 +110,13 @@ def stop_on_signal() -> Iterator[threading.Event]:
         yield stop
         return
 
+    from ..imports.fetch import resume_fetches, stop_fetches
+
     def handler(signum, frame) -> None:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.set()
+        stop_fetches()  # a fetch in this process (--workers 0) gives up now; workers are told
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -121,5 +124,6 @@ def stop_on_signal() -> Iterator[threading.Event]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        resume_fetches()
         if stop.is_set():
             log.warning("stopped: jobs not yet started stay queued")

@@ -54,7 +54,7 @@ def archive_name(source: Path) -> str:
 def import_tar(app: App, dataset: str, source: str | os.PathLike[str], *, folder: str = "/",
                batch_size: int = DEFAULT_BATCH, failures: str | os.PathLike[str] | None = None,
                retry: str | os.PathLike[str] | None = None,
-               progress: Progress | None = None) -> ImportResult:
+               progress: Progress | None = None, overwrite: bool = False) -> ImportResult:
     """Expand a tar archive into the folder named after it. With `retry` (a failures file
     of an earlier run), only the members it lists are imported."""
     source = Path(source)
@@ -73,7 +73,8 @@ def import_tar(app: App, dataset: str, source: str | os.PathLike[str], *, folder
     with stream:
         expand_stream(app, ds, result, stream, source.name, target, wanted=wanted,
                       batch_size=batch_size, progress=progress, failures=failures_file,
-                      on_failure=lambda outcome: failures_file.add([outcome.ref], outcome.error))
+                      on_failure=lambda outcome: failures_file.add([outcome.ref], outcome.error),
+                      overwrite=overwrite)
     result.seconds = time.monotonic() - started
     return result
 
@@ -82,11 +83,12 @@ def expand_stream(app: App, ds: Dataset, result: ImportResult, stream: BinaryIO,
                   target: str, *, wanted: set[str] | None = None, batch_size: int = DEFAULT_BATCH,
                   progress: Progress | None = None, failures=None,
                   on_failure: Callable[[Outcome], None] | None = None,
-                  system: dict[str, Any] | None = None) -> ImportResult:
+                  system: dict[str, Any] | None = None, overwrite: bool = False) -> ImportResult:
     """Expand the tar archive read from `stream` (front to back, never seeked: a local file or
     a storage object's body) into `target`; each member's outcome is counted in `result`, a
     failed one's error naming `source_name` and the member. `system` is recorded in each
-    member item's metadata.system."""
+    member item's metadata.system. Without `overwrite`, a member whose path holds other
+    content fails instead of replacing it."""
     try:
         archive = tarfile.open(fileobj=stream, mode="r|*")  # noqa: SIM115 - closed below
     except (OSError, tarfile.TarError) as error:
@@ -113,7 +115,7 @@ def expand_stream(app: App, ds: Dataset, result: ImportResult, stream: BinaryIO,
 
     with archive:
         run_import(app, ds, result, tasks(), batch_size=batch_size, progress=progress,
-                   failures=failures, on_failure=failed)
+                   failures=failures, on_failure=failed, overwrite=overwrite)
     return result
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import errno
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from drivers import HIDDEN_FOLDER, Driver, DriverError
+from drivers import HIDDEN_FOLDER, AlreadyExists, Driver, DriverError
 from drivers.base import check_key
 
 from ..app import App
@@ -63,6 +64,7 @@ CSV_COLUMNS = ("ID", "URL", "image_bytes", "name", "action", "mimetype", "item_m
 ERROR_COLUMN = "error"  # added by a failures file; ignored when one is imported again
 FAILURES_SUFFIX = ".failures"  # '<name>.failures.csv' beside the input
 DEFAULT_BATCH = 32
+SKIPPED_SHOWN = 20  # skipped symlinks named one by one in the log
 HASH_CHUNK = 1024 * 1024  # bytes
 
 Progress = Callable[[int], None]
@@ -84,10 +86,12 @@ class ImportResult:
     failures: str | None = None  # the failures file, if anything failed
     seconds: float = 0.0
     controls: dict[str, Any] = field(default_factory=dict)  # sample seed, quota use, batch
+    skipped_links: list[str] = field(default_factory=list)  # upload: symlinks not followed
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
+        data["skipped_links"] = len(self.skipped_links)
         return data
 
 
@@ -116,11 +120,13 @@ class Outcome:
 def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
               tasks: Iterable[tuple[Any, Task | Exception]], *, batch_size: int = DEFAULT_BATCH,
               on_outcome: Callable[[Outcome], None],
-              path_filter: PathFilter = NO_FILTER, controls: Controls | None = None) -> None:
+              path_filter: PathFilter = NO_FILTER, controls: Controls | None = None,
+              overwrite: bool = True) -> None:
     """Run `tasks` (pairs of a ref and a Task, or of a ref and the error that made it fail
     before it could start) `batch_size` at a time; report each Outcome on this thread. A task
     whose path `path_filter` excludes is reported as excluded and nothing is written;
-    `controls` (the dataset's upload controls) may leave a task out, refuse it, or change it."""
+    `controls` (the dataset's upload controls) may leave a task out, refuse it, or change it.
+    Without `overwrite`, a task whose path holds other content already fails."""
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
 
@@ -164,7 +170,7 @@ def run_tasks(catalogue: Catalogue, dataset: Dataset, driver: Driver,
                 except Exception as error:  # noqa: BLE001
                     on_outcome(Outcome(ref, task.filename, "failed", error=describe(error)))
                     continue
-                pending[pool.submit(_stage, driver, task, known)] = (ref, task)
+                pending[pool.submit(_stage, driver, task, known, overwrite)] = (ref, task)
                 drain(2 * batch_size - 1)  # a bounded window: flat memory for any input size
             drain(0)
         except Exception:
@@ -186,7 +192,8 @@ def run_import(app: App, dataset: Dataset, result: ImportResult,
                tasks: Iterable[tuple[Any, Task | Exception]], *, batch_size: int,
                progress: Progress | None, failures: FailuresFile | Any | None = None,
                on_failure: Callable[[Outcome], None] | None = None,
-               on_outcome: Callable[[Outcome], None] | None = None) -> ImportResult:
+               on_outcome: Callable[[Outcome], None] | None = None,
+               overwrite: bool = True) -> ImportResult:
     """What every import shares: the dataset's filters and upload controls, the pool, the
     tally, and the failures file (`on_failure` writes a failed or refused task to it; it is
     finished at the end, or aborted if the input breaks off)."""
@@ -203,7 +210,8 @@ def run_import(app: App, dataset: Dataset, result: ImportResult,
     try:
         run_tasks(app.catalogue, dataset, app.dataset_driver(dataset.name), tasks,
                   batch_size=batch_size, on_outcome=counted,
-                  path_filter=app.path_filter(dataset.name), controls=controls)
+                  path_filter=app.path_filter(dataset.name), controls=controls,
+                  overwrite=overwrite)
     except BaseException:
         if failures is not None:
             failures.abort()
@@ -231,11 +239,14 @@ def retry_column(failures: Path, column: str, command: str) -> list[str]:
         raise InputError(f"{failures}: {_reason(error)}") from None
 
 
-def _stage(driver: Driver, task: Task, known) -> Stored:
+def _stage(driver: Driver, task: Task, known, overwrite: bool = True) -> Stored:
     content = task.load()
     try:
         return store(driver, task.filename, content, known,
-                     content_type=task.content_type or content.content_type)
+                     content_type=task.content_type or content.content_type, overwrite=overwrite)
+    except AlreadyExists:
+        raise InputError(f"{task.filename} already exists with other content; not replaced"
+                         " (--overwrite replaces it)") from None
     finally:
         content.stream.close()
 
@@ -264,6 +275,20 @@ class _Tally:
 
 # -- failures files -------------------------------------------------------------------------
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (/proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class ReplacedFile:
     """A file written beside its final path and moved there at the end if anything was
     written (`count`); with nothing written, a stale one there is removed."""
@@ -278,6 +303,7 @@ class ReplacedFile:
     def finish(self) -> str | None:
         self.file.close()
         if self.count:
+            os.chmod(self.temporary, 0o666 & ~_umask())  # mkstemp makes 0600; the user's umask rules
             os.replace(self.temporary, self.path)
             return str(self.path)
         os.unlink(self.temporary)
@@ -344,9 +370,12 @@ class CsvRow:
 
 def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder: str = "/",
                batch_size: int = DEFAULT_BATCH, failures: str | os.PathLike[str] | None = None,
-               progress: Progress | None = None, fetcher: Fetcher | None = None) -> ImportResult:
+               progress: Progress | None = None, fetcher: Fetcher | None = None,
+               overwrite: bool = False) -> ImportResult:
     """Import a CSV file in the reference's columns (or Clarifai's, or the reference SDK's
-    upload columns: syncd.imports.dialects) into the folder named after it.
+    upload columns: syncd.imports.dialects) into the folder named after it. Every
+    row stays inside that folder; an object already there with other content is replaced
+    only with `overwrite` (its row fails otherwise).
 
     Raises InputError for a file that cannot be read as such a CSV (unknown columns, bad
     encoding); a bad row only fails that row."""
@@ -381,7 +410,7 @@ def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder
             failures_file.add(outcome.ref.raw, outcome.error)
 
         run_import(app, ds, result, tasks(), batch_size=batch_size, progress=progress,
-                   failures=failures_file, on_failure=on_failure)
+                   failures=failures_file, on_failure=on_failure, overwrite=overwrite)
     result.seconds = time.monotonic() - started
     return result
 
@@ -523,14 +552,14 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
         name = name or url_link_name(url)
         if not name:
             raise fail("URL", f"no name can be taken from {url!r}; fill name or ID")
-        filename = posixpath.join(target, link_filename(name))
+        filename = _inside(target, link_filename(name), fail)
         content = link_bytes(info)
         task = Task(filename, lambda: Content.of_bytes(content),
                     facts("link", link_system(info)), "application/json")
     elif local is not None and local.name.endswith(LINK_SUFFIX):
         # A link file to upload (the reference SDK uploads links this way): a linked item.
         info = _local_link(local, f"{where}: local_path {local.name}", check_id)
-        filename = posixpath.join(target, name if name.endswith(LINK_SUFFIX) else link_filename(name))
+        filename = _inside(target, name if name.endswith(LINK_SUFFIX) else link_filename(name), fail)
         content = link_bytes(info)
         task = Task(filename, lambda: Content.of_bytes(content), facts("link", link_system(info)),
                     "application/json")
@@ -557,7 +586,7 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
             def load(url=url) -> Content:
                 fetched = fetcher.fetch(url)
                 return Content(fetched.body, fetched.md5, fetched.size, fetched.content_type)
-        filename = posixpath.join(target, name)
+        filename = _inside(target, name, fail)
         mimetype = mimetype or mimetypes.guess_type(name)[0]
         system = {"mimetype": mimetype} if mimetype else {}
         task = Task(filename, load, facts("file", system), mimetype)
@@ -569,6 +598,14 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
         raise fail("name", f"{task.filename} is already written by row {seen[task.filename]}")
     seen[task.filename] = row.number
     return task
+
+
+def _inside(target: str, name: str, fail) -> str:
+    """`name` as a path inside the import folder `target`: an absolute name or one with '..'
+    would put the row's object anywhere in the dataset, so it is refused."""
+    if name.startswith("/") or "\\" in name or ".." in name.split("/"):
+        raise fail("name", f"{name!r} is not a relative path inside the import folder {target}")
+    return posixpath.join(target, name)
 
 
 def _local_link(path: Path, where: str, check_id: Callable[[str, str], None] | None) -> dict[str, Any]:
@@ -691,11 +728,16 @@ def upload_folder(app: App, dataset: str, directory: str | os.PathLike[str], *, 
     if not directory.is_dir():
         raise InputError(f"{directory}: not a folder")
     base = _folder(folder)
-    paths = retry_column(Path(retry), "path", "syncd upload") if retry else list(_walk(directory))
+    skipped: list[str] = []
+    paths = retry_column(Path(retry), "path", "syncd upload") if retry else list(_walk(directory, skipped))
+    for link in skipped[:SKIPPED_SHOWN]:
+        log.warning("%s: a symbolic link, not followed (not uploaded)", link)
+    if len(skipped) > SKIPPED_SHOWN:
+        log.warning("... and %d more symbolic links not followed", len(skipped) - SKIPPED_SHOWN)
     if total:
         total(len(paths))
     ds = app.dataset(dataset)
-    result = ImportResult(ds.name, str(directory), base)
+    result = ImportResult(ds.name, str(directory), base, skipped_links=skipped)
     failures_file = FailuresFile(Path(failures) if failures else default_failures_path(directory),
                                  ["path"])
     top_name = directory.resolve().name
@@ -714,25 +756,44 @@ def upload_folder(app: App, dataset: str, directory: str | os.PathLike[str], *, 
     return result
 
 
-def _walk(directory: Path) -> Iterator[str]:
-    """Relative POSIX paths of the files under `directory`, sorted; its top-level hidden
-    artifacts folder is left out."""
+def _walk(directory: Path, skipped: list[str]) -> Iterator[str]:
+    """Relative POSIX paths of the files under `directory`, sorted; hidden artifacts folders
+    are left out. Symbolic links (to files or folders) are never followed: a planted link
+    would upload whatever it points to; their paths are added to `skipped`."""
     for root, dirs, files in os.walk(directory):
-        if os.path.samefile(root, directory):
-            dirs[:] = [d for d in dirs if d != HIDDEN_FOLDER]
-        dirs.sort()
-        for name in sorted(files):
-            yield Path(os.path.relpath(os.path.join(root, name), directory)).as_posix()
+        relative_root = os.path.relpath(root, directory)
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        dirs[:] = sorted(d for d in dirs if d != HIDDEN_FOLDER and d not in links)
+        for name in sorted(files + links):
+            relative = Path(os.path.normpath(os.path.join(relative_root, name))).as_posix()
+            if os.path.islink(os.path.join(root, name)):
+                skipped.append(relative)
+            else:
+                yield relative
 
 
-def local_content(path: Path) -> Content:
-    """A local file's Content: hashed in chunks, then opened for the put (flat memory)."""
-    digest, size = hashlib.md5(), 0
-    with open(path, "rb") as file:
+def local_content(path: Path, *, follow_symlinks: bool = True) -> Content:
+    """A local file's Content: hashed in chunks from one open file, which is then put (the
+    bytes hashed are the bytes stored; flat memory). Without `follow_symlinks`, a path that
+    is a symbolic link (swapped in since it was listed, say) is refused."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        if error.errno == errno.ELOOP and not follow_symlinks:
+            raise InputError(f"{path}: a symbolic link, not followed") from None
+        raise
+    file = os.fdopen(fd, "rb")  # noqa: SIM115 - closed by _stage
+    try:
+        digest, size = hashlib.md5(), 0
         while chunk := file.read(HASH_CHUNK):
             digest.update(chunk)
             size += len(chunk)
-    return Content(open(path, "rb"), digest.hexdigest(), size)  # noqa: SIM115 - closed by _stage
+        file.seek(0)
+    except BaseException:
+        file.close()
+        raise
+    return Content(file, digest.hexdigest(), size)
 
 
 def _file_task(directory: Path, relative: str, base: str, label: bool, top_name: str) -> Task:
@@ -740,6 +801,8 @@ def _file_task(directory: Path, relative: str, base: str, label: bool, top_name:
     if Path(relative).is_absolute() or ".." in parts:
         raise InputError(f"{relative}: not a path inside {directory}")
     path = directory / relative
+    if path.is_symlink():
+        raise InputError(f"{relative}: a symbolic link, not followed")
     if not path.is_file():
         raise InputError(f"{relative}: no such file in {directory}")
     filename = posixpath.join(base, relative)
@@ -747,7 +810,8 @@ def _file_task(directory: Path, relative: str, base: str, label: bool, top_name:
     user = {"label": path.parent.name if len(parts) > 1 else top_name} if label else {}
     content_type = mimetypes.guess_type(path.name)[0]
 
-    return Task(filename, lambda: local_content(path), ItemFacts("file", {}, user), content_type)
+    return Task(filename, lambda: local_content(path, follow_symlinks=False),
+                ItemFacts("file", {}, user), content_type)
 
 
 def _folder(folder: str) -> str:

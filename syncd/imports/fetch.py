@@ -6,13 +6,20 @@ where syncd connects. So, before any connection:
 - only `http` and `https` are fetched;
 - the host is resolved, and every address it resolves to must be a public one: loopback,
   link-local (169.254.0.0/16, where clouds serve instance credentials), private, shared,
-  reserved, multicast and unspecified addresses are refused, IPv4 and IPv6 alike (including
-  IPv4 addresses embedded in IPv6 ones), unless the host is in `[fetch] allow_hosts`;
+  reserved, multicast and unspecified addresses, and every block of IANA's special-purpose
+  registries, are refused, IPv4 and IPv6 alike (including IPv4 addresses embedded in IPv6
+  ones), unless the host is in `[fetch] allow_hosts`;
 - the connection goes to the address that was checked, not to a second DNS answer (no DNS
   rebinding); TLS still verifies the certificate against the host name;
 - a redirect is checked the same way before it is followed, at most `max_redirects` of them;
 - a response larger than `max_bytes` is refused, from its Content-Length or while it streams;
-- each connect and each read has `timeout_seconds`; a whole download, ten times that;
+- a body shorter than its Content-Length (or a chunked body without its last chunk) is a
+  retriable error, never a complete download;
+- each connect and each read has `timeout_seconds`; a whole download, headers included, ten
+  times that: a watchdog closes the connection at the deadline, so a server that trickles
+  bytes cannot hold a fetch past it;
+- `stop_fetches()` (a stopping `jobs run` or daemon, or a worker told to stop) ends every
+  fetch in the process within WATCH_TICK seconds, as a retriable FetchInterrupted;
 - 5xx answers and connection errors are retried with exponential backoff (tenacity); nothing
   else is.
 
@@ -27,6 +34,7 @@ import ipaddress
 import socket
 import ssl
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +50,24 @@ CHUNK = 64 * 1024  # bytes read at a time
 SPOOL_BYTES = 8 * 1024 * 1024  # a body is kept in memory up to this, then in a temp file
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 DEADLINE_FACTOR = 10  # a whole download may take this many timeout_seconds
+WATCH_TICK = 0.1  # seconds between the watchdog's looks at the deadline and the stop flag
+_STOPPING = threading.Event()  # set when this process is stopping: fetches give up
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IANA's IPv4 and IPv6 Special-Purpose Address Registries (checked 2024), whole: Python 3.11's
+# `ipaddress` misses some (192.0.0.8, the anycast and AS112 blocks, 3fff::/20, 5f00::/16).
+# Not listed: the IPv6 blocks that embed an IPv4 address (::ffff:0:0/96, 64:ff9b::/96,
+# 2002::/16), which are judged by the address they embed.
+_SPECIAL_PURPOSE = {
+    4: [ipaddress.ip_network(n) for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24",
+        "192.88.99.0/24", "192.168.0.0/16", "192.175.48.0/24", "198.18.0.0/15",
+        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4")],
+    6: [ipaddress.ip_network(n) for n in (
+        "::/128", "::1/128", "64:ff9b:1::/48", "100::/64", "100:0:0:1::/64", "2001::/23",
+        "2001:db8::/32", "2620:4f:8000::/48", "3fff::/20", "5f00::/16", "fc00::/7",
+        "fe80::/10", "ff00::/8")],
+}
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"  # left as they are when quoting a path or query
 
 
@@ -65,6 +90,55 @@ class FetchFailed(FetchError):
         super().__init__(message)
         self.retriable = retriable
         self.status = status
+
+
+class FetchInterrupted(FetchFailed):
+    """The process is stopping (stop_fetches): the fetch was abandoned, to be tried again."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retriable=True)
+
+
+def stop_fetches() -> None:
+    """End every fetch of this process now (safe from a signal handler: it sets a flag)."""
+    _STOPPING.set()
+
+
+def resume_fetches() -> None:
+    """Allow fetching again (a process that stopped one run and goes on, as tests do)."""
+    _STOPPING.clear()
+
+
+class _Watchdog:
+    """Shuts a connection's socket down at the deadline, or as soon as the process stops
+    fetching, so that no blocked read (of headers or body) outlives either."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.sock: socket.socket | None = None  # the socket to shut down; replaced by TLS
+        self.reason: str | None = None  # "deadline" | "stopped", once it fired
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="syncd-fetch-watchdog", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(min(WATCH_TICK, max(0.0, self.deadline - time.monotonic()))):
+            if _STOPPING.is_set():
+                self.reason = "stopped"
+            elif time.monotonic() >= self.deadline:
+                self.reason = "deadline"
+            else:
+                continue
+            sock = self.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            return
+
+    def close(self) -> None:
+        self._done.set()
 
 
 @dataclass(frozen=True)
@@ -137,6 +211,8 @@ def address_class(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) 
             return kind
     if not ip.is_global:
         return "non-public"  # shared (100.64.0.0/10), documentation, benchmarking, ...
+    if any(ip in network for network in _SPECIAL_PURPOSE[ip.version]):
+        return "special-purpose"
     return None
 
 
@@ -220,18 +296,33 @@ class Fetcher:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, self.policy.attempts)),
             wait=tenacity.wait_exponential(multiplier=self.policy.backoff_seconds, max=8),
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, FetchFailed) and e.retriable),
+            retry=tenacity.retry_if_exception(
+                lambda e: isinstance(e, FetchFailed) and e.retriable and not _STOPPING.is_set()),
             sleep=self.sleep,
             reraise=True,
         )
         return retrying(self._fetch_once, url)
 
     def _fetch_once(self, url: str) -> Fetched:
-        deadline = time.monotonic() + self.policy.timeout_seconds * DEADLINE_FACTOR
+        if _STOPPING.is_set():
+            raise FetchInterrupted(f"{url}: not fetched: syncd is stopping")
+        budget = self.policy.timeout_seconds * DEADLINE_FACTOR
+        watchdog = _Watchdog(time.monotonic() + budget)
+        try:
+            return self._follow(url, watchdog)
+        except FetchError as error:
+            replacement = _watchdog_failure(url, watchdog, budget)
+            if replacement is None:
+                raise
+            raise replacement from error
+        finally:
+            watchdog.close()
+
+    def _follow(self, url: str, watchdog: _Watchdog) -> Fetched:
         current = url
         for _ in range(self.policy.max_redirects + 1):
             target = self.check(current)
-            connection = self._request(target)
+            connection = self._request(target, watchdog)
             try:
                 response = connection.getresponse()
                 if response.status in REDIRECTS:
@@ -247,7 +338,7 @@ class Fetcher:
                 if not 200 <= response.status < 300:
                     raise FetchFailed(f"{current}: HTTP {response.status} {response.reason}",
                                       retriable=False, status=response.status)
-                return self._read_body(url, current, response, deadline)
+                return self._read_body(url, current, response, watchdog)
             except (OSError, http.client.HTTPException) as error:
                 raise _connection_failure(current, error) from error
             finally:
@@ -257,18 +348,28 @@ class Fetcher:
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
         """POST `body` to `url` once, through the same checks as a fetch (no redirects
         followed): (status, reason). Raises FetchRefused or FetchFailed."""
-        target = self.check(url)
-        connection = self._request(target, method="POST", body=body, headers=headers)
+        budget = self.policy.timeout_seconds * DEADLINE_FACTOR
+        watchdog = _Watchdog(time.monotonic() + budget)
         try:
-            response = connection.getresponse()
-            response.read(64 * 1024)  # a receiver's answer is not kept
-            return response.status, response.reason
-        except (OSError, http.client.HTTPException) as error:
-            raise _connection_failure(url, error) from error
+            target = self.check(url)
+            connection = self._request(target, watchdog, method="POST", body=body, headers=headers)
+            try:
+                response = connection.getresponse()
+                response.read(64 * 1024)  # a receiver's answer is not kept
+                return response.status, response.reason
+            except (OSError, http.client.HTTPException) as error:
+                raise _connection_failure(url, error) from error
+            finally:
+                connection.close()
+        except FetchError as error:
+            replacement = _watchdog_failure(url, watchdog, budget)
+            if replacement is None:
+                raise
+            raise replacement from error
         finally:
-            connection.close()
+            watchdog.close()
 
-    def _request(self, target: Target, *, method: str = "GET", body: bytes | None = None,
+    def _request(self, target: Target, watchdog: _Watchdog, *, method: str = "GET", body: bytes | None = None,
                  headers: dict[str, str] | None = None) -> http.client.HTTPConnection:
         timeout = self.policy.timeout_seconds
         sock, last_error = None, None
@@ -281,6 +382,7 @@ class Fetcher:
         if sock is None:
             raise FetchFailed(f"{target.url}: cannot connect to {target.host}: {last_error}",
                               retriable=True)
+        watchdog.sock = sock
         if target.scheme == "https":
             connection: http.client.HTTPConnection = http.client.HTTPSConnection(
                 target.host, target.port, timeout=timeout, context=self._ssl)
@@ -289,6 +391,7 @@ class Fetcher:
             except (OSError, ssl.SSLError) as error:
                 sock.close()
                 raise _connection_failure(target.url, error) from error
+            watchdog.sock = sock
         else:
             connection = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
         connection.sock = sock  # connected to the checked address: http.client will not connect again
@@ -307,7 +410,7 @@ class Fetcher:
         return socket.create_connection((address, port), timeout=timeout)
 
     def _read_body(self, url: str, final_url: str, response: http.client.HTTPResponse,
-                   deadline: float) -> Fetched:
+                   watchdog: _Watchdog) -> Fetched:
         limit = self.policy.max_bytes
         length = response.getheader("Content-Length")
         if length and length.strip().isdigit() and int(length) > limit:
@@ -319,12 +422,14 @@ class Fetcher:
                 size += len(chunk)
                 if size > limit:
                     raise FetchTooLarge(f"{final_url}: more than [fetch] max_bytes = {limit} bytes")
-                if time.monotonic() > deadline:
-                    raise FetchFailed(
-                        f"{final_url}: download took longer than {DEADLINE_FACTOR} x"
-                        f" [fetch] timeout_seconds", retriable=False)
                 digest.update(chunk)
                 body.write(chunk)
+            if watchdog.reason is not None:  # the body ended because the watchdog cut it
+                raise FetchFailed(f"{final_url}: cut by the watchdog", retriable=False)
+            if length and length.strip().isdigit() and size < int(length):
+                # http.client's read(n) returns b"" when the connection closes early.
+                raise FetchFailed(f"{final_url}: connection closed after {size} of {int(length)}"
+                                  " bytes (Content-Length)", retriable=True)
         except BaseException:
             body.close()
             raise
@@ -333,6 +438,16 @@ class Fetcher:
         if content_type:
             content_type = content_type.split(";")[0].strip() or None
         return Fetched(url, final_url, content_type, size, digest.hexdigest(), body)
+
+
+def _watchdog_failure(url: str, watchdog: _Watchdog, budget: float) -> FetchError | None:
+    """The error to report when the watchdog cut the connection (whatever the read raised)."""
+    if watchdog.reason == "stopped" or _STOPPING.is_set():
+        return FetchInterrupted(f"{url}: fetch interrupted: syncd is stopping")
+    if watchdog.reason == "deadline":
+        return FetchFailed(f"{url}: no complete answer within {budget:g} s ({DEADLINE_FACTOR} x"
+                           " [fetch] timeout_seconds)", retriable=False)
+    return None
 
 
 def _is_literal(host: str) -> bool:

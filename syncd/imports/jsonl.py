@@ -53,8 +53,10 @@ class Line:
 
 def import_jsonl(app: App, dataset: str, source: str | os.PathLike[str], *, folder: str = "/",
                  batch_size: int = DEFAULT_BATCH, failures: str | os.PathLike[str] | None = None,
-                 progress: Progress | None = None, fetcher: Fetcher | None = None) -> ImportResult:
-    """Import a JSON Lines file into the folder named after it; memory stays flat."""
+                 progress: Progress | None = None, fetcher: Fetcher | None = None,
+                 overwrite: bool = False) -> ImportResult:
+    """Import a JSON Lines file into the folder named after it; memory stays flat. An object
+    already there with other content is replaced only with `overwrite`."""
     source = Path(source)
     started = time.monotonic()
     fetcher = fetcher or Fetcher(FetchPolicy.from_config(app.config.fetch))
@@ -96,7 +98,7 @@ def import_jsonl(app: App, dataset: str, source: str | os.PathLike[str], *, fold
 
     with file:
         run_import(app, ds, result, tasks(), batch_size=batch_size, progress=progress,
-                   failures=failed, on_failure=on_failure)
+                   failures=failed, on_failure=on_failure, overwrite=overwrite)
     result.seconds = time.monotonic() - started
     return result
 

@@ -116,13 +116,14 @@ def same_content(driver: Driver, key: str, known: Existing | None, content: Cont
 
 
 def store(driver: Driver, filename: str, content: Content, known: Existing | None, *,
-          content_type: str | None = None) -> Stored:
-    """Put `content` at `filename` unless the same content is there already. Any thread."""
+          content_type: str | None = None, overwrite: bool = True) -> Stored:
+    """Put `content` at `filename` unless the same content is there already. Any thread.
+    Without `overwrite`, other content already there raises AlreadyExists."""
     key = key_of(filename)
     if same_content(driver, key, known, content):
         return Stored(key, None, content.md5, content.size)
     content.stream.seek(0)
-    info = driver.put(key, content.stream, content_type=content_type)
+    info = driver.put(key, content.stream, content_type=content_type, overwrite=overwrite)
     return Stored(key, info, content.md5, content.size)
 
 

@@ -37,7 +37,7 @@ from ..catalogue.jobs import CLEANUP, PREPROCESS, Job, JobQueue
 from ..imports.idlinks import link_target
 from ..imports.links import LinkError, item_link_target
 from ..sync import rules
-from .worker import Preprocessor, Task, TaskResult, init_worker, ping, run_task
+from .worker import STOP_SIGNAL, Preprocessor, Task, TaskResult, init_worker, ping, run_task
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ SYSTEM_KEYS = preprocess.system_keys() | {"etl"}
 ARTIFACT_KEYS = ("thumbnailId", "previewId")  # metadata.system keys naming files in storage
 ROW_KEYS = frozenset({"originalname", "size"})  # item_json derives these from the item row
 POLL_SECONDS = 0.5  # --wait: how often to look for jobs held by other runners
+STOP_CHECK = 0.5  # seconds between looks at the stop flag while jobs are in flight
 IN_FLIGHT_PER_WORKER = 4  # tasks submitted ahead, per worker...
 IN_FLIGHT_MIN = 16  # ...and at least this many (claims are one transaction per batch)
 
@@ -107,7 +108,7 @@ def preprocess_options(app) -> preprocess.Options:
     return preprocess.Options(
         thumbnails=config.thumbnails, thumbnail_size=config.thumbnail_size,
         thumbnail_format=config.thumbnail_format, thumbnail_quality=config.thumbnail_quality,
-        max_pixels=config.max_pixels, head_bytes=config.head_bytes,
+        max_pixels=config.max_pixels, head_bytes=config.head_bytes, memory_mb=config.memory_mb,
         video_preview=config.video_preview,
     )
 
@@ -208,6 +209,7 @@ class Runner:
         inflight: dict[Future, tuple[Job, Task]] = {}
         suspects: deque[tuple[Job, Task]] = deque()  # in flight when a worker died
         solo = False  # the one task in flight is a suspect run alone
+        interrupted = False  # the workers were told to give up their fetches
         renewed = self.clock()
         try:
             while True:
@@ -227,8 +229,10 @@ class Runner:
                         self.stop.wait(POLL_SECONDS)
                         continue
                     break
-                done, _ = futures.wait(inflight, timeout=self.queue.lease_seconds / 3,
+                done, _ = futures.wait(inflight, timeout=min(self.queue.lease_seconds / 3, STOP_CHECK),
                                        return_when=futures.FIRST_COMPLETED)
+                if self.stop.is_set() and not interrupted:
+                    interrupted = self._interrupt_workers()
                 finished, crashed = self._collect(done, inflight)
                 if crashed:
                     # Everything still in flight went down with the pool.
@@ -261,6 +265,17 @@ class Runner:
                 self._pool.shutdown(wait=True, cancel_futures=True)
         self.result.seconds = time.monotonic() - started
         return self.result
+
+    def _interrupt_workers(self) -> bool:
+        """Stopping: tell the worker processes to abandon fetches in flight (their jobs are
+        recorded as retries), so a slow linked URL never holds a stop. (Tasks run in this
+        process are interrupted by whoever handles the signal: see syncd.cli.jobs.)"""
+        for process in self._processes:
+            try:
+                os.kill(process.pid, STOP_SIGNAL)
+            except (OSError, AttributeError, TypeError):
+                pass  # already gone
+        return True
 
     def _fill(self, inflight: dict[Future, tuple[Job, Task]]) -> bool:
         """Claim jobs into `inflight`; True if some ended here without a worker (recorded)."""

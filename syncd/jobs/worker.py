@@ -27,9 +27,9 @@ from typing import Any, BinaryIO
 
 import drivers
 import preprocess
-from drivers import Driver, DriverError, DriverOptions, NotFound, PermissionDenied
+from drivers import Driver, DriverError, DriverOptions, InvalidKey, NotFound, PermissionDenied
 
-from ..imports.fetch import FetchError
+from ..imports.fetch import FetchError, stop_fetches
 from ..catalogue.jobs import CLEANUP, PREPROCESS, preview_key, thumbnail_key
 
 # item type -> "module:function" returning a preprocess.ByteSource for (task, driver)
@@ -97,10 +97,21 @@ _idle = threading.Condition()
 def init_worker() -> None:
     """Run once in each worker process of syncd's pool."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # A stopping runner (or systemd, signalling the whole service) asks its workers to give
+    # up fetches in flight: their jobs come back as retries, nothing half-written.
+    signal.signal(STOP_SIGNAL, _stop_fetching)
+    signal.signal(signal.SIGTERM, _stop_fetching)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                          name="syncd-parent-watch").start()
+
+
+STOP_SIGNAL = signal.SIGUSR1  # what a stopping runner sends its workers
+
+
+def _stop_fetching(_signum, _frame) -> None:
+    stop_fetches()
 
 
 def _exit_with_parent(parent) -> None:
@@ -190,7 +201,7 @@ def _store(task: Task, driver: Driver, source: preprocess.ByteSource,
         key = thumbnail_key(task.item_id, outcome.thumbnail.extension)
         try:
             driver.put(key, outcome.thumbnail.data, content_type=outcome.thumbnail.content_type)
-        except PermissionDenied as error:
+        except (PermissionDenied, InvalidKey) as error:  # e.g. a file named .dataloop
             result.errors.append(f"cannot write the thumbnail: {error}")
         else:
             result.system["thumbnailId"] = key

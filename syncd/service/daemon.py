@@ -24,7 +24,9 @@ kill -9 at any moment loses nothing a queue or hook was told was done.
 from __future__ import annotations
 
 import logging
+import posixpath
 import queue
+import sqlite3
 import signal
 import threading
 import time
@@ -38,7 +40,7 @@ from ..app import App
 from ..catalogue import Catalogue, Dataset
 from .daemon_config import parse_listen
 from ..errors import SyncdError
-from ..sync.events import Delivery, ObjectUpdated
+from ..sync.events import Delivery, FolderChanged, ObjectMoved, ObjectUpdated
 from ..sync.indexer import SyncResult, sync_dataset
 from ..catalogue import items
 from ..sync.rules import RULES, Change
@@ -52,6 +54,8 @@ TICK = 0.2  # seconds the loop waits for events before doing its scheduled work
 MAX_BATCH = 1000  # events applied in one transaction
 TOUCHED_LIMIT = 50_000  # keys remembered during a rescan; past that, rescan again
 STALLED = 60.0  # seconds without a loop turn after which /healthz says 503
+RETRY_DELAYS = (0.5, 2.0, 5.0)  # seconds before each retry of a delivery that failed to apply
+RESCAN_RETRY = 5.0  # seconds before a failed folder rescan is tried again
 WORKERS_STOP = 10.0  # seconds the workers get to finish their jobs in flight at a stop
 
 
@@ -97,6 +101,10 @@ class Daemon:
         self._touched: dict[str, set[str] | None] = {}
         self._reap_dirty = True
         self._next_reap = 0.0
+        # Events that failed to apply, tried again later: (due, attempts so far, events).
+        self.retry_delays = RETRY_DELAYS
+        self._retries: list[tuple[float, int, tuple]] = []
+        self._rescan_later: list[tuple[float, str, str]] = []  # (due, dataset, prefix)
         self.heartbeat = clock()
 
     # -- plumbing -------------------------------------------------------------------------
@@ -188,11 +196,15 @@ class Daemon:
         if deliveries:
             self._apply(deliveries)
         now = self.clock() if now is None else now
+        self._retry_failed(now)
         self._finish_rescans(now)
         self._start_rescans(now)
         if self._reap_dirty and now >= self._next_reap:
             self._next_reap = now + max(1.0, self.settings.move_window_seconds / 2)
-            self._reap()
+            try:
+                self._reap()
+            except sqlite3.OperationalError as error:  # locked or disk full: next turn
+                log.warning("reaper not run: %s", error)
         self.heartbeat = self.clock()
 
     def shutdown(self) -> None:
@@ -251,13 +263,53 @@ class Daemon:
                     self._apply([delivery])
                 return
             self.metrics.failed_batches.inc()
-            log.warning("%d events not applied: %s", len(events), error,
-                        exc_info=not isinstance(error, ApplyError))
+            log.warning("%d events not applied (retrying): %s", len(events), error,
+                        exc_info=not isinstance(error, ApplyError | sqlite3.OperationalError))
+            # Its source is told at once (a queue leaves the message for redelivery), and the
+            # events are tried again here too: an inotify event has no one to send it again.
             deliveries[0].finish(error)
+            self._schedule_retry(tuple(events), 0)
             return
         for delivery in deliveries:
             delivery.finish()
         self._account(changes)
+
+    def _schedule_retry(self, events: tuple, attempts: int) -> None:
+        if attempts < len(self.retry_delays):
+            self._retries.append((self.clock() + self.retry_delays[attempts], attempts, events))
+            return
+        # Repeated failure: the catalogue will hear of these paths from a rescan instead.
+        folders: dict[str, set[str]] = {}
+        configured = {d.name for d in self.config.datasets}
+        for event in events:
+            if event.dataset not in configured:
+                continue  # not a configured dataset: nothing to rescan
+            key = event.key.strip("/")
+            if not isinstance(event, FolderChanged):
+                key = posixpath.dirname(key)
+            folders.setdefault(event.dataset, set()).add(key + "/" if key else "")
+            if isinstance(event, ObjectMoved):
+                old = posixpath.dirname(event.old_key.strip("/"))
+                folders[event.dataset].add(old + "/" if old else "")
+        for name, prefixes in folders.items():
+            self._wanted.setdefault(name, set()).update(prefixes)
+        log.warning("%d events still not applied after %d tries: rescanning %s", len(events),
+                    attempts + 1, ", ".join(f"{name}:/{p}" for name, ps in sorted(folders.items())
+                                             for p in sorted(ps)) or "nothing")
+
+    def _retry_failed(self, now: float) -> None:
+        due = [entry for entry in self._retries if entry[0] <= now]
+        if not due:
+            return
+        self._retries = [entry for entry in self._retries if entry[0] > now]
+        for _, attempts, events in due:
+            try:
+                changes = self.applier.apply(events)
+            except Exception as error:  # noqa: BLE001 - tried again, then rescanned
+                log.warning("%d events not applied (try %d): %s", len(events), attempts + 2, error)
+                self._schedule_retry(events, attempts + 1)
+                continue
+            self._account(changes)
 
     def _account(self, changes: list[Applied]) -> None:
         wall = time.time()
@@ -291,6 +343,9 @@ class Daemon:
         for name, due in self._next_rescan.items():
             if due <= now:
                 self._wanted.setdefault(name, set()).add("")
+        for entry in [e for e in self._rescan_later if e[0] <= now]:
+            self._rescan_later.remove(entry)
+            self._wanted.setdefault(entry[1], set()).add(entry[2])
         for name in list(self._wanted):
             if name in self._rescans or self._stop.is_set():
                 continue
@@ -344,6 +399,8 @@ class Daemon:
                             extra={"dataset": name})
                 if scope == "full" and self._interval(name):
                     self._next_rescan[name] = now + min(60.0, self._interval(name))
+                else:  # nothing else would ever ask for it again
+                    self._rescan_later.append((now + RESCAN_RETRY, name, rescan.prefix))
                 continue
             result = rescan.result
             self.metrics.rescans.labels(name, scope, "ok").inc()
@@ -361,7 +418,11 @@ class Daemon:
                 self.metrics.last_rescan.labels(name).set(time.time())
                 if self._interval(name):
                     self._next_rescan[name] = now + self._interval(name)
-                self._requeue_orphans(name)
+                try:
+                    self._requeue_orphans(name)
+                except sqlite3.OperationalError as error:  # the next full rescan does it
+                    log.warning("%s: orphaned items not requeued: %s", name, error,
+                                extra={"dataset": name})
             if touched:
                 # The listing may predate these events: ask storage again.
                 wall = time.time()

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from drivers import Driver, InvalidKey, NotFound, ObjectInfo
+from drivers import Driver, DriverError, NotFound, ObjectInfo
 from drivers.base import is_hidden
 
 from ..catalogue import Catalogue, Dataset, items
@@ -155,7 +155,11 @@ class Applier:
             return driver.stat(key)
         except NotFound:
             return None
-        except InvalidKey as error:
+        except DriverError as error:
+            if error.retriable:
+                raise ApplyError(f"{name}: cannot stat {key!r} in {driver.describe()}: {error}") from error
+            # Asking again cannot help (an invalid key, permission or credentials refused):
+            # the event is dropped, said once; storage and catalogue meet again at a rescan.
             log.warning("%s: ignoring event for %r: %s", name, key, error, extra={"dataset": name})
             return _BAD
         except Exception as error:

@@ -122,7 +122,7 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
             result.errors = len(errors)
             for path, reason in errors:
                 log.warning("%s: cannot list %s: %s", dataset.name, path or "/", reason)
-            staged.unreadable(path for path, _ in errors)
+            staged.unreadable(_unlisted_key(path) for path, _ in errors)
             plan = staged.plan(dataset, Scope(prefix))
             result.created = plan.fresh - plan.moves
             result.moved = plan.moves
@@ -144,6 +144,7 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
                 staged.apply(dataset, plan, RULES, prune=prune,
                              deletes=result.deletes_skipped is None, user=arrival_user)
                 runs.record_errors(catalogue, dataset, run_id, errors)
+                driver.tidy()
     except DriverError as error:
         if run_id is not None:
             runs.finish_run(catalogue, run_id, _counts(result), "failed", str(error))
@@ -157,6 +158,16 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
     if run_id is not None:
         runs.finish_run(catalogue, run_id, _counts(result), "ok", result.deletes_skipped)
     return result
+
+
+def _unlisted_key(key: str) -> str:
+    """The key a listing error protects: itself (a file whose name no key can hold, a
+    backslash say, protects only that name), or the whole scope ("") when the driver reported
+    something that is no path inside its folder, so no message it wrote lets items be deleted."""
+    key = key.strip("/")
+    if not key or "\x00" in key or any(part in ("", ".", "..") for part in key.split("/")):
+        return ""
+    return key
 
 
 def _counts(result: SyncResult) -> dict:

@@ -175,7 +175,7 @@ class PollingSource(Source):
                 except Exception as error:  # noqa: BLE001 - a source retries, it never dies
                     failures += 1
                     pause = min(30.0, 0.5 * 2 ** min(failures, 6))
-                    log.warning("%s: %s (retrying in %.1f s)", self.name, error, pause)
+                    log.warning("%s: %s (retrying in %.1f s)", self.name, self.describe_error(error), pause)
                     self._stop.wait(pause)
         finally:
             with _OPEN_LOCK:
@@ -207,13 +207,30 @@ class PollingSource(Source):
         for message in messages:
             try:
                 notices = parse(message)
+                found = self.router.deliveries(notices, source=source)
             except FormatError as error:
                 log.warning("%s: dropping a message that is not %s (%s)", self.name, kind, error)
                 poison.append(handle(message))
                 continue
-            events.extend(self.router.deliveries(notices, source=source))
+            except Exception as error:  # noqa: BLE001 - one malformed message, not the batch
+                log.warning("%s: dropping a malformed message (%s: %s)", self.name,
+                            type(error).__name__, _one_line(str(error)))
+                poison.append(handle(message))
+                continue
+            events.extend(found)
             useful.append(handle(message))
         return tuple(events), useful, poison
+
+    def secrets(self) -> tuple[str | None, ...]:
+        """The secret values of the source's config, kept out of its log lines."""
+        return ()
+
+    def describe_error(self, error: BaseException) -> str:
+        """An SDK's error as one log line: the first line of its message (Azure's carry whole
+        XML bodies), with URL credentials, signatures and the source's secrets redacted."""
+        from drivers.cloud import one_line, redact
+
+        return redact(one_line(f"{type(error).__name__}: {error}"), self.secrets())
 
     def open(self) -> None:
         """Connect (in the source's thread)."""
@@ -224,6 +241,11 @@ class PollingSource(Source):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def build_sources(config: Config, *, debounce: float | None = None) -> list[Source]:

@@ -43,6 +43,17 @@ class AzureQueueSource(PollingSource):
             self.client = QueueClient(spec.account_url, spec.queue, credential=credential)
         log.info("%s: receiving from queue %s", self.name, spec.queue)
 
+    def secrets(self) -> tuple[str | None, ...]:
+        spec = self.spec
+        values = [v.get_secret_value() if v is not None else None
+                  for v in (spec.connection_string, spec.sas_token)]
+        if spec.connection_string is not None:  # its parts can show up alone
+            for part in spec.connection_string.get_secret_value().split(";"):
+                name, _, value = part.partition("=")
+                if name.strip().lower() in ("accountkey", "sharedaccesssignature") and value:
+                    values.append(value.strip())
+        return tuple(values)
+
     def poll(self) -> None:
         spec = self.spec
         messages = list(self.client.receive_messages(
@@ -64,7 +75,7 @@ class AzureQueueSource(PollingSource):
                 try:
                     self.client.update_message(message, visibility_timeout=0)
                 except Exception as error:  # noqa: BLE001 - back after the visibility timeout
-                    log.debug("%s: could not release a message: %s", self.name, error)
+                    log.debug("%s: could not release a message: %s", self.name, self.describe_error(error))
 
     def close(self) -> None:
         if self.client is not None:

@@ -51,10 +51,32 @@ def parse_time(value: Any) -> float | None:
 
 
 def _json(text: str | bytes) -> Any:
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise FormatError(f"expected JSON text, not {type(text).__name__}")
     try:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError) as error:
         raise FormatError(f"not JSON: {error}") from None
+    except RecursionError:
+        raise FormatError("not JSON syncd reads: nested too deeply") from None
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON text as a notification may carry it; FormatError for anything else (including
+    nesting too deep for the parser)."""
+    return _json(text)
+
+
+def _text(value: Any, what: str) -> str:
+    """A field that must be a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise FormatError(f"{what} must be a non-empty string, not {type(value).__name__}")
+    return value
+
+
+def _maybe_text(value: Any) -> str | None:
+    """An optional string field: anything else is ignored."""
+    return value if isinstance(value, str) and value else None
 
 
 # -- S3 -----------------------------------------------------------------------------------
@@ -78,10 +100,10 @@ def _s3_record(record: Any) -> Notice | None:
     if not isinstance(record, dict) or record.get("eventSource") not in ("aws:s3", None):
         return None
     try:
-        name = record["eventName"]
-        bucket = record["s3"]["bucket"]["name"]
+        name = _text(record["eventName"], "S3 record eventName")
+        bucket = _text(record["s3"]["bucket"]["name"], "S3 record s3.bucket.name")
         obj = record["s3"]["object"]
-        key = unquote_plus(obj["key"])
+        key = unquote_plus(_text(obj["key"], "S3 record s3.object.key"))
     except (KeyError, TypeError) as error:
         raise FormatError(f"S3 record without {error}") from None
     name = name.removeprefix("s3:")
@@ -92,9 +114,10 @@ def _s3_record(record: Any) -> Notice | None:
     else:  # restores, tagging, ACLs, replication, transitions: check the object again
         action = "updated"
     size = obj.get("size")
-    return Notice(action, "s3", bucket, key, etag=obj.get("eTag"),
-                  size=size if isinstance(size, int) else None,
-                  occurred=parse_time(record.get("eventTime")), sequence=obj.get("sequencer"))
+    return Notice(action, "s3", bucket, key, etag=_maybe_text(obj.get("eTag")),
+                  size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                  occurred=parse_time(record.get("eventTime")),
+                  sequence=_maybe_text(obj.get("sequencer")))
 
 
 # -- GCS through Pub/Sub ------------------------------------------------------------------
@@ -108,6 +131,8 @@ _GCS_ACTIONS: dict[str, Action] = {
 
 
 def parse_gcs_notification(attributes: dict[str, str], data: bytes | None) -> list[Notice]:
+    if not isinstance(attributes, dict):
+        raise FormatError("Pub/Sub message attributes must be an object")
     event_type = attributes.get("eventType")
     if event_type is None:
         raise FormatError("a GCS notification needs the eventType attribute")
@@ -115,17 +140,17 @@ def parse_gcs_notification(attributes: dict[str, str], data: bytes | None) -> li
     if action is None:
         return []
     bucket, key = attributes.get("bucketId"), attributes.get("objectId")
-    if not bucket or not key:
-        raise FormatError("a GCS notification needs the bucketId and objectId attributes")
+    if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
+        raise FormatError("a GCS notification needs the bucketId and objectId attributes as strings")
     resource: dict = {}
     if data and attributes.get("payloadFormat", "JSON_API_V1") == "JSON_API_V1":
         parsed = _json(data)
         resource = parsed if isinstance(parsed, dict) else {}
     size = resource.get("size")
-    return [Notice(action, "gcs", bucket, key, etag=resource.get("etag"),
+    return [Notice(action, "gcs", bucket, key, etag=_maybe_text(resource.get("etag")),
                    size=int(size) if isinstance(size, (int, str)) and str(size).isdigit() else None,
                    occurred=parse_time(attributes.get("eventTime") or resource.get("updated")),
-                   sequence=attributes.get("objectGeneration"))]
+                   sequence=_maybe_text(attributes.get("objectGeneration")))]
 
 
 def parse_pubsub_push(body: bytes | str) -> list[Notice]:
@@ -137,7 +162,7 @@ def parse_pubsub_push(body: bytes | str) -> list[Notice]:
     attributes = message.get("attributes") or {}
     try:
         data = base64.b64decode(message.get("data") or "", validate=True)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, TypeError):
         raise FormatError("Pub/Sub message data is not base64") from None
     return parse_gcs_notification(attributes, data)
 
@@ -159,25 +184,28 @@ _BLOB_ACTIONS: dict[str, Action] = {
 
 
 def event_type(event: dict) -> str | None:
-    """The type of an Event Grid-schema event or a CloudEvent."""
-    return event.get("eventType") or event.get("type")
+    """The type of an Event Grid-schema event or a CloudEvent (None if it has no string type)."""
+    kind = event.get("eventType") or event.get("type")
+    return kind if isinstance(kind, str) else None
 
 
 def parse_event_grid_event(event: Any) -> list[Notice]:
     if not isinstance(event, dict):
         raise FormatError("an Event Grid event must be a JSON object")
-    action = _BLOB_ACTIONS.get(event_type(event) or "")
+    kind = event_type(event)
+    action = _BLOB_ACTIONS.get(kind) if isinstance(kind, str) else None
     if action is None:
         return []
-    subject = event.get("subject") or ""
+    subject = _text(event.get("subject"), "an Event Grid event's subject")
     container, key = _blob_subject(subject)
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
-    topic = event.get("topic") or event.get("source") or ""
+    topic = _maybe_text(event.get("topic")) or _maybe_text(event.get("source")) or ""
     account = topic.rpartition("/storageAccounts/")[2].split("/")[0] or None
     occurred = parse_time(event.get("eventTime") or event.get("time"))
     size = data.get("contentLength")
-    common = dict(etag=data.get("eTag"), size=size if isinstance(size, int) else None,
-                  occurred=occurred, sequence=data.get("sequencer"), account=account)
+    common = dict(etag=_maybe_text(data.get("eTag")),
+                  size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                  occurred=occurred, sequence=_maybe_text(data.get("sequencer")), account=account)
     if action == "moved":
         old = _blob_url(data.get("sourceUrl"), container)
         new = _blob_url(data.get("destinationUrl"), container) or key

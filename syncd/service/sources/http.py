@@ -206,6 +206,10 @@ class _Handler(BaseHTTPRequestHandler):
         except FormatError as error:
             log.warning("http %s: %s", path, error)
             self._send(400, f"{error}\n")
+        except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as error:
+            # Wrong JSON types or nesting too deep: the body's fault, answered in one line.
+            log.warning("http %s: malformed body (%s)", path, type(error).__name__)
+            self._send(400, "malformed body\n")
 
     def _applied(self, notices, source: str) -> None:
         if self.hooks.hand_over(notices, source):

@@ -69,7 +69,7 @@ class PubSubPullSource(PollingSource):
                 self.client.modify_ack_deadline(request={
                     "subscription": self.spec.subscription, "ack_ids": useful, "ack_deadline_seconds": 0})
             except Exception as error:  # noqa: BLE001 - back after the ack deadline anyway
-                log.debug("%s: could not release messages: %s", self.name, error)
+                log.debug("%s: could not release messages: %s", self.name, self.describe_error(error))
 
     def close(self) -> None:
         if self.client is not None:

@@ -12,6 +12,7 @@ import logging
 
 from . import PollingSource, Router
 from .formats import parse_s3_message
+from drivers.cloud import redact
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,12 @@ class SqsQueueSource(PollingSource):
             config=Config(retries={"mode": "standard"}, read_timeout=spec.wait_seconds + 15,
                           connect_timeout=10),
         )
-        log.info("%s: receiving from %s", self.name, spec.queue_url)
+        log.info("%s: receiving from %s", self.name, redact(spec.queue_url))
+
+    def secrets(self) -> tuple[str | None, ...]:
+        spec = self.spec
+        return tuple(value.get_secret_value() if value is not None else None
+                     for value in (spec.secret_access_key, spec.access_key_id))
 
     def poll(self) -> None:
         spec = self.spec
@@ -80,7 +86,7 @@ class SqsQueueSource(PollingSource):
                              for i, m in enumerate(messages[start:start + 10])],
                 )
         except Exception as error:  # noqa: BLE001 - they come back after the visibility timeout
-            log.debug("%s: could not release messages: %s", self.name, error)
+            log.debug("%s: could not release messages: %s", self.name, self.describe_error(error))
 
     def close(self) -> None:
         if self.client is not None:
