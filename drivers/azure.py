@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 from collections.abc import Iterator
 
 import azure.core.exceptions as aexc
-from azure.storage.blob import ContainerClient, ContentSettings, ExponentialRetry, StandardBlobTier
+from azure.storage.blob import (BlobPrefix, ContainerClient, ContentSettings, ExponentialRetry,
+                                StandardBlobTier)
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from .base import (
@@ -190,6 +191,18 @@ class AzureDriver(CloudDriver):
         blobs = self.container.list_blobs(name_starts_with=prefix or None, results_per_page=self.page_size)
         for page in blobs.by_page():
             yield [_info(blob) for blob in page]
+
+    def _delimited(self, prefix: str, *, after_folder: str | None = None):
+        entries = self.container.walk_blobs(name_starts_with=prefix or None, delimiter="/",
+                                            results_per_page=self.page_size)
+        for page in entries.by_page():
+            objects, prefixes = [], []
+            for entry in page:
+                if isinstance(entry, BlobPrefix):
+                    prefixes.append(entry.name)
+                else:
+                    objects.append(_info(entry))
+            yield objects, prefixes
 
     def _head(self, name: str) -> ObjectInfo:
         return _info(self.container.get_blob_client(name).get_blob_properties())

@@ -13,7 +13,9 @@ it, so the SDK's error is always the `__cause__` and its code is the DriverError
 from __future__ import annotations
 
 import io
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, ClassVar
@@ -44,6 +46,9 @@ _SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|x-amz-signature|x-amz-security
 
 class CloudOptions(DriverOptions):
     """Keys every cloud driver has, beside `name`, `kind`, `path` and the permissions."""
+
+    # Listing requests in flight at once, one sub-folder each (1: one listing, in name order).
+    list_concurrency: int = Field(default=8, ge=1, le=64)
 
     endpoint_url: str | None = None  # S3-compatible services, emulators
     storage_class: str | None = None  # puts use it; None = the bucket's default
@@ -99,9 +104,11 @@ class CloudDriver(Driver):
 
     # -- hooks for subclasses -------------------------------------------------------------
 
-    def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
+    def _pages(self, prefix: str, *, after_hidden: str | None = None,
+               start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
         """Yield pages of objects whose *name* starts with `prefix`, in name order, as the
-        service returns them. With `after_hidden`, start after every name under that folder."""
+        service returns them. With `after_hidden`, start after every name under that folder;
+        with `start_after` (drivers whose `skips_hidden`), after that name."""
         raise NotImplementedError
 
     def _head(self, name: str) -> ObjectInfo:
@@ -138,31 +145,99 @@ class CloudDriver(Driver):
 
     # -- listing --------------------------------------------------------------------------
 
+    def _delimited(self, prefix: str, *, after_folder: str | None = None
+                   ) -> Iterator[tuple[list[ObjectInfo], list[str]]]:
+        """Yield pages of (objects, sub-folder prefixes) directly under `prefix` (a listing
+        with delimiter "/"), with `after_folder` (drivers whose `skips_hidden`) starting after
+        every name under that folder. Drivers without it: no parallel listing."""
+        raise NotImplementedError
+
     def list_pages(self, prefix: str = "", *, on_error: OnError | None = None) -> Iterator[list[ObjectInfo]]:
         full = self.base + prefix
         if full.startswith(self._hidden):
             return
         listed = False
+        parallel = (self.list_concurrency > 1 and (full == "" or full.endswith("/"))
+                    and type(self)._delimited is not CloudDriver._delimited)
         with self._mapped(f"listing {self.describe()}"):
-            pages = self._pages(full)
-            if self.skips_hidden and self._hidden.startswith(full):
-                # A page that ends inside the hidden folder: list on from past its end, so
-                # that thumbnails (one per image) are not sent over the wire page after page.
-                for page in pages:
-                    listed = listed or bool(page)
-                    if keys := self._keys(page):
-                        yield keys
-                    if page and page[-1].key.startswith(self._hidden):
-                        pages = self._pages(full, after_hidden=self._hidden)
-                        break
-                else:
-                    pages = iter(())
+            pages = self._parallel_pages(full) if parallel else self._sequential_pages(full)
             for page in pages:
                 listed = listed or bool(page)
                 if keys := self._keys(page):
                     yield keys
         if not listed and not prefix and self.base:
             self._refuse_file_path()
+
+    def _sequential_pages(self, full: str, start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
+        pages = self._pages(full, start_after=start_after) if start_after else self._pages(full)
+        if self.skips_hidden and self._hidden.startswith(full):
+            # A page that ends inside the hidden folder: list on from past its end, so
+            # that thumbnails (one per image) are not sent over the wire page after page.
+            for page in pages:
+                yield page
+                if page and page[-1].key.startswith(self._hidden):
+                    pages = self._pages(full, after_hidden=self._hidden)
+                    break
+            else:
+                return
+        yield from pages
+
+    def _parallel_pages(self, full: str) -> Iterator[list[ObjectInfo]]:
+        """List by sub-folder, `list_concurrency` folders at a time; the hidden folder's
+        prefix is never listed.
+
+        Where a listing can start after a given name (S3, GCS), it begins as the plain
+        listing does; only when its first page is full and ends inside a folder are the
+        folders after that one discovered (a delimiter listing starting past it, which also
+        yields the top level's objects) and listed in parallel with the rest of that folder.
+        So a flat bucket, or a small one, costs exactly the plain listing. Elsewhere (Azure)
+        the folders are discovered by a delimiter listing from the start."""
+        if not self.skips_hidden:
+            yield from self._delimiter_fan_out(full)
+            return
+        pages = self._sequential_pages(full)
+        first = next(pages, None)
+        if first is None:
+            return
+        yield first
+        rest = first[-1].key[len(full):] if first else ""
+        if len(first) < self.page_size or "/" not in rest:
+            yield from pages  # the last page, or still in the flat part: one plain listing
+            return
+        pages.close()
+        folder = full + rest.split("/", 1)[0] + "/"
+        tasks: list[tuple[str, str | None]] = []
+        if folder != self._hidden:
+            tasks.append((folder, first[-1].key))  # the rest of the folder the page ended in
+        found: dict[str, None] = {}  # some services repeat a prefix on later pages
+        for objects, prefixes in self._delimited(full, after_folder=folder):
+            yield objects
+            found.update((p, None) for p in prefixes if p != self._hidden and p > folder)
+        tasks += [(name, None) for name in found]
+        yield from fan_out(tasks, lambda task: self._pages(task[0], start_after=task[1]),
+                           self.list_concurrency)
+
+    def _delimiter_fan_out(self, full: str) -> Iterator[list[ObjectInfo]]:
+        """Discover the folders with a delimiter listing (which yields the objects at that
+        level), descending while there is only one, then list them in parallel."""
+        folders = [full]
+        for _depth in range(4):
+            if len(folders) != 1:
+                break
+            found: dict[str, None] = {}  # some services repeat a prefix on later pages
+            for objects, prefixes in self._delimited(folders[0]):
+                yield objects
+                found.update((p, None) for p in prefixes if p != self._hidden)
+            folders = list(found)
+        if len(folders) <= 1:
+            for folder in folders:
+                yield from self._pages(folder)
+            return
+        yield from fan_out(folders, self._pages, self.list_concurrency)
+
+    @property
+    def list_concurrency(self) -> int:
+        return getattr(self.options, "list_concurrency", 1)
 
     def _keys(self, page: list[ObjectInfo]) -> list[ObjectInfo]:
         """Object names to keys, leaving out folder markers and the hidden folder."""
@@ -196,6 +271,61 @@ class CloudDriver(Driver):
         with self._mapped(f"{key}"):
             info = self._head(name)
         return info._replace(key=key)
+
+
+_DONE = object()
+
+
+def fan_out(folders: list[str], pages: Callable[[str], Iterator[list]], workers: int) -> Iterator[list]:
+    """Pages of every folder's listing, `workers` folders listed at a time in threads, in the
+    order they arrive. A worker's error is raised here; closing the iterator stops them."""
+    results: queue.Queue = queue.Queue(maxsize=workers * 4)  # pages in memory: bounded
+    stop = threading.Event()
+    todo = iter(folders)
+    lock = threading.Lock()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                results.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                with lock:
+                    folder = next(todo, None)
+                if folder is None:
+                    break
+                for page in pages(folder):
+                    put(page)
+                    if stop.is_set():
+                        break
+        except BaseException as error:  # handed to the consumer, raised there
+            put(error)
+        finally:
+            put(_DONE)
+
+    threads = [threading.Thread(target=work, name="syncd-list", daemon=True)
+               for _ in range(min(workers, len(folders)))]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            item = results.get()
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 class RangeReader(io.RawIOBase):

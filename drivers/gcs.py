@@ -41,6 +41,7 @@ from .base import (
 from .cloud import CHUNK_SIZE, CloudDriver, CloudOptions, RangeReader, buffered, empty_stream, one_line, payload, redact
 
 LIST_FIELDS = "items(name,size,updated,etag,md5Hash),nextPageToken"
+DELIMITED_FIELDS = "items(name,size,updated,etag,md5Hash),prefixes,nextPageToken"
 
 # google-api-core's exception classes -> our errors (subclasses before their bases).
 ERRORS: list[tuple[type[Exception], type[DriverError]]] = [
@@ -121,17 +122,32 @@ class GCSDriver(CloudDriver):
 
     # -- listing --------------------------------------------------------------------------
 
-    def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
+    def _pages(self, prefix: str, *, after_hidden: str | None = None,
+               start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
         blobs = self.client.list_blobs(
             self.options.bucket, prefix=prefix or None, page_size=self.page_size, fields=LIST_FIELDS,
             # startOffset is inclusive: '0' is the character after '/'.
-            start_offset=after_hidden[:-1] + "0" if after_hidden else None,
+            start_offset=after_hidden[:-1] + "0" if after_hidden else start_after,
             retry=self.retry, timeout=self.timeout,
         )
         try:
             for page in blobs.pages:
-                yield [_info(blob) for blob in page]
+                yield [_info(blob) for blob in page if blob.name != start_after]
         except gexc.NotFound as error:  # a listing finds no bucket, never no objects
+            raise NotFound(f"listing {self.describe()}: NoSuchBucket: no such bucket",
+                           code="NoSuchBucket") from error
+
+    def _delimited(self, prefix: str, *, after_folder: str | None = None):
+        blobs = self.client.list_blobs(
+            self.options.bucket, prefix=prefix or None, delimiter="/", page_size=self.page_size,
+            fields=DELIMITED_FIELDS, retry=self.retry, timeout=self.timeout,
+            start_offset=after_folder[:-1] + "0" if after_folder else None,  # as in _pages
+        )
+        try:
+            for page in blobs.pages:
+                objects = [_info(blob) for blob in page]
+                yield objects, sorted(page.prefixes)
+        except gexc.NotFound as error:
             raise NotFound(f"listing {self.describe()}: NoSuchBucket: no such bucket",
                            code="NoSuchBucket") from error
 

@@ -195,11 +195,14 @@ class S3Driver(CloudDriver):
 
     # -- listing --------------------------------------------------------------------------
 
-    def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
+    def _pages(self, prefix: str, *, after_hidden: str | None = None,
+               start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
         paginator = self.client.get_paginator("list_objects_v2")
         arguments = {"Bucket": self.bucket, "PaginationConfig": {"PageSize": self.page_size}}
         if prefix:
             arguments["Prefix"] = prefix
+        if start_after:
+            arguments["StartAfter"] = start_after
         if after_hidden:
             # Keys are listed in UTF-8 byte order: this is after every key under the folder
             # but a few absurd ones, which the caller filters out anyway.
@@ -207,6 +210,19 @@ class S3Driver(CloudDriver):
         for response in paginator.paginate(**arguments):
             yield [_info(item["Key"], item["Size"], item["LastModified"], item.get("ETag"))
                    for item in response.get("Contents", ())]
+
+    def _delimited(self, prefix: str, *, after_folder: str | None = None):
+        paginator = self.client.get_paginator("list_objects_v2")
+        arguments = {"Bucket": self.bucket, "Delimiter": "/",
+                     "PaginationConfig": {"PageSize": self.page_size}}
+        if prefix:
+            arguments["Prefix"] = prefix
+        if after_folder:  # as after_hidden in _pages
+            arguments["StartAfter"] = after_folder + "\U0010ffff"
+        for response in paginator.paginate(**arguments):
+            yield ([_info(item["Key"], item["Size"], item["LastModified"], item.get("ETag"))
+                    for item in response.get("Contents", ())],
+                   [entry["Prefix"] for entry in response.get("CommonPrefixes", ())])
 
     def _head(self, name: str) -> ObjectInfo:
         response = self.client.head_object(Bucket=self.bucket, Key=name)

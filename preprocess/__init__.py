@@ -9,6 +9,9 @@ No storage, no SQL, no syncd: `syncd` calls in, nothing here calls out.
 - `thumbnail.make_thumbnail`: a small upright JPEG or WebP.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import (
     CorruptImage,
     CorruptVideo,
@@ -21,12 +24,35 @@ from .errors import (
     UnsupportedImage,
     UnsupportedVideo,
 )
-from .image import DEFAULT_MAX_PIXELS, ImageFacts, NeedMoreBytes, probe
-from .handlers import Handler, handler_for, register, system_keys
-from .options import Options, Outcome
-from .pipeline import preprocess
-from .source import ByteSource, BytesSource, RangedFile, Reader
-from .thumbnail import FORMATS, Thumbnail, make_thumbnail
+from .limits import DEFAULT_MAX_PIXELS, FORMATS
+
+# Imported on first use (PEP 562), so that reading a config or syncing a listing does not
+# import Pillow: the CLI starts in a fraction of the time.
+_LAZY = {
+    "ImageFacts": "image", "NeedMoreBytes": "image", "probe": "image",
+    "Handler": "handlers", "handler_for": "handlers", "register": "handlers",
+    "system_keys": "handlers", "Options": "options", "Outcome": "options",
+    "preprocess": "pipeline", "ByteSource": "source", "BytesSource": "source",
+    "RangedFile": "source", "Reader": "source",
+    "Thumbnail": "thumbnail", "make_thumbnail": "thumbnail",
+}
+
+if TYPE_CHECKING:
+    from .handlers import Handler, handler_for, register, system_keys
+    from .image import ImageFacts, NeedMoreBytes, probe
+    from .options import Options, Outcome
+    from .pipeline import preprocess
+    from .source import ByteSource, BytesSource, RangedFile, Reader
+    from .thumbnail import Thumbnail, make_thumbnail
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "FORMATS", "ByteSource", "BytesSource", "CorruptImage", "CorruptVideo",

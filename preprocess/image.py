@@ -26,7 +26,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from . import formats
 from .errors import CorruptImage, EmptyFile, ImageTooLarge, PreprocessError, UnsupportedImage
 
-DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb error limit
+from .limits import DEFAULT_MAX_PIXELS  # noqa: E402  (Pillow's own decompression-bomb limit)
 
 # The usual camera fields: (IFD, tag) -> name in metadata.system.exif.
 _IFD0, _EXIF, _GPS = None, ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo

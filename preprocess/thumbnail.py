@@ -25,7 +25,7 @@ from .errors import CorruptImage, OverMemoryBudget
 from .image import DEFAULT_MAX_PIXELS, check_pixels, describe, open_image, orientation_of, pillow_turns_on_load
 
 # format -> (file extension, content type)
-FORMATS: dict[str, tuple[str, str]] = {"jpeg": ("jpg", "image/jpeg"), "webp": ("webp", "image/webp")}
+from .limits import FORMATS  # noqa: E402
 
 # EXIF orientation -> the transpose that shows the image upright (EXIF 2.32, tag 0x0112).
 _UPRIGHT = {

@@ -68,12 +68,16 @@ class App:
         return list(names) or [d.name for d in self.config.datasets]
 
     def sync(self, name: str, *, dry_run: bool = False, prune: bool = False, prefix: str = "",
-             progress: Progress | None = None) -> SyncResult:
+             progress: Progress | None = None, inventory: str | None = None) -> SyncResult:
+        """Sync one dataset from a listing of its storage, or from a bucket inventory whose
+        manifest is at `inventory` (a local path, s3://, gs:// or az:// URI)."""
+        listing = self._inventory_listing(name, inventory) if inventory else None
         return sync_dataset(
             self.catalogue, self.dataset(name), self.dataset_driver(name),
             prefix=prefix, dry_run=dry_run, prune=prune,
             max_delete_percent=self.config.sync.max_delete_percent, progress=progress,
             path_filter=self.path_filter(name), arrival_user=self.arrival_user(name),
+            listing=listing,
         )
 
     def arrival_user(self, name: str) -> dict:
@@ -82,6 +86,36 @@ class App:
         from .imports.controls import arrival_metadata
 
         return arrival_metadata(self.config.dataset(name).upload)
+
+    def _inventory_listing(self, name: str, uri: str):
+        from .sync import inventory  # pyarrow and the CSV reader: only for inventories
+
+        options = self.config.driver(self.config.dataset(name).driver)
+        kind, bucket, manifest = inventory.split_uri(uri)
+        if kind is None:
+            files = inventory.LocalFiles()
+        else:
+            # The inventory's bucket, read with the credentials of a driver of its kind:
+            # the dataset's own, else the first configured one.
+            like = options if options.kind == kind else next(
+                (d for d in self.config.drivers if d.kind == kind), None)
+            if like is None:
+                raise inventory.InventoryError(
+                    f"inventory {uri!r}: no {kind} driver in the config to read it with")
+            place = {"container" if kind == "azure" else "bucket": bucket}
+            reader = drivers.open_driver(like.model_copy(
+                update={**place, "path": "", "permissions": ("list", "get")}))
+            self._drivers[f"inventory {uri}"] = reader  # closed with the others
+            files = inventory.BucketFiles(reader, uri.split(":", 1)[0], bucket)
+        base = options.path + "/" if options.path else ""
+        source = getattr(options, "bucket", None) if options.kind == "s3" else None
+        self.last_inventory = inventory.InventoryInfo()
+
+        def listing(prefix: str, on_error):
+            return inventory.inventory_pages(files, manifest, base=base, prefix=prefix,
+                                             source_bucket=source, info=self.last_inventory)
+
+        return listing
 
     def jobs(self) -> JobQueue:
         settings = self.config.preprocess

@@ -155,6 +155,8 @@ class PreprocessConfig(_Section):
     memory_mb: int = Field(default=512, ge=16)
     video_preview: bool = False  # videos: also a 360p H.264 MP4 under .dataloop/previews/
     workers: int | None = Field(default=None, ge=0)  # processes; default: CPU count; 0: in-process
+    # Run the tasks on a Dask distributed cluster instead ("dask://HOST:PORT"); None: local pool.
+    executor: str | None = Field(default=None, pattern=r"^dask(\+tls)?://\S+$")
     max_attempts: int = Field(default=3, ge=1)  # tries before a job is failed (crashes, storage errors)
     lease_seconds: float = Field(default=60.0, gt=0)  # a silent runner's jobs are retaken after this
     retry_delay_seconds: float = Field(default=5.0, ge=0)  # first backoff after a storage error

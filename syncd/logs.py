@@ -6,11 +6,12 @@ import json
 import logging
 import sys
 
-from .catalogue import now_iso
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        from .catalogue import now_iso  # not at import: `syncd --version` needs no catalogue
+
         data = {"time": now_iso(), "level": record.levelname.lower(), "logger": record.name,
                 "message": record.getMessage()}
         for key in ("dataset", "item", "event", "job"):

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from syncd.app import App
 from syncd.cli import cli
 
-pytest_plugins = ["emulators"]  # S3/GCS/Azure emulator fixtures: see tests/emulators.py
+pytest_plugins = ["emulators", "postgres"]  # S3/GCS/Azure emulators, PostgreSQL: see those modules
 
 
 def write_config(path: Path, body: str) -> Path:

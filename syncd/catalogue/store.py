@@ -12,6 +12,7 @@ costing no extra index.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -23,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 
 from ..errors import CatalogueError, NotFoundError
 from .schema import MIGRATIONS, statements
@@ -70,9 +70,15 @@ class Catalogue:
         # A bounded page cache, big enough for a large sync's index inserts not to spill.
         self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         self._conn.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
-        self.db = sqlite_utils.Database(self._conn)
         self.migrate()
         self.instance = self._instance_id()
+
+    @functools.cached_property
+    def db(self):
+        """The catalogue as a sqlite-utils Database (imported on first use: it is slow to import)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self._conn)
 
     def _enable_wal(self) -> None:
         """Switch to WAL, waiting for another process that is creating the same catalogue:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 import signal
 
-# Each command module adds its commands to the group when imported.
-from . import daemon, downstream, drivers, imports, items, jobs, status, sync  # noqa: F401
-from .group import cli
+# Each command module adds its commands to the group when imported, and the group imports
+# only the module of the command being run (see group.py).
+from .group import COMMANDS, cli
 
 
 def _terminate(signum, frame) -> None:
@@ -24,4 +24,4 @@ def main() -> None:
     cli(prog_name="syncd")
 
 
-__all__ = ["cli", "main", "items", "jobs", "sync", "drivers", "daemon", "downstream"]
+__all__ = ["COMMANDS", "cli", "main"]

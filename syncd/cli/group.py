@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from .. import __version__
 from ..logs import setup_logging
+
+
+# command name -> the module that defines it (and adds it to `cli` when imported). Only the
+# module of the command being run is imported, so `syncd --version` or a sync of a local
+# folder never imports the daemon, Pillow, the cloud SDKs or an HTTP stack.
+COMMANDS = {
+    "daemon": "daemon", "drivers": "drivers", "import": "imports", "items": "items",
+    "jobs": "jobs", "put": "downstream", "rm": "downstream", "status": "status",
+    "sync": "sync", "upload": "imports", "webhooks": "status",
+}
 
 
 GLOBAL_OPTIONS = ("--config", "--log-level", "--log-format")  # each takes one value
@@ -36,6 +48,16 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 class SyncdGroup(click.Group):
     """The root group: global options anywhere on the line; an interrupt exits 130."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        # Commands are imported when first asked for (click's lazy-loading pattern);
+        # `--help` imports them all to list them.
+        if name not in self.commands and name in COMMANDS:
+            importlib.import_module(f"{__package__}.{COMMANDS[name]}")
+        return self.commands.get(name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(list(args)))

@@ -13,7 +13,10 @@ from .common import (
     EXIT_DELETES_REFUSED, EXIT_INTERRUPTED, EXIT_PARTIAL, CommandError, emit_json, json_option,
     pass_app, progress_bar,
 )
-from .jobs import describe, stop_on_signal
+
+
+# `preprocessed` when there was nothing to run: RunResult.as_json()'s keys, all zero.
+NO_JOBS = {"done": 0, "failed": 0, "cancelled": 0, "retried": 0, "worker_deaths": 0, "seconds": 0.0}
 
 
 @cli.command()
@@ -23,10 +26,14 @@ from .jobs import describe, stop_on_signal
               help="Remove items whose files are gone from storage (default: mark them missing).")
 @click.option("--no-preprocess", is_flag=True,
               help="Leave new items' preprocessing jobs queued (default: run them after syncing).")
+@click.option("--from-inventory", "inventory", metavar="URI",
+              help="Read the bucket's inventory (S3 Inventory, GCS Storage Insights or Azure Blob"
+                   " Inventory manifest: a path, s3://, gs:// or az:// URI) instead of listing;"
+                   " one dataset; deletes nothing.")
 @json_option
 @pass_app
 def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_preprocess: bool,
-         as_json: bool) -> None:
+         inventory: str | None, as_json: bool) -> None:
     """List storage and bring the catalogue in line: created, updated, moved, deleted.
 
     Syncs every configured dataset, or the DATASETS named, then runs their preprocessing
@@ -36,32 +43,53 @@ def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_pre
     partial = refused = False
     preprocess = not (dry_run or no_preprocess) and app.config.preprocess.enabled
     names = app.dataset_names(datasets)
+    if inventory and len(names) != 1:
+        raise CommandError("--from-inventory reads one bucket's inventory: name one dataset"
+                           f" (datasets: {', '.join(names)})", 2)
     for name in names:
         app.dataset_driver(name)  # imports its SDK and opens its client
     gc.freeze()  # see main(): what start-up made is long-lived
     for index, name in enumerate(names):
         with progress_bar(f"{name}: listing") as bar:
-            result = app.sync(name, dry_run=dry_run, prune=prune, progress=bar.update)
+            result = app.sync(name, dry_run=dry_run, prune=prune, progress=bar.update,
+                              inventory=inventory)
         partial |= result.errors > 0
-        refused |= result.deletes_skipped is not None
+        # An inventory sync never deletes, by design: that is no refusal (see deletes_skipped).
+        refused |= result.deletes_skipped is not None and not inventory
         output = result.as_json()
+        if inventory:
+            source = app.last_inventory
+            output["inventory"] = {"kind": source.kind, "manifest": source.where,
+                                   "snapshot": source.snapshot, "files": source.files,
+                                   "rows": source.rows}
         stopped = False
+        jobs = None
         if preprocess:
             # As `jobs run`: a signal stops claiming; jobs in flight finish, the rest stay
             # queued, and this dataset's summary is still printed.
             total = app.jobs().open_count(datasets=[app.dataset(name).id])
-            with stop_on_signal() as stop, \
-                    progress_bar(f"{name}: preprocessing", total=total, unit="item") as bar:
-                jobs = app.run_jobs([name], progress=bar.update, stop=stop)
-            stopped = stop.is_set()
-            output["preprocessed"] = jobs.as_json()  # failed jobs: see `syncd jobs list`
+            if total:  # else the worker pool (and Pillow) is not even imported
+                from .jobs import stop_on_signal
+
+                with stop_on_signal() as stop, \
+                        progress_bar(f"{name}: preprocessing", total=total, unit="item") as bar:
+                    jobs = app.run_jobs([name], progress=bar.update, stop=stop)
+                stopped = stop.is_set()
+            # failed jobs: see `syncd jobs list`
+            output["preprocessed"] = jobs.as_json() if jobs else dict(NO_JOBS)
         if as_json:
             emit_json(output)
         else:
             _report(result)
-            if preprocess:
+            if inventory:
+                click.echo(f"  from the {output['inventory']['kind']} inventory of"
+                           f" {output['inventory']['snapshot'] or 'unknown date'}: list or watch"
+                           " the bucket for what changed since")
+            if preprocess and jobs:
+                from .jobs import describe
+
                 click.echo(f"  {describe(jobs)}")
-        if result.deletes_skipped:
+        if result.deletes_skipped and not inventory:
             click.echo(f"syncd: warning: {name}: deletions not applied (exit code "
                        f"{EXIT_DELETES_REFUSED}): {result.deletes_skipped}", err=True)
         if stopped:

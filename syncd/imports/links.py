@@ -23,13 +23,15 @@ import posixpath
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from drivers import Driver, DriverError
 
 from ..errors import InputError
-from .fetch import Fetched, Fetcher
+
+if TYPE_CHECKING:  # the HTTP stack is imported by whoever makes a Fetcher
+    from .fetch import Fetched, Fetcher
 
 log = logging.getLogger(__name__)
 

@@ -188,7 +188,11 @@ class Runner:
         workers = settings.workers if workers is None else workers
         if workers is None:
             workers = os.cpu_count() or 1
-        if executor is None:
+        if executor is None and settings.executor:
+            from .executors import DaskExecutor  # only when a cluster is configured
+
+            self.factory = lambda: DaskExecutor(settings.executor)
+        elif executor is None:
             self.factory: ExecutorFactory | None = (
                 InlineExecutor if workers == 0 else lambda: process_pool(workers)
             )
@@ -301,6 +305,9 @@ class Runner:
             else:
                 self._pool = self.factory()
                 self._check_pool()
+                # A cluster says how many tasks it runs at once only once it is reached.
+                self.capacity = max(self.capacity,
+                                    IN_FLIGHT_PER_WORKER * getattr(self._pool, "_max_workers", 0))
         future = self._pool.submit(run_task, task)
         self._processes = list(getattr(self._pool, "_processes", {}).values())
         return future

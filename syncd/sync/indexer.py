@@ -60,6 +60,9 @@ class SyncResult:
 
 
 Progress = Callable[[int], None]  # called with the number of objects just listed
+# Another source of the listing than the driver (a bucket inventory): (prefix, on_error) ->
+# pages of (key, size, mtime, etag, md5), as Driver.list_pages yields them.
+Listing = Callable[[str, Callable[[str, str], None]], Iterator[list]]
 
 
 def sync_dataset(
@@ -74,14 +77,19 @@ def sync_dataset(
     progress: Progress | None = None,
     path_filter: PathFilter = NO_FILTER,
     arrival_user: dict | None = None,
+    listing: Listing | None = None,
 ) -> SyncResult:
     """List `driver` (under `prefix`) and bring `dataset`'s items in line with it. Keys that
     `path_filter` excludes are left out of the listing (so their items, if any, are gone).
+
+    With `listing` (an inventory: a snapshot, maybe older than the catalogue), the listing
+    comes from it instead and nothing is deleted: a later listing sync finds what is gone.
     New items get `arrival_user` as their user metadata (the upload controls' tags and batch)."""
     with _dataset_lock(catalogue, dataset):
         return _sync_locked(catalogue, dataset, driver, prefix=prefix, dry_run=dry_run,
                             prune=prune, max_delete_percent=max_delete_percent, progress=progress,
-                            path_filter=path_filter, arrival_user=arrival_user)
+                            path_filter=path_filter, arrival_user=arrival_user,
+                            listing=listing)
 
 
 @contextlib.contextmanager
@@ -105,17 +113,23 @@ def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
-                 progress, path_filter=NO_FILTER, arrival_user=None) -> SyncResult:
+                 progress, path_filter=NO_FILTER, arrival_user=None, listing=None) -> SyncResult:
     started = time.monotonic()
     result = SyncResult(dataset.name, dry_run=dry_run, pruned=prune)
     run_id = None if dry_run else runs.start_run(catalogue, dataset)
     try:
         with StagedListing(catalogue) as staged:
             errors: list[tuple[str, str]] = []
-            pages = driver.list_pages(prefix, on_error=lambda key, reason: errors.append((key, reason)))
+            def on_error(key: str, reason: str) -> None:
+                errors.append((key, reason))
+
+            if listing is not None:  # an inventory instead of the driver's listing
+                pages = listing(prefix, on_error)
+            else:
+                pages = driver.list_pages(prefix, on_error=on_error)
             if path_filter:
                 pages = filter_pages(pages, path_filter, result.excluded)
-            if driver.features.threaded_listing:
+            if listing is not None or driver.features.threaded_listing:
                 pages = prefetched(pages)
             staged.load(pages, progress)
             result.listed = staged.listed
@@ -133,7 +147,11 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
             result.unchanged = result.listed - result.created - result.moved - result.updated
             result.samples = staged.samples(plan, SAMPLE)
             present = catalogue.count_items(dataset)["present"] if result.deleted else 0
-            if present and 100.0 * result.deleted / present > max_delete_percent:
+            if listing is not None and result.deleted:
+                result.deletes_skipped = (f"{result.deleted} items are not in the inventory: an"
+                                          " inventory sync deletes nothing (a listing sync will)")
+                result.deleted = 0
+            elif present and 100.0 * result.deleted / present > max_delete_percent:
                 result.deletes_skipped = (
                     f"{result.deleted} of {present} items would be deleted, more than"
                     f" sync.max_delete_percent = {max_delete_percent}%"

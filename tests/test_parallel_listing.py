@@ -1,0 +1,85 @@
+"""Cloud listings in parallel by sub-folder (discovered with the delimiter) list exactly what
+one sequential listing does, on every cloud emulator, and stop their threads when closed."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from drivers import NotFound
+from emulators import new_store
+
+CLOUDS = ["s3", "gcs", "azure"]
+
+
+def keys(driver, prefix: str = "") -> list[str]:
+    return sorted(info.key for page in driver.list_pages(prefix) for info in page)
+
+
+def fill(store, names: list[str]) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda name: store.write_raw(f"{store.path}/{name}", name.encode()), names))
+
+
+@pytest.fixture(params=CLOUDS)
+def cloud_store(request, endpoint_for, tmp_path_factory):
+    return new_store(request.param, endpoint_for, tmp_path_factory)
+
+
+def test_parallel_listing_lists_what_the_sequential_one_does(cloud_store):
+    names = [f"p{i:02d}/img{j}.jpg" for i in range(12) for j in range(3)]
+    names += ["top.jpg", "p03/deeper/x.jpg", ".dataloopy/y.jpg"]
+    fill(cloud_store, names)
+    fill(cloud_store, [f".dataloop/thumbnails/{i}.jpg" for i in range(5)])
+    fill(cloud_store, ["sub/.dataloop/hidden-too.jpg"])  # a nested dataset's artifacts
+    cloud_store.write_raw(f"{cloud_store.path}/empty/", b"")  # a folder marker: no item
+    sequential = cloud_store.make(list_concurrency=1)
+    parallel = cloud_store.make(list_concurrency=4)
+    parallel.inner.page_size = 2  # discovery and folders both span several pages
+    assert keys(parallel) == keys(sequential) == sorted(names)
+    assert keys(parallel, "p03/") == ["p03/deeper/x.jpg", "p03/img0.jpg", "p03/img1.jpg",
+                                      "p03/img2.jpg"]
+
+
+def test_a_first_page_ending_inside_a_folder_lists_its_rest_and_the_folders_after(cloud_store):
+    names = [f"f{i}/x{j}.jpg" for i in range(5) for j in range(3)] + ["f1.jpg", "g.jpg", "f0.txt"]
+    fill(cloud_store, names)
+    driver = cloud_store.make(list_concurrency=3)
+    driver.inner.page_size = 2  # the first page ends inside f0/, with f0/x2.jpg still to come
+    assert keys(driver) == sorted(names)
+
+
+def test_a_flat_start_goes_on_as_one_plain_listing(cloud_store):
+    names = ["-a.jpg", ".b.jpg", "a.jpg", "b.jpg", "c.jpg", "d.jpg", "zz/later/x.jpg", "zz/y.jpg"]
+    fill(cloud_store, names)
+    fill(cloud_store, [f".dataloop/thumbnails/{i}.jpg" for i in range(3)])
+    driver = cloud_store.make(list_concurrency=4)
+    driver.inner.page_size = 2  # the first delimiter page is full and has no folder
+    assert keys(driver) == sorted(names)
+
+
+def test_one_top_folder_is_descended_into(cloud_store):
+    names = [f"only/f{i}/x{j}.jpg" for i in range(5) for j in range(2)]
+    fill(cloud_store, names)
+    driver = cloud_store.make(list_concurrency=3)
+    assert keys(driver) == sorted(names)
+
+
+def test_closing_a_parallel_listing_stops_its_threads(cloud_store):
+    fill(cloud_store, [f"p{i}/x{j}.jpg" for i in range(6) for j in range(4)])
+    driver = cloud_store.make(list_concurrency=3)
+    driver.inner.page_size = 1
+    before = {t.ident for t in threading.enumerate()}
+    pages = driver.list_pages()
+    next(iter(pages))
+    pages.close()
+    left = [t for t in threading.enumerate() if t.ident not in before and t.name == "syncd-list"]
+    assert left == []
+
+
+def test_a_missing_bucket_is_one_error(cloud_store):
+    driver = cloud_store.make(list_concurrency=4, bucket="no-such-bucket-x")
+    with pytest.raises(NotFound):
+        keys(driver)
