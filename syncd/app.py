@@ -9,6 +9,7 @@ import drivers
 from drivers import PermissionGuard
 
 from .catalogue import Catalogue, Dataset
+from .catalogue.archives import set_expanding
 from .catalogue.errors import catalogue_errors
 from .catalogue.outbox import set_subscriptions
 from .config import Config, load_config
@@ -36,6 +37,10 @@ class App:
                 # What the writers emit into the outbox, on any connection (catalogue/outbox.py).
                 set_subscriptions(self._catalogue,
                                   [(w.name, w.events) for w in self.config.webhooks])
+                # Which datasets' writers queue expand jobs for archives (catalogue/archives.py).
+                set_expanding(self._catalogue, [
+                    self._catalogue.ensure_dataset(d.name, d.driver).id
+                    for d in self.config.datasets if d.expand_archives])
         return self._catalogue
 
     def driver(self, name: str) -> PermissionGuard:
@@ -71,9 +76,16 @@ class App:
             self.catalogue, self.dataset(name), self.dataset_driver(name),
             prefix=prefix, dry_run=dry_run, prune=prune,
             max_delete_percent=self.config.sync.max_delete_percent, progress=progress,
-            path_filter=self.path_filter(name),
+            path_filter=self.path_filter(name), arrival_user=self.arrival_user(name),
             listing=listing,
         )
+
+    def arrival_user(self, name: str) -> dict:
+        """The user metadata (upload controls' tags and batch) of a file that arrives in the
+        dataset on its own: found by a sync or rescan, or by the daemon's events."""
+        from .imports.controls import arrival_metadata
+
+        return arrival_metadata(self.config.dataset(name).upload)
 
     def _inventory_listing(self, name: str, uri: str):
         from .sync import inventory  # pyarrow and the CSV reader: only for inventories

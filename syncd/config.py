@@ -113,6 +113,7 @@ class DatasetConfig(FilterRules):
     driver: str
     preprocessors: tuple[PreprocessorConfig, ...] = ()
     rescan_interval_seconds: float | None = Field(default=None, ge=0)  # else [daemon]'s
+    expand_archives: bool = False  # tar archives arriving in the dataset are expanded into items
 
 
 WEBHOOK_EVENTS = ("sync.finished", "item.created", "item.updated", "item.moved", "item.deleted",

@@ -59,16 +59,20 @@ def set_user_metadata(catalogue: Catalogue, dataset: Dataset,
                       updates: Iterable[tuple[str, dict[str, Any]]], *, replace: bool = False) -> list[str]:
     """Merge (or, with `replace`, set) each item's user metadata, all in one transaction:
     an unknown item raises NotFoundError and nothing is written. Returns the item ids."""
-    ids = []
     with catalogue.transaction(immediate=True):
-        for filename, values in updates:
-            row = items.find(catalogue, dataset, normalize_filename(filename))
-            if row is None:
-                raise NotFoundError(f"no item {normalize_filename(filename)!r} in dataset {dataset.name!r}")
-            user = {} if replace or not row["user"] else json.loads(row["user"])
-            items.set_metadata(catalogue, row["pk"], user=deep_merge(user, values))
-            ids.append(catalogue.item_id(row["pk"]))
-    return ids
+        return [merge_user_metadata(catalogue, dataset, filename, values, replace=replace)
+                for filename, values in updates]
+
+
+def merge_user_metadata(catalogue: Catalogue, dataset: Dataset, filename: str,
+                        values: dict[str, Any], *, replace: bool = False) -> str:
+    """In the caller's transaction: merge (or set) one item's user metadata; its id."""
+    row = items.find(catalogue, dataset, normalize_filename(filename))
+    if row is None:
+        raise NotFoundError(f"no item {normalize_filename(filename)!r} in dataset {dataset.name!r}")
+    user = {} if replace or not row["user"] else json.loads(row["user"])
+    items.set_metadata(catalogue, row["pk"], user=deep_merge(user, values))
+    return catalogue.item_id(row["pk"])
 
 
 def load_metadata_file(path: str | Path) -> list[tuple[str, dict[str, Any]]]:

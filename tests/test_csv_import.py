@@ -60,7 +60,7 @@ def test_mixed_good_and_bad_rows_and_the_failures_file_reimports_cleanly(fetch_a
     server = http_server
     down = server.route("/later.png", Response(503))  # fails now (after retries), fine later
     rows = [
-        ["", "https://cdn.example.com/a/cat.jpg", "", "", "link", "", '{"camera": "cam_01", "lot": 7}', "a cat"],
+        ["", "https://cdn.example.com/a/cat.jpg", "", "", "link", "", '{"user": {"camera": "cam_01"}, "lot": 7}', "a cat"],
         ["2", server.url("/dog.png"), "", "dog.png", "upload", "", '{"user": {"area": "north"}}', ""],
         ["3", "", base64.b64encode(PNG).decode(), "inline.png", "upload", "", "", ""],
         ["4", down, "", "later.png", "upload", "", "", ""],
@@ -82,7 +82,7 @@ def test_mixed_good_and_bad_rows_and_the_failures_file_reimports_cleanly(fetch_a
     assert sorted(items) == ["/shoot 1/catjpg_link.json", "/shoot 1/dog.png", "/shoot 1/inline.png"]
     link = items["/shoot 1/catjpg_link.json"]
     assert link["type"] == "link" and link["description"] == "a cat"
-    assert link["metadata"]["user"] == {"camera": "cam_01", "lot": 7}
+    assert link["metadata"]["user"] == {"camera": "cam_01"} and link["metadata"]["lot"] == 7
     assert link["metadata"]["system"]["shebang"]["linkInfo"]["ref"] == "https://cdn.example.com/a/cat.jpg"
     assert (storage / "shoot 1/catjpg_link.json").read_bytes() == link_bytes(
         url_link_info("https://cdn.example.com/a/cat.jpg"))
@@ -149,10 +149,10 @@ def test_reimporting_the_same_csv_duplicates_nothing(fetch_app, storage, tmp_pat
 def test_changed_content_or_metadata_updates_the_item(fetch_app, storage, tmp_path, http_server):
     http_server.route("/p.png", PNG)
     source = write_csv(tmp_path / "b.csv", ["URL", "action", "item_metadata"],
-                       [[http_server.url("/p.png"), "upload", '{"n": 1}']])
+                       [[http_server.url("/p.png"), "upload", '{"user": {"n": 1}}']])
     import_csv(fetch_app, "photos", source, fetcher=fast_fetcher())
     [item] = items_by_path(fetch_app).values()
-    write_csv(source, ["URL", "action", "item_metadata"], [[http_server.url("/p.png"), "upload", '{"n": 2}']])
+    write_csv(source, ["URL", "action", "item_metadata"], [[http_server.url("/p.png"), "upload", '{"user": {"n": 2}}']])
     assert counts(import_csv(fetch_app, "photos", source, fetcher=fast_fetcher())) == (1, 0, 1, 0, 0)
     http_server.route("/p.png", b"new content")
     assert counts(import_csv(fetch_app, "photos", source, fetcher=fast_fetcher())) == (1, 0, 0, 0, 1)
@@ -257,6 +257,39 @@ def test_item_metadata_must_be_an_object(fetch_app, tmp_path):
     errors = sorted(row[-1] for row in read_csv(result.failures)[1:])
     assert errors == ["m.csv row 1 (line 2): item_metadata: expected a JSON object",
                       "m.csv row 2 (line 3): item_metadata: not valid JSON: NaN is not JSON"]
+
+
+def test_item_metadata_sets_the_items_metadata_as_the_reference_sdk_does(fetch_app, tmp_path, run):
+    """`user` replaces metadata.user; other top-level keys become metadata.<key>, each replaced
+    when given again and kept when not; `system` is refused for its row alone."""
+    from syncd import usermeta
+
+    header = ["ID", "URL", "item_metadata"]
+    source = write_csv(tmp_path / "m.csv", header, [
+        ["a", "https://h.example/a.jpg", '{"user": {"camera": "cam_01", "lot": 7}, "project": {"site": "north"}}'],
+        ["b", "https://h.example/b.jpg", '{"system": {"mimetype": "text/plain"}, "user": {"x": 1}}'],
+        ["c", "https://h.example/c.jpg", '{"user": ["not", "an", "object"]}'],
+    ])
+    result = import_csv(fetch_app, "photos", source)
+    assert (result.created, result.failed) == (1, 2)
+    errors = sorted(row[-1] for row in read_csv(result.failures)[1:])
+    assert errors[0].startswith("m.csv row 2 (line 3): item_metadata: system: metadata.system is written by syncd")
+    assert errors[1] == "m.csv row 3 (line 4): item_metadata: user: expected a JSON object, got list"
+    ds = fetch_app.dataset("photos")
+    usermeta.set_user_metadata(fetch_app.catalogue, ds, [("/m/a_link.json", {"added": True})])
+
+    write_csv(source, header, [["a", "https://h.example/a.jpg", '{"user": {"camera": "cam_02"}, "note": "re-shot"}']])
+    again = import_csv(fetch_app, "photos", source)
+    assert (again.updated, again.failed) == (1, 0)
+    item = fetch_app.catalogue.get_item(ds, "/m/a_link.json")
+    metadata = item["metadata"]
+    assert metadata["user"] == {"camera": "cam_02"}  # replaced, not merged
+    assert (metadata["project"], metadata["note"]) == ({"site": "north"}, "re-shot")
+    assert metadata["system"]["shebang"]["linkInfo"]["ref"] == "https://h.example/a.jpg"
+    # The item JSON of the CLI carries the same keys, and a third import changes nothing.
+    [listed] = run.json_lines("items", "list", "photos")
+    assert listed["metadata"]["project"] == {"site": "north"}
+    assert counts(import_csv(fetch_app, "photos", source))[3] == 1
 
 
 def test_a_csv_that_breaks_off_midway_keeps_what_was_imported(fetch_app, storage, tmp_path):

@@ -7,6 +7,7 @@ import io
 import json
 from datetime import UTC, datetime
 
+import pytest
 from PIL import Image
 
 from conftest import Runner, local_config, put_file
@@ -119,3 +120,60 @@ def test_put_meta_sets_user_metadata_and_a_bad_pair_writes_nothing(run, app, sto
     assert "expected key=value" in result.stderr
     assert not (storage / "b.bin").exists()
     assert json.loads(json.dumps(item["metadata"]["user"]))["count"] == 3
+
+
+def test_put_meta_is_written_in_the_items_own_transaction(app, storage, tmp_path, monkeypatch):
+    """A crash while writing the metadata leaves no item without it: the item and its
+    metadata are committed together or not at all (the next sync catalogues the file)."""
+    from syncd.catalogue import items
+    from syncd.imports import downstream
+
+    local = put_file(tmp_path, "c.bin", "c")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed while writing the metadata")
+
+    monkeypatch.setattr(items, "set_metadata", crash)
+    with pytest.raises(RuntimeError, match="killed while writing"):
+        downstream.put(app, "photos", local, user={"camera": "cam_01"})
+    assert [i["filename"] for i in app.catalogue.iter_items(app.dataset("photos"))] == []
+    monkeypatch.undo()
+    item, _ = downstream.put(app, "photos", local, user={"camera": "cam_01"})
+    assert item["metadata"]["user"] == {"camera": "cam_01"}
+
+
+def test_files_that_arrive_get_tags_and_batch_but_are_never_sampled_refused_or_rewritten(tmp_path, storage):
+    """The daemon's events and a sync record tags and the batch on files that arrive on their
+    own; sampling, quotas and resizing do not apply to them (the user's own files in their own
+    storage), so every file is an item and no byte is rewritten."""
+    from daemon_support import ThreadDaemon, items, wait_for
+
+    upload = ('tags = ["field"]\nbatch_prefix = "drop"\nbatch_every = "daily"\n'
+              "sample_percent = 1\nsample_seed = 3\nquota_per_day = 1\nmax_size = 16\njpeg_quality = 20\n")
+    config = local_config(tmp_path, storage, name="daemon.toml", extra=f"""
+[datasets.upload]
+{upload}
+[daemon]
+debounce_seconds = 0.05
+
+[[sources]]
+kind = "watch"
+driver = "disk"
+""")
+    big = save(quadrants(200, 100))
+    batch = batch_name("drop", "daily", datetime.now(UTC))
+    db = tmp_path / "catalogue.db"
+    with ThreadDaemon(config):
+        put_file(storage, "a.jpg", big)
+        put_file(storage, "b.jpg", big + b"")
+        put_file(storage, "c.txt", "c")
+        wait_for(lambda: {"/a.jpg", "/b.jpg", "/c.txt"} <= set(items(db)), what="all arrivals")
+    for item in items(db).values():
+        assert item["metadata"]["user"] == {"tags": ["field"], "batch": batch}
+    assert (storage / "a.jpg").read_bytes() == big  # not resized nor re-encoded
+
+    # A file found by a sync (the daemon was down) gets the same.
+    put_file(storage, "later/d.jpg", big)
+    Runner(config)("sync", "--no-preprocess")
+    assert items(db)["/later/d.jpg"]["metadata"]["user"] == {"tags": ["field"], "batch": batch}
+    assert (storage / "later/d.jpg").read_bytes() == big

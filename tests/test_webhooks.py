@@ -272,6 +272,39 @@ def test_sync_emits_item_and_sync_events(tmp_path, storage, clock):
         ("item.updated", "/b.jpg")]
     finished = [e["data"] for e in receiver.events() if e["type"] == "sync.finished"]
     assert finished[0]["created"] == 2 and finished[1]["moved"] == 1
+    [moved] = [e["data"] for e in receiver.events() if e["type"] == "item.moved"]
+    assert (moved["filename"], moved["old_filename"]) == ("/c.jpg", "/a.jpg")
+
+
+def test_moves_seen_by_the_daemons_applier_carry_the_old_path(tmp_path, storage):
+    """A rename event, and a delete followed by the same content elsewhere within the move
+    window: both item.moved events name the path the item left."""
+    from syncd.catalogue.outbox import Outbox
+    from syncd.sync.events import ObjectDeleted, ObjectMoved
+
+    config = local_config(tmp_path, storage, extra=hook_config(tmp_path, storage, "http://127.0.0.1:9/"))
+    put_file(storage, "a.jpg", "a")
+    put_file(storage, "b.jpg", "b")
+    with App.from_file(config) as app:
+        applier = Applier(app.catalogue, lambda name: (app.dataset(name), app.dataset_driver(name)),
+                          move_window=30)
+
+        def ev(kind, key, **extra):
+            return kind(dataset="photos", key=key, source="test", received=time.time(), **extra)
+
+        try:
+            applier.apply([ev(ObjectCreated, "a.jpg"), ev(ObjectCreated, "b.jpg")])
+            (storage / "a.jpg").rename(storage / "renamed.jpg")
+            applier.apply([ev(ObjectMoved, "renamed.jpg", old_key="a.jpg")])
+            (storage / "b.jpg").rename(storage / "sub-b.jpg")
+            applier.apply([ev(ObjectDeleted, "b.jpg")])
+            applier.apply([ev(ObjectCreated, "sub-b.jpg")])
+        finally:
+            applier.close()
+        entries = Outbox(app.catalogue).claim("rx", time.time() + 60, limit=100, lease_seconds=60)
+        moved = [e.data for e in entries if e.event == "item.moved"]
+    assert [(m["old_filename"], m["filename"]) for m in moved] == [
+        ("/a.jpg", "/renamed.jpg"), ("/b.jpg", "/sub-b.jpg")]
 
 
 def test_daemon_killed_mid_delivery_delivers_everything_after_restart(tmp_path, storage):

@@ -13,7 +13,7 @@ from .jobs import Consequence
 from .listing import CONTENT_KEY
 from .store import Catalogue, Dataset, now_iso
 
-ROW_FIELDS = "pk, dataset_id, filename, type, size, mtime, etag, md5, state, system, user, missing_since"
+ROW_FIELDS = "pk, dataset_id, filename, type, size, mtime, etag, md5, state, system, user, extra, missing_since"
 
 
 def _rows(catalogue: Catalogue, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
@@ -41,30 +41,35 @@ def content_key(catalogue: Catalogue, *, size: int | None, etag: str | None, md5
 
 
 def insert(catalogue: Catalogue, dataset: Dataset, filename: str, *, size, mtime, etag, md5,
-           type: str = "file", system: dict | None = None, user: dict | None = None) -> int:
+           type: str = "file", system: dict | None = None, user: dict | None = None,
+           extra: dict | None = None) -> int:
     now = now_iso()
     return catalogue._conn.execute(
         """INSERT INTO items (dataset_id, filename, type, size, mtime, etag, md5, created_at,
-                              updated_at, system, user)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (dataset.id, filename, type, size, mtime, etag, md5, now, now, _dumps(system), _dumps(user)),
+                              updated_at, system, user, extra)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (dataset.id, filename, type, size, mtime, etag, md5, now, now, _dumps(system), _dumps(user),
+         _dumps(extra)),
     ).lastrowid
 
 
 def set_facts(catalogue: Catalogue, pk: int, filename: str, *, size, mtime, etag, md5) -> None:
-    """The item is present at `filename` with these storage facts."""
+    """The item is present at `filename` with these storage facts (a new path: it moved from
+    its old one, kept in `moved_from`)."""
     catalogue._conn.execute(
-        """UPDATE items SET filename = ?, size = ?, mtime = ?, etag = ?, md5 = ?, state = 'present',
-                  missing_since = NULL, updated_at = ? WHERE pk = ?""",
+        """UPDATE items SET moved_from = CASE WHEN filename <> ?1 THEN filename ELSE moved_from END,
+                  filename = ?1, size = ?2, mtime = ?3, etag = ?4, md5 = ?5, state = 'present',
+                  missing_since = NULL, updated_at = ?6 WHERE pk = ?7""",
         (filename, size, mtime, etag, md5, now_iso(), pk),
     )
 
 
 def set_metadata(catalogue: Catalogue, pk: int, *, type: str | None = None,
-                 system: dict | None = None, user: dict | None = None) -> None:
-    """Replace the item's type, system and/or user metadata (those given)."""
+                 system: dict | None = None, user: dict | None = None,
+                 extra: dict | None = None) -> None:
+    """Replace the item's type, system, user and/or other (`extra`) metadata (those given)."""
     sets, args = [], []
-    for column, value in (("type", type), ("system", system), ("user", user)):
+    for column, value in (("type", type), ("system", system), ("user", user), ("extra", extra)):
         if value is not None:
             sets.append(f"{column} = ?")
             args.append(value if column == "type" else _dumps(value))

@@ -32,7 +32,7 @@ from typing import Any
 
 from preprocess import FORMATS
 
-from . import outbox
+from . import archives, outbox
 from .store import Catalogue, now_iso
 
 PREPROCESS, CLEANUP = "preprocess", "cleanup"
@@ -259,6 +259,8 @@ class Consequence:
         latest job (cancelled cleanups aside) is a preprocess job that is pending, running,
         done or failed, i.e. unless its preprocessing (and artifacts) stand; NEVER.
     cleanup: queue a cleanup of the artifacts the items may have in storage.
+    expand: queue an expand job for the items that are tar archives, in datasets with
+        `expand_archives` (syncd.catalogue.archives).
     event: the webhook event it is (syncd.catalogue.outbox), if any; `event_present_only`:
         only for items still present (a ghost already reported is not reported again).
     """
@@ -269,6 +271,7 @@ class Consequence:
     cleanup: bool = False
     event: str | None = None
     event_present_only: bool = False
+    expand: bool = False  # queue an expand job for archives in datasets that expand them
 
 
 def apply_consequence(conn, consequence: Consequence, pks_sql: str, args: Sequence[Any] = (),
@@ -285,6 +288,8 @@ def apply_consequence(conn, consequence: Consequence, pks_sql: str, args: Sequen
         _cancel(conn, c.cancel, pks_sql, args, f"'{_sql_text(reason)}'", now)
     if c.cleanup:
         enqueue_cleanup(conn, pks_sql, now, args)
+    if c.expand:
+        archives.enqueue_expand(conn, pks_sql, args, now)
     if c.preprocess == ALWAYS:
         conn.execute(
             f"""INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)

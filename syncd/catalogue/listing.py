@@ -238,8 +238,9 @@ class StagedListing:
     # -- applying it ----------------------------------------------------------------------
 
     def apply(self, dataset: Dataset, plan: Plan, rules: Mapping[str, Consequence], *,
-              prune: bool, deletes: bool) -> None:
-        """Write the plan, with the jobs `rules` (change name -> Consequence) call for."""
+              prune: bool, deletes: bool, user: dict | None = None) -> None:
+        """Write the plan, with the jobs `rules` (change name -> Consequence) call for;
+        created items get `user` as their user metadata."""
         conn, catalogue = self.conn, self.catalogue
         now = now_iso()
         with catalogue.transaction(immediate=True):
@@ -260,10 +261,11 @@ class StagedListing:
                 before = conn.execute("SELECT coalesce(max(pk), 0) FROM items").fetchone()[0]
                 conn.execute(
                     f"""INSERT OR IGNORE INTO items (dataset_id, filename, size, mtime, etag, md5,
-                                                     created_at, updated_at)
-                        SELECT ?, path, size, mtime, etag, md5, ?, ? FROM ({fresh})
+                                                     created_at, updated_at, user)
+                        SELECT ?, path, size, mtime, etag, md5, ?, ?, ? FROM ({fresh})
                         WHERE n BETWEEN ? AND ? ORDER BY n""",
-                    (dataset.id, now, now, low, low + INSERT_CHUNK - 1),
+                    (dataset.id, now, now, json.dumps(user, ensure_ascii=False) if user else None,
+                     low, low + INSERT_CHUNK - 1),
                 )
                 jobs.apply_consequence(conn, rules["created"], "SELECT pk FROM items WHERE pk > ?",
                                   (before,), now=now)
@@ -275,7 +277,7 @@ class StagedListing:
         # for created items: a path that another writer (the daemon's event applier)
         # catalogued since the listing keeps its item.
         conn.execute(
-            """UPDATE OR IGNORE items SET filename = l.path, size = l.size, mtime = l.mtime,
+            """UPDATE OR IGNORE items SET moved_from = items.filename, filename = l.path, size = l.size, mtime = l.mtime,
                       etag = l.etag, md5 = l.md5, state = 'present', missing_since = NULL,
                       updated_at = ?
                FROM temp.moves m JOIN temp.listing l ON l.n = m.n WHERE items.pk = m.pk""",

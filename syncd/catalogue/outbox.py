@@ -71,9 +71,12 @@ def emit_items(conn, event: str, pks_sql: str, args: Sequence[Any] = (), *,
     for every webhook subscribed to it; `present_only`: only items still present."""
     if not _wanted(conn):
         return
+    # A move: the item's id and new path, and the path it moved from.
+    payload = (f"json_set({_ITEM_JSON}, '$.old_filename', i.moved_from)" if event == "item.moved"
+               else _ITEM_JSON)
     conn.execute(
         f"""INSERT INTO outbox (webhook, event, payload, created_at)
-            SELECT w.name, ?, {_ITEM_JSON}, ?
+            SELECT w.name, ?, {payload}, ?
             FROM items i JOIN datasets d ON d.id = i.dataset_id JOIN webhooks w
             WHERE i.pk IN ({pks_sql}) AND instr(w.events, ?) > 0
                   {"AND i.state = 'present'" if present_only else ""}

@@ -102,6 +102,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_due ON outbox(webhook, next_at) WHERE state = 'pending';
     """,
+    # 4 -> 5: the item's other top-level metadata keys (metadata.<key> beside system and user),
+    # as the reference SDK's item_metadata sets them
+    """
+    ALTER TABLE items ADD COLUMN extra TEXT;  -- JSON: {"<key>": value} for metadata.<key>
+    """,
+    # 5 -> 6: the path an item last moved from (the item.moved webhook event carries it)
+    """
+    ALTER TABLE items ADD COLUMN moved_from TEXT;
+    """,
+    # 6 -> 7: datasets whose tar archives are expanded into items (catalogue/archives.py)
+    """
+    ALTER TABLE datasets ADD COLUMN expand_archives INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -50,7 +50,7 @@ class Dataset:
     synced_at: str | None
 
 
-ITEM_COLUMNS = "pk, dataset_id, filename, type, size, mtime, etag, md5, state, created_at, updated_at, system, user"
+ITEM_COLUMNS = "pk, dataset_id, filename, type, size, mtime, etag, md5, state, created_at, updated_at, system, user, extra"
 
 
 class Catalogue:
@@ -266,6 +266,8 @@ class Catalogue:
             "metadata": {
                 "system": system,
                 "user": json.loads(row["user"]) if row["user"] else {},
+                # other top-level keys (the reference SDK's item_metadata); never system or user
+                **(json.loads(row["extra"]) if row["extra"] else {}),
             },
         }
         if description is not None:

@@ -31,8 +31,9 @@ def import_links(app: App, files: tuple[str, ...], dataset: str, folder: str, as
     """Import link JSON files (the reference platform's format) as linked items.
 
     Each is written into the dataset's storage as <name>_link.json: a file already named that
-    way keeps its name, any other is named from its URL as the reference SDK does. Every file
-    is checked before anything is written. --json: one object per file."""
+    way keeps its name, any other is named from its URL as the reference SDK does (an id
+    link: from its item id). Every file is checked before anything is written; an id link to
+    no item of this catalogue fails alone. --json: one object per file."""
     with progress_bar("links", total=len(files), unit="file") as bar:
         result, outcomes = import_link_files(app, dataset, files, folder=folder, progress=bar.update)
     for outcome in outcomes:

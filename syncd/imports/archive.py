@@ -20,13 +20,16 @@ import posixpath
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from drivers import DriverError
 from drivers.base import check_key
 
 from ..app import App
+from ..catalogue import Dataset
+from ..catalogue.archives import SUFFIXES
 from ..errors import InputError
 from .batch import (
     DEFAULT_BATCH, FailuresFile, ImportResult, Outcome, Progress, Task, _folder, retry_column,
@@ -36,7 +39,6 @@ from .writes import Content, ItemFacts
 
 SPOOL_BYTES = 1024 * 1024  # a member's bytes kept in memory up to this, then on disk
 CHUNK = 1024 * 1024
-SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".tar")
 
 
 def archive_name(source: Path) -> str:
@@ -63,11 +65,34 @@ def import_tar(app: App, dataset: str, source: str | os.PathLike[str], *, folder
     ds = app.dataset(dataset)
     result = ImportResult(ds.name, str(source), target)
     try:
-        archive = tarfile.open(source, mode="r|*")  # noqa: SIM115 - closed below
-    except (OSError, tarfile.TarError) as error:
-        raise InputError(f"{source}: not a readable tar archive: {error}") from None
+        stream = open(source, "rb")  # noqa: SIM115 - closed below
+    except OSError as error:
+        raise InputError(f"{source}: not a readable tar archive: {error.strerror or error}") from None
     failures_file = FailuresFile(Path(failures) if failures else
                                  source.with_name(f"{archive_name(source)}.failures.csv"), ["member"])
+    with stream:
+        expand_stream(app, ds, result, stream, source.name, target, wanted=wanted,
+                      batch_size=batch_size, progress=progress, failures=failures_file,
+                      on_failure=lambda outcome: failures_file.add([outcome.ref], outcome.error),
+                      overwrite=overwrite)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def expand_stream(app: App, ds: Dataset, result: ImportResult, stream: BinaryIO, source_name: str,
+                  target: str, *, wanted: set[str] | None = None, batch_size: int = DEFAULT_BATCH,
+                  progress: Progress | None = None, failures=None,
+                  on_failure: Callable[[Outcome], None] | None = None,
+                  system: dict[str, Any] | None = None, overwrite: bool = False) -> ImportResult:
+    """Expand the tar archive read from `stream` (front to back, never seeked: a local file or
+    a storage object's body) into `target`; each member's outcome is counted in `result`, a
+    failed one's error naming `source_name` and the member. `system` is recorded in each
+    member item's metadata.system. Without `overwrite`, a member whose path holds other
+    content fails instead of replacing it."""
+    try:
+        archive = tarfile.open(fileobj=stream, mode="r|*")  # noqa: SIM115 - closed below
+    except (OSError, tarfile.TarError) as error:
+        raise InputError(f"{source_name}: not a readable tar archive: {error}") from None
     seen: set[str] = set()
 
     def tasks() -> Iterator[tuple[str, Task | Exception]]:
@@ -76,27 +101,27 @@ def import_tar(app: App, dataset: str, source: str | os.PathLike[str], *, folder
                 if member.isdir() or (wanted is not None and member.name not in wanted):
                     continue
                 try:
-                    yield member.name, _member_task(archive, member, target, seen, source)
+                    yield member.name, _member_task(archive, member, target, seen, source_name, system)
                 except (InputError, DriverError) as error:
                     yield member.name, error
         except (tarfile.TarError, EOFError, OSError) as error:
-            raise InputError(f"{source}: the archive breaks off: {error} (members after it were not read)") from None
+            raise InputError(f"{source_name}: the archive breaks off: {error} (members after it were not read)") from None
 
-    def on_failure(outcome: Outcome) -> None:
-        if not outcome.error.startswith(f"{source.name}: "):
-            outcome.error = f"{source.name}: {outcome.ref}: {outcome.error}"
-        failures_file.add([outcome.ref], outcome.error)
+    def failed(outcome: Outcome) -> None:
+        if not outcome.error.startswith(f"{source_name}: "):
+            outcome.error = f"{source_name}: {outcome.ref}: {outcome.error}"
+        if on_failure is not None:
+            on_failure(outcome)
 
     with archive:
         run_import(app, ds, result, tasks(), batch_size=batch_size, progress=progress,
-                   failures=failures_file, on_failure=on_failure, overwrite=overwrite)
-    result.seconds = time.monotonic() - started
+                   failures=failures, on_failure=failed, overwrite=overwrite)
     return result
 
 
 def _member_task(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str, seen: set[str],
-                 source: Path) -> Task:
-    where = f"{source.name}: {member.name}"
+                 source_name: str, system: dict[str, Any] | None = None) -> Task:
+    where = f"{source_name}: {member.name}"
     if not member.isfile():
         kind = "a symbolic link" if member.issym() else "a hard link" if member.islnk() else "not a regular file"
         raise InputError(f"{where}: {kind}; only files are imported")
@@ -121,5 +146,6 @@ def _member_task(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str,
         spool.write(chunk)
         size += len(chunk)
     content = Content(spool, digest.hexdigest(), size)
-    return Task(filename, lambda: content, ItemFacts("file"), mimetypes.guess_type(name)[0])
+    return Task(filename, lambda: content, ItemFacts("file", dict(system or {})),
+                mimetypes.guess_type(name)[0])
 

@@ -41,8 +41,11 @@ from ..sync.filters import NO_FILTER, PathFilter
 from .controls import Controls
 from . import dialects
 from .fetch import Fetcher, FetchPolicy
+from .idlinks import link_target
 from .links import (
+    ID_LINK,
     LINK_SUFFIX,
+    MAX_LINK_BYTES,
     LinkError,
     check_url,
     link_bytes,
@@ -389,10 +392,14 @@ def import_csv(app: App, dataset: str, source: str | os.PathLike[str], *, folder
         seen: dict[str, int] = {}
         dialect = dialects.detect(header)
 
+        def check_id(ref: str, where: str) -> None:  # on this thread: the catalogue's
+            link_target(app.catalogue, ref, where=where)
+
         def tasks() -> Iterator[tuple[CsvRow, Task | Exception]]:
             for row in rows:
                 try:
-                    yield row, _csv_task(row, source, target, seen, fetcher, dialect=dialect, base=base)
+                    yield row, _csv_task(row, source, target, seen, fetcher, dialect=dialect, base=base,
+                                         check_id=check_id)
                 except (InputError, ValueError) as error:
                     yield row, error
 
@@ -502,7 +509,8 @@ def _csv_columns(source: Path, header: list[str]) -> list[str | None]:
 
 
 def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
-              fetcher: Fetcher, *, dialect: str = dialects.REFERENCE, base: str = "/") -> Task:
+              fetcher: Fetcher, *, dialect: str = dialects.REFERENCE, base: str = "/",
+              check_id: Callable[[str, str], None] | None = None) -> Task:
     where = row.where(source)
     values = row.values
     if "__error__" in values:
@@ -524,8 +532,13 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
     local = values.get("path")
     if not url and not data and local is None:
         raise fail("URL", "empty, and so is image_bytes: a row needs one of them")
-    user = {**values.get("user", {}), **_user_metadata(values.get("item_metadata", ""), fail)}
+    given_user, extra = _item_metadata(values.get("item_metadata", ""), fail)
+    user = {**values.get("user", {}), **(given_user or {})}
     description = values.get("item_description") or None
+
+    def facts(type: str, system: dict[str, Any]) -> ItemFacts:
+        return ItemFacts(type, system, user, description, replace_user=given_user is not None,
+                         extra=extra)
 
     if action == "link":
         if not url:
@@ -542,7 +555,14 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
         filename = _inside(target, link_filename(name), fail)
         content = link_bytes(info)
         task = Task(filename, lambda: Content.of_bytes(content),
-                    ItemFacts("link", link_system(info), user, description), "application/json")
+                    facts("link", link_system(info)), "application/json")
+    elif local is not None and local.name.endswith(LINK_SUFFIX):
+        # A link file to upload (the reference SDK uploads links this way): a linked item.
+        info = _local_link(local, f"{where}: local_path {local.name}", check_id)
+        filename = _inside(target, name if name.endswith(LINK_SUFFIX) else link_filename(name), fail)
+        content = link_bytes(info)
+        task = Task(filename, lambda: Content.of_bytes(content), facts("link", link_system(info)),
+                    "application/json")
     else:
         if local is not None:
             def load(local=local) -> Content:
@@ -569,7 +589,7 @@ def _csv_task(row: CsvRow, source: Path, target: str, seen: dict[str, int],
         filename = _inside(target, name, fail)
         mimetype = mimetype or mimetypes.guess_type(name)[0]
         system = {"mimetype": mimetype} if mimetype else {}
-        task = Task(filename, load, ItemFacts("file", system, user, description), mimetype)
+        task = Task(filename, load, facts("file", system), mimetype)
     try:
         check_key(task.filename.lstrip("/"))
     except DriverError as error:
@@ -588,9 +608,29 @@ def _inside(target: str, name: str, fail) -> str:
     return posixpath.join(target, name)
 
 
-def _user_metadata(text: str, fail) -> dict[str, Any]:
+def _local_link(path: Path, where: str, check_id: Callable[[str, str], None] | None) -> dict[str, Any]:
+    """The linkInfo of a local link file; an id link must name an item of this catalogue."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_LINK_BYTES + 1)
+    except OSError as error:
+        raise InputError(f"{where}: cannot read: {error.strerror or error}") from None
+    if len(data) > MAX_LINK_BYTES:
+        raise InputError(f"{where}: larger than a link file ({MAX_LINK_BYTES} bytes at most)")
+    info = parse_link(data, source=where)
+    if info["type"] == ID_LINK:
+        if check_id is None:
+            raise LinkError(f"{where}: id links are only accepted where the catalogue is known")
+        check_id(info["ref"], where)
+    return info
+
+
+def _item_metadata(text: str, fail) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The reference SDK's `item_metadata` (the item's whole `metadata`): (its `user`, to
+    replace metadata.user, or None when not given; its other top-level keys, each to replace
+    metadata.<key>). `system` is refused: syncd writes it."""
     if not text.strip():
-        return {}
+        return None, {}
     try:
         value = json.loads(text, parse_constant=_no_constants)
     except (json.JSONDecodeError, ValueError) as error:
@@ -598,9 +638,13 @@ def _user_metadata(text: str, fail) -> dict[str, Any]:
         raise fail("item_metadata", f"not valid JSON: {reason}") from None
     if not isinstance(value, dict):
         raise fail("item_metadata", "expected a JSON object")
-    if list(value) == ["user"] and isinstance(value["user"], dict):
-        value = value["user"]  # the reference's {"user": {...}} shape
-    return value
+    if "system" in value:
+        raise fail("item_metadata", "system: metadata.system is written by syncd, not by imports;"
+                   " put the keys under \"user\"")
+    user = value.pop("user", None)
+    if user is not None and not isinstance(user, dict):
+        raise fail("item_metadata", f"user: expected a JSON object, got {type(user).__name__}")
+    return user, value
 
 
 def _no_constants(name: str):
@@ -627,7 +671,7 @@ def import_link_files(app: App, dataset: str, files: Iterable[str | os.PathLike[
     raises InputError naming it and the key, and nothing is written."""
     started = time.monotonic()
     base = _folder(folder)
-    tasks: list[tuple[str, Task]] = []
+    tasks: list[tuple[str, Task | Exception]] = []
     seen: dict[str, str] = {}
     for file in map(Path, files):
         try:
@@ -635,7 +679,13 @@ def import_link_files(app: App, dataset: str, files: Iterable[str | os.PathLike[
         except OSError as error:
             raise InputError(f"{file}: cannot read: {error.strerror or error}") from None
         info = parse_link(data, source=str(file))
-        name = file.name if file.name.endswith(LINK_SUFFIX) else link_filename(url_link_name(info["ref"]))
+        if info["type"] == ID_LINK:
+            try:  # well formed, but its item may not be here: this file fails alone
+                link_target(app.catalogue, info["ref"], where=str(file))
+            except LinkError as error:
+                tasks.append((str(file), error))
+                continue
+        name = file.name if file.name.endswith(LINK_SUFFIX) else link_filename(_link_name(info))
         if name == LINK_SUFFIX:
             raise InputError(f"{file}: metadata.linkInfo.ref: no name can be taken from "
                              f"{info['ref']!r}; name the file <name>{LINK_SUFFIX}")
@@ -653,6 +703,12 @@ def import_link_files(app: App, dataset: str, files: Iterable[str | os.PathLike[
                on_outcome=outcomes.append)
     result.seconds = time.monotonic() - started
     return result, outcomes
+
+
+def _link_name(info: dict[str, Any]) -> str:
+    """A link's name when its file does not give one: from its URL as the reference SDK
+    names URL links, or an id link's item id."""
+    return info["ref"] if info["type"] == ID_LINK else url_link_name(info["ref"])
 
 
 # -- folder upload --------------------------------------------------------------------------

@@ -114,6 +114,19 @@ class Controls:
         return report
 
 
+def arrival_metadata(settings: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """What a file that arrives in the dataset on its own (the daemon's events, a sync or
+    rescan) gets in `metadata.user` from the upload controls: `tags` and the `batch` of now.
+    Sampling, quotas and resizing are not applied to such files (README: Upload controls)."""
+    user: dict[str, Any] = {}
+    if settings.tags:
+        user["tags"] = list(settings.tags)
+    batch = batch_name(settings.batch_prefix, settings.batch_every, now or datetime.now(UTC))
+    if batch is not None:
+        user["batch"] = batch
+    return user
+
+
 def _resized(content: Content, max_size: int | None, quality: int | None) -> Content:
     """An image's bytes fitted into max_size x max_size (aspect kept) and JPEGs re-encoded at
     `quality`; anything Pillow cannot read, and images already small enough that need no

@@ -64,16 +64,20 @@ def put(app: App, dataset: str, local: str | os.PathLike[str], remote: str | Non
     with open(path, "rb") as stream:
         info = driver.put(key, stream, content_type=content_type)
     applier = _applier(app)
+
+    def set_meta(change: Applied) -> None:
+        # In the item's own transaction: no reader (nor webhook receiver fetching the item)
+        # sees it without the metadata it was put with.
+        from ..usermeta import merge_user_metadata
+
+        merge_user_metadata(app.catalogue, app.dataset(dataset), "/" + key, user)
+
     try:
         change = applier.reconcile(
             ObjectCreated(dataset=dataset, key=key, source="downstream", received=time.time(),
-                          etag=info.etag, size=info.size), info)
+                          etag=info.etag, size=info.size), info, then=set_meta if user else None)
     finally:
         applier.close()
-    if user:
-        from ..usermeta import set_user_metadata
-
-        set_user_metadata(app.catalogue, app.dataset(dataset), [("/" + key, user)])
     return app.catalogue.get_item(app.dataset(dataset), "/" + key), change
 
 

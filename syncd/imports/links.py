@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the HTTP stack is imported by whoever makes a Fetcher
 log = logging.getLogger(__name__)
 
 LINK_SUFFIX = "_link.json"
+ID_LINK = "id"  # linkInfo.type of a link to another item of the same catalogue, by its id
 MAX_LINK_BYTES = 16 * 1024  # a JSON file larger than this is never read as a link during a sync
 READERS = 8  # link files read at once during a sync
 
@@ -116,22 +117,34 @@ def link_info_of(document: Any, *, source: str) -> dict[str, Any]:
     info = metadata.get("linkInfo")
     if not isinstance(info, dict):
         raise fail("metadata.linkInfo", "missing" if info is None else f"expected an object, got {_json_type(info)}")
-    if info.get("type") != "url":
+    if info.get("type") not in ("url", ID_LINK):
         raise fail("metadata.linkInfo.type",
-                   f"expected \"url\", got {json.dumps(info.get('type'))} (only URL links are supported)")
-    check_url(info.get("ref"), where="metadata.linkInfo.ref", source=source)
+                   f"expected \"url\" or \"id\", got {json.dumps(info.get('type'))}")
+    if info["type"] == ID_LINK:
+        ref = info.get("ref")
+        if not isinstance(ref, str) or not ref.strip():
+            raise fail("metadata.linkInfo.ref", "missing (the id of an item of this catalogue)")
+    else:
+        check_url(info.get("ref"), where="metadata.linkInfo.ref", source=source)
     mimetype = info.get("mimetype")
     if mimetype is not None and (not isinstance(mimetype, str) or not mimetype.strip()):
         raise fail("metadata.linkInfo.mimetype", f"expected a non-empty string, got {json.dumps(mimetype)}")
     result = dict(info)
+    if info["type"] == ID_LINK:
+        result["ref"] = info["ref"].strip()
+        if mimetype is None:
+            result.pop("mimetype", None)  # the target's, found when it is preprocessed
+        return result
     result["mimetype"] = mimetype or url_mimetype(info["ref"])
     return result
 
 
 def link_system(link_info: dict[str, Any]) -> dict[str, Any]:
     """What a linked item keeps in its `metadata.system`."""
-    return {"shebang": {"dltype": "link", "linkInfo": dict(link_info)},
-            "mimetype": link_info.get("mimetype")}
+    system = {"shebang": {"dltype": "link", "linkInfo": dict(link_info)}}
+    if link_info.get("mimetype"):
+        system["mimetype"] = link_info["mimetype"]
+    return system
 
 
 def item_link_info(item: dict[str, Any]) -> dict[str, Any] | None:
@@ -146,6 +159,14 @@ def open_linked(item: dict[str, Any], fetcher: Fetcher) -> Fetched:
     size cap, timeouts, retries), for preprocessing; it is never written to storage.
     Close the result. Raises LinkError if the item is not a URL link, else FetchError."""
     return fetcher.fetch(_link_url(item))
+
+
+def item_link_target(item: dict[str, Any]) -> str | None:
+    """The item id an id link (linkInfo.type "id") points at, else None."""
+    info = item_link_info(item)
+    if info and info.get("type") == ID_LINK and isinstance(info.get("ref"), str):
+        return info["ref"]
+    return None
 
 
 def _link_url(item: dict[str, Any]) -> str:

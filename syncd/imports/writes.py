@@ -72,6 +72,10 @@ class ItemFacts:
     system: dict[str, Any] = field(default_factory=dict)  # merged into metadata.system
     user: dict[str, Any] = field(default_factory=dict)  # merged into metadata.user
     description: str | None = None
+    # The reference SDK's item_metadata: `user` replaces metadata.user instead of merging into
+    # it, and each other top-level key replaces metadata.<key> (as dict.update does).
+    replace_user: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def key_of(filename: str) -> str:
@@ -140,24 +144,28 @@ def record(catalogue: Catalogue, dataset: Dataset, stored: Stored, facts: ItemFa
             info = stored.info
             pk = items.insert(catalogue, dataset, filename, size=info.size, mtime=info.mtime,
                               etag=info.etag, md5=info.md5, type=facts.type, system=system_patch,
-                              user=facts.user)
+                              user=facts.user, extra=facts.extra)
             items.apply_rule(catalogue, RULES[Change.CREATED], [pk])
             return "created", catalogue.item_id(pk)
         pk = row["pk"]
         system = json.loads(row["system"]) if row["system"] else {}
         user = json.loads(row["user"]) if row["user"] else {}
         new_system = deep_merge(system, system_patch)
-        new_user = deep_merge(user, facts.user)
+        new_user = dict(facts.user) if facts.replace_user else deep_merge(user, facts.user)
+        extra = json.loads(row["extra"]) if row["extra"] else {}
+        new_extra = {**extra, **facts.extra}
         info = stored.info
         if info is None:
-            if (new_system, new_user, facts.type) == (system, user, row["type"]):
+            if (new_system, new_user, new_extra, facts.type) == (system, user, extra, row["type"]):
                 return "unchanged", catalogue.item_id(pk)
-            items.set_metadata(catalogue, pk, type=facts.type, system=new_system, user=new_user)
+            items.set_metadata(catalogue, pk, type=facts.type, system=new_system, user=new_user,
+                               extra=new_extra)
             return "updated", catalogue.item_id(pk)
         same_content = (row["size"], row["etag"], row["md5"]) == (info.size, info.etag, info.md5)
         items.set_facts(catalogue, pk, filename, size=info.size, mtime=info.mtime, etag=info.etag,
                         md5=info.md5)
-        items.set_metadata(catalogue, pk, type=facts.type, system=new_system, user=new_user)
+        items.set_metadata(catalogue, pk, type=facts.type, system=new_system, user=new_user,
+                           extra=new_extra)
         if not same_content:
             items.apply_rule(catalogue, RULES[Change.CONTENT_CHANGED], [pk])
         elif row["state"] != "present":

@@ -32,7 +32,10 @@ import preprocess
 
 from ..catalogue import Dataset, items, now_iso, outbox
 from ..errors import ConfigError, SyncdError
+from ..catalogue.archives import EXPAND
 from ..catalogue.jobs import CLEANUP, PREPROCESS, Job, JobQueue
+from ..imports.idlinks import link_target
+from ..imports.links import LinkError, item_link_target
 from ..sync import rules
 from .worker import STOP_SIGNAL, Preprocessor, Task, TaskResult, init_worker, ping, run_task
 
@@ -214,14 +217,15 @@ class Runner:
         renewed = self.clock()
         try:
             while True:
+                recorded = False
                 if suspects and not inflight:
                     job, task = suspects.popleft()
                     inflight[self._submit(task)] = (job, task)
                     solo = True
                 elif not suspects and not self.stop.is_set():
-                    self._fill(inflight)
+                    recorded = self._fill(inflight)
                 if not inflight:
-                    if suspects:
+                    if suspects or recorded:  # a job ended here may have let another be claimed
                         continue
                     if self.stop.is_set():
                         break
@@ -277,10 +281,11 @@ class Runner:
                 pass  # already gone
         return True
 
-    def _fill(self, inflight: dict[Future, tuple[Job, Task]]) -> None:
+    def _fill(self, inflight: dict[Future, tuple[Job, Task]]) -> bool:
+        """Claim jobs into `inflight`; True if some ended here without a worker (recorded)."""
         room = self.capacity - len(inflight)
         if room <= 0:
-            return
+            return False
         jobs = self.queue.claim(room, datasets=self.dataset_ids)
         unrunnable = []
         for job in jobs:
@@ -291,6 +296,7 @@ class Runner:
                 inflight[self._submit(task)] = (job, task)
         if unrunnable:
             self._record(unrunnable)
+        return bool(unrunnable)
 
     def _submit(self, task: Task) -> Future:
         if self._pool is None:
@@ -363,6 +369,10 @@ class Runner:
                 driver = self.config.driver(job.payload.get("driver", ""))
                 keys = tuple(dict.fromkeys(k for k in job.payload.get("keys", ()) if k))
                 return Task(job.id, CLEANUP, driver, keys=keys)
+            if job.kind == EXPAND:  # on this thread: it writes items (syncd.jobs.expand)
+                from .expand import expand_job
+
+                return expand_job(self.app, job, renew=lambda: self.queue.renew([job.id]))
             if job.kind != PREPROCESS:
                 return TaskResult(job.id, "failed", errors=[f"unknown job kind {job.kind!r}"])
             row = self.app.catalogue.item_row_by_pk(job.item_pk)
@@ -373,11 +383,15 @@ class Runner:
             dataset = self._dataset(row["dataset_id"])
             dataset_config = self.config.dataset(dataset.name)
             item = self.app.catalogue.item_json(dataset, row)
+            try:
+                source = self._link_source(item) if row["type"] == "link" else None
+            except LinkError as error:
+                return TaskResult(job.id, "failed", errors=[str(error)])
             return Task(
                 job.id, PREPROCESS, self.config.driver(dataset_config.driver),
                 item_id=item["id"], item_type=row["type"], key=row["filename"].lstrip("/"),
                 size=None if row["type"] == "link" else row["size"], item=item,
-                options=self.options, fetch=self.config.fetch,
+                options=self.options, fetch=self.config.fetch, source=source,
                 preprocessors=tuple(
                     Preprocessor(p.target, p.mimetypes, p.key, p.entry_point, p.input)
                     for p in dataset_config.preprocessors
@@ -385,6 +399,15 @@ class Runner:
             )
         except ConfigError as error:
             return TaskResult(job.id, "failed", errors=[str(error)])
+
+    def _link_source(self, item: dict[str, Any]):
+        """An id link's bytes: (the target dataset's driver, key, size); None for URL links."""
+        ref = item_link_target(item)
+        if ref is None:
+            return None
+        target = link_target(self.app.catalogue, ref, where=item["filename"])
+        return (self.config.driver(self.config.dataset(target.dataset).driver), target.key,
+                target.size)
 
     def _dataset(self, dataset_id: int) -> Dataset:
         if dataset_id not in self._datasets:

@@ -70,6 +70,8 @@ class Task:
     preprocessors: tuple[Preprocessor, ...] = ()
     keys: tuple[str, ...] = ()  # cleanup: artifact keys to delete
     fetch: Any = None  # the [fetch] section (syncd.config.FetchConfig), for linked items
+    # An id link's bytes: (the target item's driver options, key, size) (syncd.imports.idlinks)
+    source: tuple[DriverOptions, str, int | None] | None = None
 
 
 @dataclass
@@ -304,7 +306,11 @@ def driver_source(task: Task, driver: Driver) -> preprocess.ByteSource:
 
 def link_source(task: Task, driver: Driver) -> preprocess.ByteSource:
     """Item type 'link': the binary its URL points at, fetched under the [fetch] policy
-    (never written to storage; its thumbnail is, under the link item's id)."""
+    (never written to storage; its thumbnail is, under the link item's id); for an id link,
+    the target item's object, read through its own dataset's driver."""
+    if task.source is not None:
+        options, key, size = task.source
+        return DriverSource(_driver(options), key, size)
     from ..imports.fetch import Fetcher, FetchPolicy
     from ..imports.links import LinkedSource
 

@@ -68,8 +68,11 @@ class Applier:
     def __init__(self, catalogue: Catalogue, resolve: Resolve, *, move_window: float = 30.0,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
-                 path_filter: Callable[[str], PathFilter] = lambda _name: NO_FILTER):
+                 path_filter: Callable[[str], PathFilter] = lambda _name: NO_FILTER,
+                 arrival_user: Callable[[str], dict] = lambda _name: {}):
         self.catalogue = catalogue
+        # dataset name -> the user metadata a file that arrives gets (tags, batch)
+        self.arrival_user = arrival_user
         self.resolve = resolve
         # dataset name -> its filter. An excluded key is as good as absent from storage: no
         # item is made for it, an item already there goes, and a rename from an excluded
@@ -118,11 +121,15 @@ class Applier:
             _log(change)
         return changes
 
-    def reconcile(self, event: Event, info: ObjectInfo | None) -> Applied:
-        """Apply one event whose storage facts the caller already has (a downstream put)."""
+    def reconcile(self, event: Event, info: ObjectInfo | None, *,
+                  then: Callable[[Applied], None] | None = None) -> Applied:
+        """Apply one event whose storage facts the caller already has (a downstream put);
+        `then` writes more about the item in the same transaction (put --meta)."""
         dataset, _ = self.resolve(event.dataset)
         with self.catalogue.transaction(immediate=True):
             change = self._reconcile(event, dataset, event.key, info)
+            if then is not None:
+                then(change)
         _log(change)
         return change
 
@@ -200,7 +207,7 @@ class Applier:
             items.apply_rule(catalogue, RULES[Change.MOVED], [ghost["pk"]])
             return Applied(event, "moved", filename, self._id(ghost), old_filename=ghost["filename"])
         pk = items.insert(catalogue, dataset, filename, size=info.size, mtime=info.mtime,
-                          etag=info.etag, md5=info.md5)
+                          etag=info.etag, md5=info.md5, user=self.arrival_user(dataset.name) or None)
         items.apply_rule(catalogue, RULES[Change.CREATED], [pk])
         if content:
             self._remember(dataset.id, content, pk)

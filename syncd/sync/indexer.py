@@ -76,17 +76,20 @@ def sync_dataset(
     max_delete_percent: float = 100.0,
     progress: Progress | None = None,
     path_filter: PathFilter = NO_FILTER,
+    arrival_user: dict | None = None,
     listing: Listing | None = None,
 ) -> SyncResult:
     """List `driver` (under `prefix`) and bring `dataset`'s items in line with it. Keys that
     `path_filter` excludes are left out of the listing (so their items, if any, are gone).
 
     With `listing` (an inventory: a snapshot, maybe older than the catalogue), the listing
-    comes from it instead and nothing is deleted: a later listing sync finds what is gone."""
+    comes from it instead and nothing is deleted: a later listing sync finds what is gone.
+    New items get `arrival_user` as their user metadata (the upload controls' tags and batch)."""
     with _dataset_lock(catalogue, dataset):
         return _sync_locked(catalogue, dataset, driver, prefix=prefix, dry_run=dry_run,
                             prune=prune, max_delete_percent=max_delete_percent, progress=progress,
-                            path_filter=path_filter, listing=listing)
+                            path_filter=path_filter, arrival_user=arrival_user,
+                            listing=listing)
 
 
 @contextlib.contextmanager
@@ -110,7 +113,7 @@ def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
-                 progress, path_filter=NO_FILTER, listing=None) -> SyncResult:
+                 progress, path_filter=NO_FILTER, arrival_user=None, listing=None) -> SyncResult:
     started = time.monotonic()
     result = SyncResult(dataset.name, dry_run=dry_run, pruned=prune)
     run_id = None if dry_run else runs.start_run(catalogue, dataset)
@@ -157,7 +160,7 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
             if not dry_run:
                 _read_link_files(staged, driver, plan)
                 staged.apply(dataset, plan, RULES, prune=prune,
-                             deletes=result.deletes_skipped is None)
+                             deletes=result.deletes_skipped is None, user=arrival_user)
                 runs.record_errors(catalogue, dataset, run_id, errors)
                 driver.tidy()
     except DriverError as error:

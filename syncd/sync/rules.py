@@ -38,9 +38,11 @@ class Change(StrEnum):
 # `event`: the webhook event each change is (syncd.catalogue.outbox), emitted in the same
 # transaction. An item's id survives a move, so item.moved carries the new path and the id.
 RULES: dict[Change, Consequence] = {
-    Change.CREATED: Consequence(preprocess=ALWAYS, event="item.created"),
+    # A new or changed tar archive in a dataset with expand_archives is expanded into items
+    # (an `expand` job); a moved or revived one is not expanded again.
+    Change.CREATED: Consequence(preprocess=ALWAYS, event="item.created", expand=True),
     Change.CONTENT_CHANGED: Consequence(cancel=(PREPROCESS,), reason=SUPERSEDED, preprocess=ALWAYS,
-                                        event="item.updated"),
+                                        event="item.updated", expand=True),
     # The artifacts are named by item id, not path: a move keeps them. An item whose
     # artifacts were cleaned up (or whose preprocessing failed or was cancelled) is processed
     # again.
