@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conftest import put_file
-from syncd.imports.batch import import_csv
+from syncd.imports.csv_import import import_csv
 from test_csv_import import PNG, read_csv, write_csv
 
 

@@ -12,7 +12,7 @@ from local_http import Response, http_server  # noqa: F401 - the fixture
 from syncd.app import App
 from syncd.errors import InputError
 from syncd.imports.fetch import Fetcher, FetchPolicy
-from syncd.imports.batch import import_csv
+from syncd.imports.csv_import import import_csv
 from syncd.imports.links import link_bytes, url_link_info
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"pixels" * 50

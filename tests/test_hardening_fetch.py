@@ -65,7 +65,7 @@ def test_a_complete_chunked_body_is_fine(raw):
 
 
 def test_a_truncated_csv_upload_row_fails_and_stores_nothing(app, storage, tmp_path, raw):
-    from syncd.imports.batch import import_csv
+    from syncd.imports.csv_import import import_csv
 
     def short(conn, server):
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n" + b"z" * 100)

@@ -6,7 +6,7 @@ import base64
 import csv
 
 from conftest import put_file
-from syncd.imports.batch import import_csv
+from syncd.imports.csv_import import import_csv
 
 
 def write_csv(path, rows):
@@ -78,7 +78,7 @@ def test_upload_does_not_follow_symlinks_and_says_what_it_skipped(app, run, stor
     import json
     import os
 
-    from syncd.imports.batch import upload_folder
+    from syncd.imports.upload import upload_folder
 
     secrets = tmp_path / "home" / ".aws"
     secrets.mkdir(parents=True)
@@ -102,7 +102,7 @@ def test_upload_does_not_follow_symlinks_and_says_what_it_skipped(app, run, stor
 def test_upload_retry_list_naming_a_symlink_fails_that_file(app, storage, tmp_path):
     import os
 
-    from syncd.imports.batch import upload_folder
+    from syncd.imports.upload import upload_folder
 
     source = tmp_path / "upload"
     put_file(source, "ok.txt", "ok")

@@ -258,7 +258,7 @@ def test_written_files_follow_the_umask_and_overwrites_keep_their_mode(tmp_path)
 
 
 def test_failures_files_follow_the_umask(app, tmp_path):
-    from syncd.imports.batch import import_csv
+    from syncd.imports.csv_import import import_csv
 
     source = tmp_path / "rows.csv"
     source.write_text("name,image_bytes\nbad.txt,%%%\n")

@@ -10,7 +10,7 @@ import pytest
 from conftest import put_file
 from local_http import http_server  # noqa: F401 - the fixture
 from syncd.errors import InputError
-from syncd.imports.batch import import_link_files
+from syncd.imports.upload import import_link_files
 from syncd.imports.links import (
     LinkError,
     link_bytes,

@@ -131,12 +131,12 @@ def test_put_rm_and_upload_go_through_the_rules(app, storage, tmp_path, applied)
     downstream.remove(app, "photos", "/x.jpg")
     assert applied == ["created", "gone"]
     applied.clear()
-    from syncd.imports.batch import upload_folder
+    from syncd.imports.upload import upload_folder
 
     upload_folder(app, "photos", tmp_path / "up")
     assert applied == ["created"]
     applied.clear()
-    from syncd.imports.batch import import_csv
+    from syncd.imports.csv_import import import_csv
 
     csv_file = tmp_path / "rows.csv"
     csv_file.write_text("name,image_bytes\nrow.jpg," + base64.b64encode(b"row bytes").decode() + "\n")

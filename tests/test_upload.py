@@ -6,7 +6,7 @@ import csv
 import os
 
 from conftest import put_file
-from syncd.imports.batch import upload_folder
+from syncd.imports.upload import upload_folder
 
 
 def items_by_path(app, dataset="photos"):

@@ -231,7 +231,7 @@ def test_synced_videos_get_facts_and_a_thumbnail_in_storage(make_app, bucket, tm
 
 
 def test_linked_video_is_preprocessed_from_its_url(app, tmp_path, http_server):
-    from syncd.imports.batch import import_link_files
+    from syncd.imports.upload import import_link_files
     from syncd.imports.fetch import Fetcher, FetchPolicy
     from syncd.imports.links import LinkedSource, link_bytes, url_link_info
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from ..app import App
-from ..imports.batch import DEFAULT_BATCH, ImportResult, import_csv, import_link_files, upload_folder
+from ..imports.batch import DEFAULT_BATCH, ImportResult
+from ..imports.csv_import import import_csv
+from ..imports.upload import import_link_files, upload_folder
 from .group import cli
 from .common import EXIT_PARTIAL, emit_json, json_option, pass_app, progress_bar
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 
 import click
 
@@ -40,12 +41,37 @@ def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_pre
     jobs (thumbnails, metadata) unless --no-preprocess or [preprocess] enabled = false.
     Exits 6 when sync.max_delete_percent refused a dataset's deletions, 5 when entries
     could not be read, 130 when interrupted before every dataset was synced."""
-    partial = refused = False
     preprocess = not (dry_run or no_preprocess) and app.config.preprocess.enabled
     names = app.dataset_names(datasets)
     if inventory and len(names) != 1:
         raise CommandError("--from-inventory reads one bucket's inventory: name one dataset"
                            f" (datasets: {', '.join(names)})", 2)
+    warm = _warm_pool(app, names) if preprocess else None
+    try:
+        _sync_datasets(app, names, dry_run=dry_run, prune=prune, preprocess=preprocess,
+                       inventory=inventory, as_json=as_json, warm=warm)
+    finally:
+        if warm is not None:
+            warm.close()
+
+
+def _warm_pool(app: App, names: list[str]):
+    """A worker pool started now, while the datasets are listed, where jobs are likely: a
+    dataset never synced (every file is new) or with jobs already queued."""
+    settings = app.config.preprocess
+    if settings.executor or settings.workers == 0:
+        return None
+    if not any(app.dataset(name).synced_at is None for name in names) and not app.jobs().open_count(
+            datasets=[app.dataset(name).id for name in names]):
+        return None
+    from ..jobs.warm import WarmPool
+
+    return WarmPool(settings.workers or os.cpu_count() or 1)
+
+
+def _sync_datasets(app: App, names: list[str], *, dry_run: bool, prune: bool, preprocess: bool,
+                   inventory: str | None, as_json: bool, warm) -> None:
+    partial = refused = False
     for name in names:
         app.dataset_driver(name)  # imports its SDK and opens its client
     gc.freeze()  # see main(): what start-up made is long-lived
@@ -73,7 +99,8 @@ def sync(app: App, datasets: tuple[str, ...], dry_run: bool, prune: bool, no_pre
 
                 with stop_on_signal() as stop, \
                         progress_bar(f"{name}: preprocessing", total=total, unit="item") as bar:
-                    jobs = app.run_jobs([name], progress=bar.update, stop=stop)
+                    jobs = app.run_jobs([name], progress=bar.update, stop=stop,
+                                        executor=warm.factory if warm else None)
                 stopped = stop.is_set()
             # failed jobs: see `syncd jobs list`
             output["preprocessed"] = jobs.as_json() if jobs else dict(NO_JOBS)

@@ -32,8 +32,15 @@ from ..catalogue import Dataset
 from ..catalogue.archives import SUFFIXES
 from ..errors import InputError
 from .batch import (
-    DEFAULT_BATCH, FailuresFile, ImportResult, Outcome, Progress, Task, _folder, retry_column,
+    DEFAULT_BATCH,
+    FailuresFile,
+    ImportResult,
+    Outcome,
+    Progress,
+    Task,
+    retry_column,
     run_import,
+    target_folder,
 )
 from .writes import Content, ItemFacts
 
@@ -59,7 +66,7 @@ def import_tar(app: App, dataset: str, source: str | os.PathLike[str], *, folder
     of an earlier run), only the members it lists are imported."""
     source = Path(source)
     started = time.monotonic()
-    target = posixpath.join(_folder(folder), archive_name(source))
+    target = posixpath.join(target_folder(folder), archive_name(source))
     check_key(target.lstrip("/"))
     wanted = set(retry_column(Path(retry), "member", "syncd import tar")) if retry else None
     ds = app.dataset(dataset)

@@ -21,9 +21,9 @@ from drivers import InvalidKey, NotFound
 from drivers.base import check_key, is_hidden
 
 from ..app import App
-from ..sync.applier import Applied, Applier
 from ..catalogue import items, normalize_filename
 from ..errors import InputError, NotFoundError
+from ..sync.applier import Applied, Applier
 from ..sync.events import ObjectCreated
 from ..sync.rules import RULES, Change
 

@@ -30,11 +30,26 @@ from drivers.base import check_key
 from ..app import App
 from ..errors import InputError
 from .batch import (
-    DEFAULT_BATCH, ImportResult, Outcome, Progress, ReplacedFile, Task, _folder, local_content,
+    DEFAULT_BATCH,
+    ImportResult,
+    Outcome,
+    Progress,
+    ReplacedFile,
+    Task,
+    local_content,
     run_import,
+    target_folder,
 )
 from .fetch import Fetcher, FetchPolicy
-from .links import LinkError, check_url, link_bytes, link_filename, link_system, url_link_info, url_link_name
+from .links import (
+    LinkError,
+    check_url,
+    link_bytes,
+    link_filename,
+    link_system,
+    url_link_info,
+    url_link_name,
+)
 from .writes import Content, ItemFacts
 
 KEYS = ("url", "path", "name", "metadata", "description", "mimetype", "action")
@@ -60,7 +75,7 @@ def import_jsonl(app: App, dataset: str, source: str | os.PathLike[str], *, fold
     source = Path(source)
     started = time.monotonic()
     fetcher = fetcher or Fetcher(FetchPolicy.from_config(app.config.fetch))
-    target = posixpath.join(_folder(folder), base_name(source))
+    target = posixpath.join(target_folder(folder), base_name(source))
     check_key(target.lstrip("/"))
     ds = app.dataset(dataset)
     result = ImportResult(ds.name, str(source), target)

@@ -1,4 +1,5 @@
-"""Where preprocessing tasks run, besides the local process pool: a Dask distributed cluster.
+"""Where preprocessing tasks run: a local process pool (started ahead of need by
+syncd.jobs.warm), the calling thread (`workers = 0`), or a Dask distributed cluster.
 
 `[preprocess] executor = "dask://HOST:PORT"` sends each task (syncd.jobs.worker.run_task on a
 self-contained Task: the driver's options, the item, the preprocessing options) to the
@@ -13,9 +14,39 @@ another worker, and after `distributed.scheduler.allowed-failures` deaths fails 
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, Future
+import multiprocessing
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
 from ..errors import ConfigError
+from .worker import init_worker
+
+class InlineExecutor(Executor):
+    """Runs each task in the calling thread at submit (`workers = 0`): no crash isolation."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller via the future
+            future.set_exception(error)
+        return future
+
+
+# Imported once by the fork server, so each worker starts with them loaded. Only libraries:
+# Python 3.11's fork server does not use the parent's sys.path, so it could find another
+# copy of syncd than the parent's; workers import syncd themselves, with the right path.
+PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "pydantic", "filetype"]
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes forked from a clean server process (fast to start, and safe however
+    many threads the parent runs)."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(PRELOAD)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
+
 
 SCHEMES = {"dask://": "tcp://", "dask+tls://": "tls://"}
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -24,20 +23,21 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import preprocess
 
 from ..catalogue import Dataset, items, now_iso, outbox
-from ..errors import ConfigError, SyncdError
 from ..catalogue.archives import EXPAND
 from ..catalogue.jobs import CLEANUP, PREPROCESS, Job, JobQueue
+from ..errors import ConfigError, SyncdError
 from ..imports.idlinks import link_target
 from ..imports.links import LinkError, item_link_target
 from ..sync import rules
-from .worker import STOP_SIGNAL, Preprocessor, Task, TaskResult, init_worker, ping, run_task
+from .executors import InlineExecutor, process_pool
+from .worker import STOP_SIGNAL, Preprocessor, Task, TaskResult, ping, run_task
 
 log = logging.getLogger(__name__)
 
@@ -73,34 +73,6 @@ class RunResult:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
         return data
-
-
-class InlineExecutor(Executor):
-    """Runs each task in the calling thread at submit (`workers = 0`): no crash isolation."""
-
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as error:  # noqa: BLE001 - handed to the caller via the future
-            future.set_exception(error)
-        return future
-
-
-# Imported once by the fork server, so each worker starts with them loaded. Only libraries:
-# Python 3.11's fork server does not use the parent's sys.path, so it could find another
-# copy of syncd than the parent's; workers import syncd themselves, with the right path.
-PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "pydantic", "filetype"]
-
-
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes forked from a clean server process (fast to start, and safe however
-    many threads the parent runs)."""
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload(PRELOAD)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
 
 
 def preprocess_options(app) -> preprocess.Options:
