@@ -57,6 +57,6 @@ def open_driver(options: DriverOptions) -> PermissionGuard:
 __all__ = [
     "ALL_PERMISSIONS", "HIDDEN_FOLDER", "KINDS", "AlreadyExists", "CredentialsRefused", "Driver",
     "DriverError",
-    "DriverOptions", "Features", "InvalidKey", "NotFound", "ObjectInfo", "PermissionDenied",
+    "DriverOptions", "Features", "InvalidKey", "Location", "NotFound", "ObjectInfo", "PermissionDenied",
     "PermissionGuard", "Unreachable", "open_driver", "options_model",
 ]

@@ -38,7 +38,6 @@ from drivers import Driver
 from ..sync.applier import Applied, Applier, ApplyError
 from ..app import App
 from ..catalogue import Catalogue, Dataset
-from ..errors import SyncdError
 from ..sync.events import Delivery, FolderChanged, ObjectMoved, ObjectUpdated
 from ..sync.indexer import SyncResult, sync_dataset
 from ..catalogue import items
