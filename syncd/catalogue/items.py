@@ -107,13 +107,12 @@ def move_source(catalogue: Catalogue, dataset: Dataset, filename: str, *, conten
         catalogue,
         f"""SELECT {ROW_FIELDS} FROM items
             WHERE dataset_id = ? AND state = 'missing' AND missing_since >= ?
-              AND (md5 = ? OR (coalesce(md5, '') = '' AND size IS NOT NULL AND etag IS NOT NULL))
               AND {CONTENT_KEY} = ?
             ORDER BY filename LIKE ? ESCAPE '\\' DESC,
                      substr(filename, 1, ?) = ? AND instr(substr(filename, ?), '/') = 0 DESC,
                      missing_since DESC, pk DESC
             LIMIT 1""",
-        (dataset.id, missing_after, content[4:] if content.startswith("md5:") else None, content,
+        (dataset.id, missing_after, content,
          "%/" + _like(name), len(directory) + 1, directory + "/", len(directory) + 2),
     )
     return rows[0] if rows else None

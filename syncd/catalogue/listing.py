@@ -19,6 +19,7 @@ policy in syncd.sync.rules), applied here in the same transaction as the items.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -308,11 +309,5 @@ class StagedListing:
             self.conn.execute(
                 f"UPDATE items SET state = 'missing', missing_since = ?, updated_at = ? "
                 f"WHERE pk IN ({gone})",
-                (_epoch(now), now),
+                (time.time(), now),
             )
-
-
-def _epoch(iso: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

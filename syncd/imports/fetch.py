@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import tenacity
@@ -70,6 +70,8 @@ _SPECIAL_PURPOSE = {
 }
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"  # left as they are when quoting a path or query
 
+
+_R = TypeVar("_R")
 
 class FetchError(SyncdError):
     """A URL could not be fetched."""
@@ -306,10 +308,15 @@ class Fetcher:
     def _fetch_once(self, url: str) -> Fetched:
         if _STOPPING.is_set():
             raise FetchInterrupted(f"{url}: not fetched: syncd is stopping")
+        return self._under_deadline(url, lambda watchdog: self._follow(url, watchdog))
+
+    def _under_deadline(self, url: str, call: Callable[[_Watchdog], _R]) -> _R:
+        """call(watchdog) with the whole-request deadline held by a watchdog; a failure the
+        watchdog caused is reported as the deadline (or the stop) it was."""
         budget = self.policy.timeout_seconds * DEADLINE_FACTOR
         watchdog = _Watchdog(time.monotonic() + budget)
         try:
-            return self._follow(url, watchdog)
+            return call(watchdog)
         except FetchError as error:
             replacement = _watchdog_failure(url, watchdog, budget)
             if replacement is None:
@@ -348,11 +355,9 @@ class Fetcher:
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
         """POST `body` to `url` once, through the same checks as a fetch (no redirects
         followed): (status, reason). Raises FetchRefused or FetchFailed."""
-        budget = self.policy.timeout_seconds * DEADLINE_FACTOR
-        watchdog = _Watchdog(time.monotonic() + budget)
-        try:
-            target = self.check(url)
-            connection = self._request(target, watchdog, method="POST", body=body, headers=headers)
+        def send(watchdog: _Watchdog) -> tuple[int, str]:
+            connection = self._request(self.check(url), watchdog, method="POST", body=body,
+                                       headers=headers)
             try:
                 response = connection.getresponse()
                 response.read(64 * 1024)  # a receiver's answer is not kept
@@ -361,13 +366,8 @@ class Fetcher:
                 raise _connection_failure(url, error) from error
             finally:
                 connection.close()
-        except FetchError as error:
-            replacement = _watchdog_failure(url, watchdog, budget)
-            if replacement is None:
-                raise
-            raise replacement from error
-        finally:
-            watchdog.close()
+
+        return self._under_deadline(url, send)
 
     def _request(self, target: Target, watchdog: _Watchdog, *, method: str = "GET", body: bytes | None = None,
                  headers: dict[str, str] | None = None) -> http.client.HTTPConnection:

@@ -27,6 +27,7 @@ from drivers import Driver, DriverError, InvalidKey, ObjectInfo
 from drivers.base import check_key, is_hidden
 
 from ..catalogue import Catalogue, Dataset, items, normalize_filename
+from ..sync import rules
 from ..sync.rules import RULES, Change
 
 HASH_CHUNK = 1024 * 1024  # bytes
@@ -161,12 +162,12 @@ def record(catalogue: Catalogue, dataset: Dataset, stored: Stored, facts: ItemFa
             items.set_metadata(catalogue, pk, type=facts.type, system=new_system, user=new_user,
                                extra=new_extra)
             return "updated", catalogue.item_id(pk)
-        same_content = (row["size"], row["etag"], row["md5"]) == (info.size, info.etag, info.md5)
+        same_bytes = rules.same_content(row, info)
         items.set_facts(catalogue, pk, filename, size=info.size, mtime=info.mtime, etag=info.etag,
                         md5=info.md5)
         items.set_metadata(catalogue, pk, type=facts.type, system=new_system, user=new_user,
                            extra=new_extra)
-        if not same_content:
+        if not same_bytes:
             items.apply_rule(catalogue, RULES[Change.CONTENT_CHANGED], [pk])
         elif row["state"] != "present":
             items.apply_rule(catalogue, RULES[Change.REVIVED], [pk])

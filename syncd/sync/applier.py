@@ -33,7 +33,7 @@ from drivers.base import is_hidden
 from ..catalogue import Catalogue, Dataset, items
 from .filters import NO_FILTER, PathFilter
 from .events import Event, FolderChanged, ObjectMoved
-from .rules import RULES, Change
+from .rules import RULES, Change, same_content
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +188,11 @@ class Applier:
                 return Applied(event, "moved", merged, self._id(row), old_filename=filename)
             return Applied(event, "deleted", filename, self._id(row))
         if row is not None:
-            same_content = _same_content(row, info)
-            if same_content and row["mtime"] == info.mtime and row["state"] == "present":
+            same_bytes = same_content(row, info)
+            if same_bytes and row["mtime"] == info.mtime and row["state"] == "present":
                 return Applied(event, "unchanged", filename, self._id(row))
             self._set_facts(row["pk"], filename, info)
-            if not same_content:
+            if not same_bytes:
                 items.apply_rule(catalogue, RULES[Change.CONTENT_CHANGED], [row["pk"]])
             elif row["state"] != "present":
                 items.apply_rule(catalogue, RULES[Change.REVIVED], [row["pk"]])
@@ -223,7 +223,7 @@ class Applier:
                 and items.find(self.catalogue, dataset, "/" + event.key) is None):
             filename = "/" + event.key
             self._set_facts(source["pk"], filename, info)
-            change = Change.MOVED if _same_content(source, info) else Change.CONTENT_CHANGED
+            change = Change.MOVED if same_content(source, info) else Change.CONTENT_CHANGED
             items.apply_rule(self.catalogue, RULES[change], [source["pk"]])
             return [Applied(event, "moved", filename, self._id(source), old_filename=source["filename"])]
         return [
@@ -282,10 +282,6 @@ class Applier:
 
 
 _BAD = object()  # a key that cannot be asked about (invalid): its event is ignored
-
-
-def _same_content(row, info: ObjectInfo) -> bool:
-    return (row["size"], row["etag"], row["md5"]) == (info.size, info.etag, info.md5)
 
 
 def _keys(event: Event) -> tuple[str, ...]:

@@ -63,6 +63,12 @@ assert set(RULES) == set(Change), "every change has a rule"
 assert all(c.preprocess in (ALWAYS, UNLESS_CURRENT, NEVER) for c in RULES.values())
 
 
+def same_content(item, info) -> bool:
+    """Whether an object's storage facts (size, etag, md5) are the item's: otherwise its
+    content changed. The listing diff (syncd.catalogue.listing) compares the same columns."""
+    return (item["size"], item["etag"], item["md5"]) == (info.size, info.etag, info.md5)
+
+
 # -- a job whose file was not found ---------------------------------------------------------
 
 def vanished(*, state: str | None, moved: bool) -> tuple[str, str | None, bool]:
