@@ -14,7 +14,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
+                      model_validator)
 
 from drivers import KINDS, DriverOptions, options_model
 from preprocess import DEFAULT_MAX_PIXELS
@@ -34,7 +35,31 @@ class _Section(BaseModel):
 
 
 class CatalogueConfig(_Section):
-    path: Path = Path("data/catalogue.db")
+    path: Path = Path("data/catalogue.db")  # a SQLite file: the embedded default
+    # A PostgreSQL catalogue shared by many hosts: postgresql://user@host/db (the password
+    # from "${VAR}" in the URL, or libpq's PGPASSWORD / ~/.pgpass); never logged.
+    url: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            scheme = url.get_secret_value().partition("://")[0]
+            if scheme not in ("postgresql", "postgres"):
+                raise ValueError(f"must be a postgresql:// URL (the scheme is {scheme!r}); a "
+                                 "SQLite catalogue is set with path")
+        return url
+
+    @model_validator(mode="after")
+    def _path_or_url(self) -> CatalogueConfig:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError("set path (a SQLite file) or url (PostgreSQL), not both")
+        return self
+
+    @property
+    def location(self) -> str | Path:
+        """What syncd.catalogue.Catalogue opens: the URL, else the SQLite file."""
+        return self.url.get_secret_value() if self.url is not None else self.path
 
 
 class PreprocessorConfig(_Section):
@@ -297,7 +322,7 @@ def parse_config(raw: dict[str, Any], *, source: Path) -> Config:
     except ValueError as error:
         raise ConfigError(f"{source}: {error}") from None
     path = config.catalogue.path
-    if not path.is_absolute() and str(path) != ":memory:":
+    if config.catalogue.url is None and not path.is_absolute() and str(path) != ":memory:":
         config = config.model_copy(update={"catalogue": CatalogueConfig(path=base / path)})
     return config
 

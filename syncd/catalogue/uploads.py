@@ -10,11 +10,11 @@ def uploaded_since(catalogue: Catalogue, dataset: Dataset, since: list[str]) -> 
     downstream write (those carry `metadata.system.contentMd5`)."""
     if not since:
         return []
-    sums = ", ".join("total(created_at >= ?)" for _ in since)
+    sums = ", ".join("count(*) FILTER (WHERE created_at >= ?)" for _ in since)
     row = catalogue._conn.execute(
         f"""SELECT {sums} FROM items
             WHERE dataset_id = ? AND created_at >= ?
-              AND json_extract(system, '$.contentMd5') IS NOT NULL""",
+              AND {catalogue.dialect.json_text('system', 'contentMd5')} IS NOT NULL""",
         (*since, dataset.id, min(since)),
     ).fetchone()
     return [int(value) for value in row]

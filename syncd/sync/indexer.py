@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
-import filelock
 
 from drivers import CredentialsRefused, Driver, DriverError, NotFound, PermissionDenied, Unreachable
 
@@ -94,22 +93,11 @@ def sync_dataset(
 
 @contextlib.contextmanager
 def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
-    """One sync of a dataset at a time, across processes; the OS frees the lock if the
-    holder dies, so a killed sync never blocks the next one."""
-    if catalogue.in_memory:
-        yield
-        return
-    lock = filelock.FileLock(f"{catalogue.path}.sync-{dataset.id}.lock")
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        log.info("%s: waiting for another sync of this dataset to finish", dataset.name)
-        lock.acquire()
-    try:
+    """One sync of a dataset at a time, across processes and hosts (the catalogue's lock,
+    freed if the holder dies, so a killed sync never blocks the next one)."""
+    with catalogue.dataset_lock(dataset):
         runs.mark_interrupted(catalogue, dataset)
         yield
-    finally:
-        lock.release()
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
