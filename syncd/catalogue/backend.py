@@ -374,16 +374,11 @@ class PostgresDialect:
         return statement
 
     def version(self, conn) -> int:
-        row = conn.execute("SELECT to_regclass('syncd_schema') IS NOT NULL").fetchone()
-        if not row[0]:
-            return 0
-        row = conn.execute("SELECT version FROM syncd_schema").fetchone()
-        return row[0] if row else 0
+        row = conn.execute("SELECT max(version) FROM syncd_schema").fetchone()
+        return row[0] or 0
 
     def set_version(self, conn, version: int) -> None:
-        conn.execute("CREATE TABLE IF NOT EXISTS syncd_schema (version INTEGER NOT NULL)")
-        conn.execute("DELETE FROM syncd_schema")
-        conn.execute("INSERT INTO syncd_schema VALUES (?)", (version,))
+        conn.execute("UPDATE syncd_schema SET version = ?", (version,))
 
     def lock_schema(self, conn) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
@@ -393,6 +388,11 @@ class PostgresDialect:
         try:
             self.lock_schema(conn)
             conn.execute(_PG_FUNCTIONS)
+            # The version in a table made before any migration, under the lock: read as
+            # data, it is never stale (a catalog lookup can be, after another's commit).
+            conn.execute("CREATE TABLE IF NOT EXISTS syncd_schema (version INTEGER NOT NULL)")
+            conn.execute("INSERT INTO syncd_schema SELECT 0 WHERE NOT EXISTS "
+                         "(SELECT 1 FROM syncd_schema)")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
