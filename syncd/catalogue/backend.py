@@ -249,9 +249,9 @@ class SQLiteConnection(sqlite3.Connection):
         return cursor
 
 
-def connect_sqlite(path: str) -> SQLiteConnection:
+def connect_sqlite(path: str, *, busy_timeout: float = BUSY_TIMEOUT) -> SQLiteConnection:
     # isolation_level=None: transactions are explicit (`with catalogue.transaction()`).
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT,
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout,
                            check_same_thread=False, factory=SQLiteConnection)
     _enable_wal(conn)
     conn.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint
@@ -550,7 +550,8 @@ class PostgresConnection:
         self.raw.close()
 
 
-def connect_postgres(url: str, *, read_only: bool = False) -> PostgresConnection:
+def connect_postgres(url: str, *, read_only: bool = False,
+                     busy_timeout: float = BUSY_TIMEOUT) -> PostgresConnection:
     """A connection in autocommit mode (transactions are explicit, as on SQLite). The
     password comes from the URL (`${VAR}` in the config), else libpq's own environment
     (PGPASSWORD) or ~/.pgpass."""
@@ -567,12 +568,13 @@ def connect_postgres(url: str, *, read_only: bool = False) -> PostgresConnection
         raise CatalogueError(f"catalogue {redact_url(url)}: cannot connect: "
                              f"{_without_password(str(error), url)}") from None
     # A writer waits for a row another writer holds at most this long, as SQLite's busy timeout.
-    raw.execute(f"SET lock_timeout = '{int(BUSY_TIMEOUT)}s'")
+    raw.execute(f"SET lock_timeout = '{int(busy_timeout * 1000)}ms'")
     return PostgresConnection(raw)
 
 
-def connect(target: str) -> SQLiteConnection | PostgresConnection:
-    """A connection to the catalogue at `target`: a SQLite file path, or a postgresql:// URL."""
+def connect(target: str, *, busy_timeout: float = BUSY_TIMEOUT) -> SQLiteConnection | PostgresConnection:
+    """A connection to the catalogue at `target`: a SQLite file path, or a postgresql:// URL.
+    `busy_timeout`: seconds a statement waits for another writer's lock before failing."""
     if is_postgres_url(target):
-        return connect_postgres(target)
-    return connect_sqlite(target)
+        return connect_postgres(target, busy_timeout=busy_timeout)
+    return connect_sqlite(target, busy_timeout=busy_timeout)

@@ -26,7 +26,7 @@ from typing import Any
 
 
 from ..errors import CatalogueBusyError, CatalogueError, NotFoundError
-from .backend import BUSY_TIMEOUT, busy_errors  # noqa: F401 - BUSY_TIMEOUT: kept importable here
+from .backend import BUSY_TIMEOUT, busy_errors
 from .backend import connect, database_errors, is_postgres_url, redact_url
 from .query import condition_sql
 from .schema import MIGRATIONS, statements
@@ -58,8 +58,9 @@ ITEM_COLUMNS = ('pk, dataset_id, filename, type, size, mtime, etag, md5, state, 
 class Catalogue:
     """One catalogue connection. Not shared between threads: open one per thread or process."""
 
-    def __init__(self, path: str | os.PathLike[str]):
-        """`path`: a SQLite file (created on first use), or a postgresql:// URL."""
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = BUSY_TIMEOUT):
+        """`path`: a SQLite file (created on first use), or a postgresql:// URL.
+        `busy_timeout`: seconds a write waits for another writer before CatalogueBusyError."""
         self.url = str(path) if is_postgres_url(str(path)) else None
         if self.url:
             self.path = redact_url(self.url)  # what messages name: never the password
@@ -67,7 +68,7 @@ class Catalogue:
             self.path = Path(path)
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = connect(self.url or str(path))
+        self._conn = connect(self.url or str(path), busy_timeout=busy_timeout)
         self.dialect = self._conn.dialect
         self.migrate()
         self.instance = self._instance_id()
