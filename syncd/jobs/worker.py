@@ -133,7 +133,7 @@ def preload() -> bool:
     """Import what image tasks need (a forked worker's first task, ahead of the jobs)."""
     from .executors import PRELOAD
 
-    for module in PRELOAD:
+    for module in (*PRELOAD, "preprocess.pipeline", "preprocess.image", "preprocess.thumbnail"):
         importlib.import_module(module)
     return True
 
