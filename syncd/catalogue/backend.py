@@ -70,15 +70,22 @@ def database_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
-def busy_errors() -> tuple[type[BaseException], ...]:
-    """Errors that say "try again later": locked, busy, a lost connection, a serialization
-    failure or deadlock."""
-    errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+def is_busy(error: BaseException) -> bool:
+    """Whether a database error says "try again later": locked or busy past the timeout, a
+    deadlock or serialization failure, a lost connection (not a full disk, not corruption)."""
+    if isinstance(error, sqlite3.OperationalError):
+        text = str(error).lower()
+        return "locked" in text or "busy" in text
     psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        errors += (psycopg.OperationalError, psycopg.errors.SerializationFailure,
-                   psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable)
-    return errors
+    if psycopg is None or not isinstance(error, psycopg.Error):
+        return False
+    if isinstance(error, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected
+                  | psycopg.errors.LockNotAvailable):
+        return True
+    state = getattr(error, "sqlstate", None) or ""
+    # No SQLSTATE: the client lost the server; 08: connection exceptions; 57P: shutdowns.
+    return isinstance(error, psycopg.OperationalError) and (
+        not state or state.startswith(("08", "57P")))
 
 
 # -- SQLite ---------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ created/updated items get a 'preprocess' job, its deleted items a 'cleanup' job)
 never loses one. A runner then:
 
 - claims jobs with one atomic `UPDATE ... RETURNING`: state 'running', attempts + 1, its own
-  runner id, and a lease (`lease_until`) it renews while it works;
+  runner id, and a lease (`lease_until`) it renews while it works (on PostgreSQL the
+  candidate rows are locked `FOR UPDATE SKIP LOCKED`, so runners on many hosts never wait
+  on, or take, each other's claims);
 - records each one 'done', 'failed' (with the reason) or, for a storage hiccup, 'pending'
   again after a delay, only while it still holds the claim (`claimed_by` matches), so a
   runner that lost its lease can never overwrite the result of the runner that took over.

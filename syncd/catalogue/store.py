@@ -26,8 +26,9 @@ from typing import Any
 
 
 from ..errors import CatalogueBusyError, CatalogueError, NotFoundError
-from .backend import BUSY_TIMEOUT, busy_errors
+from .backend import BUSY_TIMEOUT, is_busy
 from .backend import connect, database_errors, is_postgres_url, redact_url
+from .errors import describe
 from .query import condition_sql
 from .schema import MIGRATIONS, statements
 
@@ -114,7 +115,7 @@ class Catalogue:
 
     def transaction(self, *, immediate: bool = False) -> _Transaction:
         """`with catalogue.transaction(immediate=True):` groups the catalogue's writes."""
-        return _Transaction(self._conn, immediate)
+        return _Transaction(self._conn, immediate, self.path)
 
     @property
     def in_memory(self) -> bool:
@@ -282,27 +283,32 @@ class _Transaction:
     error. A busy or lost database (locked past the timeout, a deadlock, a dropped
     connection) comes out as CatalogueBusyError, the same on both engines."""
 
-    def __init__(self, conn, immediate: bool):
+    def __init__(self, conn, immediate: bool, where):
         self._conn = conn
         self.immediate = immediate
+        self.where = where  # the catalogue, as messages name it
 
     def __enter__(self):
         try:
             self._conn.execute(self._conn.dialect.begin(self.immediate))
-        except busy_errors() as error:
-            raise CatalogueBusyError(str(error).splitlines()[0]) from error
+        except database_errors() as error:
+            if is_busy(error):
+                raise CatalogueBusyError(describe(self.where, error)) from error
+            raise
         return self._conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             try:
                 self._conn.execute("COMMIT")
-            except busy_errors() as error:
+            except database_errors() as error:
                 with contextlib.suppress(*database_errors()):
                     self._conn.execute("ROLLBACK")
-                raise CatalogueBusyError(str(error).splitlines()[0]) from error
+                if is_busy(error):
+                    raise CatalogueBusyError(describe(self.where, error)) from error
+                raise
             return
         with contextlib.suppress(*database_errors()):
             self._conn.execute("ROLLBACK")
-        if isinstance(exc, busy_errors()):
-            raise CatalogueBusyError(str(exc).splitlines()[0]) from exc
+        if is_busy(exc):
+            raise CatalogueBusyError(describe(self.where, exc)) from exc
