@@ -74,7 +74,7 @@ class StagedListing:
                                                    size INTEGER, mtime REAL, etag TEXT, md5 TEXT)""")
         self._create("CREATE TEMP TABLE unlisted (path TEXT NOT NULL)")
         self.listed = 0
-        self._link_info = False
+        self._link_rows = 0  # link files read (set_link_info): none, nothing to apply
 
     def _create(self, ddl: str) -> None:
         self.conn.execute(self.dialect.ddl(ddl))
@@ -214,7 +214,6 @@ class StagedListing:
         content-changed paths, and of link items whose content changed."""
         self._create("CREATE TEMP TABLE link_info (path TEXT PRIMARY KEY, type TEXT NOT NULL, "
                      "patch TEXT NOT NULL)")
-        self._link_info = True
         if not (plan.fresh or plan.changed):
             return []
         sql = (f"SELECT path, CAST(NULL AS TEXT) FROM ({self.fresh_rows(plan)}) AS fresh "
@@ -234,11 +233,12 @@ class StagedListing:
             "INSERT INTO link_info VALUES (?, ?, ?) "
             "ON CONFLICT (path) DO UPDATE SET type = excluded.type, patch = excluded.patch",
             [(path, kind, json.dumps(patch)) for path, kind, patch in rows])
+        self._link_rows += len(rows)
 
     def _apply_link_info(self, dataset_id: int, pks: tuple[str, tuple] | None = None) -> None:
         """The link files' type and metadata onto their items (those `pks` selects: SQL and
         its arguments; None: any)."""
-        if not self._link_info:
+        if not self._link_rows:
             return
         scope, args = (f"AND items.pk IN ({pks[0]})", pks[1]) if pks else ("", ())
         where = f"items.dataset_id = ? AND items.filename = li.path {scope}"
