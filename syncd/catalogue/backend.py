@@ -391,6 +391,10 @@ class PostgresDialect:
         conn.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
 
     def prepare(self, conn) -> None:
+        ready = conn.execute("SELECT to_regclass('syncd_schema') IS NOT NULL "
+                             "AND to_regprocedure('instr(text, text)') IS NOT NULL").fetchone()[0]
+        if ready:  # made by an earlier open: nothing to write (no catalog churn per connection)
+            return
         conn.execute("BEGIN")
         try:
             self.lock_schema(conn)
