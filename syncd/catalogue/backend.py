@@ -19,9 +19,11 @@ per SQL text.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import logging
+import os
 import re
 import sqlite3
 import sys
@@ -230,18 +232,21 @@ class SQLiteDialect:
         if catalogue.in_memory:
             yield
             return
-        import filelock
-
-        lock = filelock.FileLock(f"{catalogue.path}.sync-{dataset_id}.lock")
+        # flock: held by the open file, so the kernel releases it when the holder exits or dies.
+        lock = os.open(f"{catalogue.path}.sync-{dataset_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            log.info("%s: waiting for another sync of this dataset to finish", name)
-            lock.acquire()
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("%s: waiting for another sync of this dataset to finish", name)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(lock)
+            raise
         try:
             yield
         finally:
-            lock.release()
+            os.close(lock)  # releases the lock
 
 
 class SQLiteConnection(sqlite3.Connection):
