@@ -432,9 +432,7 @@ class Runner:
         setattr(self.result, state, getattr(self.result, state) + 1)
         if state in ("done", "failed"):  # webhooks, in this transaction
             outbox.job_finished(self.app.catalogue, state, {
-                "job": job.id, "kind": job.kind, "dataset": task.item.get("dataset") if task else None,
-                "id": task.item_id if task else None,
-                "filename": task.item.get("filename") if task else None,
+                "job": job.id, "kind": job.kind, **self._subject(job, task),
                 "error": result.error if state == "failed" else None})
         if state == "failed":
             log.warning("job %d (%s %s) failed: %s", job.id, job.kind,
@@ -443,6 +441,20 @@ class Runner:
             log.info("job %d (%s %s) cancelled: %s", job.id, job.kind,
                      (task.key if task else None) or job.item_pk, result.error)
         return 1
+
+    def _subject(self, job: Job, task: Task | None) -> dict[str, Any]:
+        """The dataset, id and filename of a job's item, for its webhook event: from the
+        task's item JSON, else (expand and cleanup jobs, jobs that never reached a worker)
+        from the item's row as it is now; None where the item is gone."""
+        if task is not None and task.item:
+            return {"dataset": task.item.get("dataset"), "id": task.item_id,
+                    "filename": task.item.get("filename")}
+        row = items.by_pk(self.app.catalogue, job.item_pk)
+        if row is None:
+            dataset = self._dataset(job.dataset_id) if job.dataset_id is not None else None
+            return {"dataset": dataset and dataset.name, "id": None, "filename": None}
+        return {"dataset": self._dataset(row["dataset_id"]).name,
+                "id": self.app.catalogue.item_id(row["pk"]), "filename": row["filename"]}
 
     def _merge(self, job: Job, task: Task, result: TaskResult, state: str) -> None:
         """The results into the item's metadata, replacing what an earlier run wrote."""
