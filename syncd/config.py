@@ -105,6 +105,9 @@ class UploadControls(_Section):
     batch_prefix: str | None = Field(default=None, min_length=1)  # metadata.user.batch
     batch_every: Literal["never", "daily", "weekly", "monthly"] = "never"
     tags: tuple[str, ...] = ()  # metadata.user.tags
+    # sampling and quotas also decide which files that arrive on their own get an item
+    # (syncd.sync.admission); tags and batch are recorded on arrivals either way
+    arrivals: bool = True
 
 
 class DatasetConfig(FilterRules):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..app import App
-from ..catalogue import browse
+from ..catalogue import arrivals, browse
 from ..catalogue.counts import read_counts
 from ..catalogue.outbox import Outbox
 from .common import emit_json, json_option, pass_app
@@ -26,6 +26,7 @@ def status(app: App, datasets: tuple[str, ...], as_json: bool) -> None:
     for name in app.dataset_names(datasets):
         dataset = app.dataset(name)
         info = browse.status(app.catalogue, dataset)
+        info["refused"] = arrivals.dataset_counts(app.catalogue, dataset)
         if as_json:
             emit_json({**info, "present": info["items"]["present"], "missing": info["items"]["missing"],
                        "synced_at": dataset.synced_at})
@@ -59,6 +60,9 @@ def _print_dataset(name: str, info: dict) -> None:
         click.echo(f"  sync     {sync['status']} at {sync['finishedAt'] or sync['startedAt']}: "
                    f"listed {sync['listed']}, created {sync['created']}, updated {sync['updated']}, "
                    f"moved {sync['moved']}, deleted {sync['deleted']}, unchanged {sync['unchanged']}")
+    if info["refused"]:
+        click.echo("  refused  " + ", ".join(f"{n} {r}" for r, n in info["refused"].items())
+                   + f" (syncd items refused {name})")
     hint = f" (syncd errors {name})" if info["listingErrors"] else ""
     click.echo(f"  errors   {info['listingErrors']} listing errors{hint}")
 
