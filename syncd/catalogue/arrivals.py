@@ -159,11 +159,12 @@ def hold(catalogue: Catalogue, rows: Iterable[tuple[int, str]]) -> None:
 
 
 def hold_beyond(catalogue: Catalogue, fresh: str, room: int, reason: str) -> int:
-    """Hold the fresh rows not held past the first `room` (in listing order), for `reason`."""
+    """Hold the fresh rows not held past the first `room` in filename order (so every host
+    admits the same ones), for `reason`."""
     return catalogue._conn.execute(
         f"""INSERT INTO temp.held (n, reason, new)
             SELECT n, ?, 1 FROM (
-                SELECT f.n, row_number() OVER (ORDER BY f.n) AS r FROM ({fresh}) f
+                SELECT f.n, row_number() OVER (ORDER BY f.path) AS r FROM ({fresh}) f
                 WHERE f.n NOT IN (SELECT n FROM temp.held)) ranked
             WHERE r > ?""",
         (reason, room)).rowcount

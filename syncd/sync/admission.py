@@ -6,7 +6,8 @@ or rescan): sampling and quotas decide, once per path, whether a new file gets a
   host, every rescan and the daemon decide the same.
 - Quotas count the dataset's items created in the trailing minute, hour or day, whichever
   way (uploads, imports, arrivals), from the catalogue: they hold across restarts and
-  processes. Past one, new files are refused in listing (or event) order.
+  processes. Past one, the rest of a listing's new files (in filename order) or of the
+  events' are refused.
 - A refusal is remembered in the catalogue (syncd.catalogue.arrivals) with the content it was
   decided for: the next rescan leaves the path alone (`still_refused`), a content change
   decides again, `syncd items admit` admits. Nothing is deleted from storage, and arrivals
@@ -135,8 +136,8 @@ def hold_listing(catalogue: Catalogue, staged: StagedListing, plan: Plan, datase
     if admission is not None and admission.percent < 100:
         after = 0
         while page := arrivals.candidates(catalogue, fresh, after=after):
-            arrivals.hold((n, arrivals.SAMPLED_OUT) for n, path in page
-                          if admission.sampled_out(path))
+            arrivals.hold(catalogue, ((n, arrivals.SAMPLED_OUT) for n, path in page
+                                      if admission.sampled_out(path)))
             after = page[-1][0]
     if admission is not None:
         room = admission.room(catalogue, dataset)
