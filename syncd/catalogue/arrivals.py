@@ -188,11 +188,12 @@ def held_paths(catalogue: Catalogue, limit: int) -> list[str]:
         f"ORDER BY h.n LIMIT {int(limit)}")]
 
 
-def record(catalogue: Catalogue, dataset: Dataset, *, admitted: str, low: str, high: str,
-           at: str) -> None:
-    """In one transaction: remember the listing's new refusals; forget the refusals of paths
-    now admitted (SQL `admitted`: listing rows that become items) and of paths in scope that
-    are no longer listed (outside folders that could not be read)."""
+def record(catalogue: Catalogue, dataset: Dataset, *, admitted: str | None, low: str, high: str,
+           at: str, unlisted: bool) -> None:
+    """In one transaction: remember the listing's new refusals; with `admitted` (SQL: the
+    listed paths that get items), forget their refusals and those of paths in scope that have
+    an item, and with `unlisted` those of paths in scope no longer listed (outside folders that
+    could not be read)."""
     conn = catalogue._conn
     with catalogue.transaction(immediate=True):
         conn.execute(
@@ -203,6 +204,8 @@ def record(catalogue: Catalogue, dataset: Dataset, *, admitted: str, low: str, h
                    size = excluded.size, etag = excluded.etag, md5 = excluded.md5,
                    decided_at = excluded.decided_at""",
             (dataset.id, at))
+        if admitted is None:
+            return
         conn.execute(f"DELETE FROM refused WHERE dataset_id = ? AND filename IN "
                      f"(SELECT a.path FROM ({admitted}) a)", (dataset.id,))
         conn.execute(  # paths that got an item another way (an upload, an event)
@@ -210,6 +213,8 @@ def record(catalogue: Catalogue, dataset: Dataset, *, admitted: str, low: str, h
                  AND EXISTS (SELECT 1 FROM items i WHERE i.dataset_id = refused.dataset_id
                                                      AND i.filename = refused.filename)""",
             (dataset.id, low, high))
+        if not unlisted:
+            return
         conn.execute("CREATE INDEX IF NOT EXISTS temp.listing_path ON listing(path)")
         conn.execute(
             """DELETE FROM refused

@@ -115,6 +115,7 @@ class Held:
     kept: int = 0  # refused before with the same content: left alone
     new: dict[str, int] = field(default_factory=dict)  # reason -> paths refused now
     samples: list[str] = field(default_factory=list)  # the first paths refused now
+    known: bool = False  # the scope had refusals before this listing
 
     @property
     def total(self) -> int:
@@ -144,15 +145,20 @@ def hold_listing(catalogue: Catalogue, staged: StagedListing, plan: Plan, datase
         if room is not None:
             arrivals.hold_beyond(catalogue, fresh, max(room[0], 0), room[1])
     kept, new = arrivals.held_counts(catalogue)
-    return Held(kept, new, arrivals.held_paths(catalogue, SAMPLE))
+    return Held(kept, new, arrivals.held_paths(catalogue, SAMPLE), known)
 
 
 def record_listing(catalogue: Catalogue, staged: StagedListing, plan: Plan, dataset: Dataset,
-                   scope: Scope) -> None:
+                   scope: Scope, held: Held, *, complete: bool) -> None:
     """Remember the listing's new refusals; forget those of paths admitted, moved onto, or
-    gone from storage (before the plan is applied: a crash in between decides them again)."""
+    (for a `complete` listing, not an inventory) gone from storage. Before the plan is
+    applied: a crash in between decides the admitted ones again."""
+    if not held.known:  # nothing to forget: only new refusals to write
+        arrivals.record(catalogue, dataset, admitted=None, low=scope.low, high=scope.high,
+                        at=now_iso(), unlisted=False)
+        return
     admitted = f"SELECT path FROM ({staged.fresh_rows(plan)}) x"
     if not plan.initial:
         admitted += " UNION ALL SELECT l.path FROM temp.moves m JOIN temp.listing l ON l.n = m.n"
     arrivals.record(catalogue, dataset, admitted=admitted, low=scope.low, high=scope.high,
-                    at=now_iso())
+                    at=now_iso(), unlisted=complete)

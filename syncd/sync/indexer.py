@@ -176,7 +176,8 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
             if not dry_run:
                 _read_link_files(staged, driver, plan)
                 if held is not None:
-                    record_listing(catalogue, staged, plan, dataset, scope)
+                    record_listing(catalogue, staged, plan, dataset, scope, held,
+                                   complete=listing is None)
                 staged.apply(dataset, plan, RULES, prune=prune,
                              deletes=result.deletes_skipped is None, user=arrival_user)
                 runs.record_errors(catalogue, dataset, run_id, errors)
