@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from concurrent.futures import BrokenExecutor, Executor, Future
+from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -177,6 +177,10 @@ class Runner:
         self.capacity = max(IN_FLIGHT_MIN, IN_FLIGHT_PER_WORKER * workers)
         self._pool: Executor | None = None
         self._processes: list = []
+        # Expand jobs run on a thread of their own with their own App (catalogue connection),
+        # so claiming and the worker pool go on while a large archive expands.
+        self._expander: ThreadPoolExecutor | None = None
+        self._expand_app = None
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -190,7 +194,7 @@ class Runner:
         try:
             while True:
                 recorded = False
-                if suspects and not inflight:
+                if suspects and not self._in_pool(inflight):
                     job, task = suspects.popleft()
                     inflight[self._submit(task)] = (job, task)
                     solo = True
@@ -211,8 +215,8 @@ class Runner:
                     interrupted = self._interrupt_workers()
                 finished, crashed = self._collect(done, inflight)
                 if crashed:
-                    # Everything still in flight went down with the pool.
-                    rest, _ = futures.wait(inflight)
+                    # Everything still in flight in the pool went down with it.
+                    rest, _ = futures.wait(self._in_pool(inflight))
                     more_finished, more_crashed = self._collect(rest, inflight)
                     finished += more_finished
                     crashed += more_crashed
@@ -239,6 +243,9 @@ class Runner:
         finally:
             if self._pool is not None and self.factory is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._expander is not None:
+                self._expander.shutdown(wait=True, cancel_futures=True)
+                self._expand_app.close()
         self.result.seconds = time.monotonic() - started
         return self.result
 
@@ -261,6 +268,9 @@ class Runner:
         jobs = self.queue.claim(room, datasets=self.dataset_ids)
         unrunnable = []
         for job in jobs:
+            if job.kind == EXPAND and not self.app.catalogue.in_memory:
+                inflight[self._submit_expand(job)] = (job, None)
+                continue
             task = self._task(job)
             if isinstance(task, TaskResult):
                 unrunnable.append((job, None, task))
@@ -283,6 +293,26 @@ class Runner:
         future = self._pool.submit(run_task, task)
         self._processes = list(getattr(self._pool, "_processes", {}).values())
         return future
+
+    @staticmethod
+    def _in_pool(inflight: dict[Future, tuple[Job, Task | None]]) -> list[Future]:
+        """The futures of tasks in the worker pool (not expand jobs, which run on a thread)."""
+        return [future for future, (job, _) in inflight.items() if job.kind != EXPAND]
+
+    def _submit_expand(self, job: Job) -> Future:
+        if self._expander is None:
+            from ..app import App
+
+            self._expander = ThreadPoolExecutor(1, thread_name_prefix="syncd-expand")
+            self._expand_app = App(self.app.config)  # opened, and used, on that thread only
+        return self._expander.submit(self._expand, job)
+
+    def _expand(self, job: Job) -> TaskResult:
+        """One expand job, on the expand thread. Its lease is renewed by the loop (the job
+        is in flight like any other), its result recorded there."""
+        from .expand import expand_job
+
+        return expand_job(self._expand_app, job)
 
     def _check_pool(self) -> None:
         """A new pool must run a no-op: workers that die before any task (they cannot import
@@ -341,7 +371,7 @@ class Runner:
                 driver = self.config.driver(job.payload.get("driver", ""))
                 keys = tuple(dict.fromkeys(k for k in job.payload.get("keys", ()) if k))
                 return Task(job.id, CLEANUP, driver, keys=keys)
-            if job.kind == EXPAND:  # on this thread: it writes items (syncd.jobs.expand)
+            if job.kind == EXPAND:  # an in-memory catalogue has one connection: on this thread
                 from .expand import expand_job
 
                 return expand_job(self.app, job, renew=lambda: self.queue.renew([job.id]))
