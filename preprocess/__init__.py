@@ -34,7 +34,7 @@ _LAZY = {
     "system_keys": "handlers", "Options": "options", "Outcome": "options",
     "preprocess": "pipeline", "ByteSource": "source", "BytesSource": "source",
     "RangedFile": "source", "Reader": "source",
-    "Thumbnail": "thumbnail", "make_thumbnail": "thumbnail",
+    "Thumbnail": "options", "make_thumbnail": "thumbnail",
 }
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from .options import Options, Outcome
     from .pipeline import preprocess
     from .source import ByteSource, BytesSource, RangedFile, Reader
-    from .thumbnail import Thumbnail, make_thumbnail
+    from .options import Thumbnail
+    from .thumbnail import make_thumbnail
 
 
 def __getattr__(name: str):

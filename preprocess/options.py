@@ -1,13 +1,30 @@
-"""What preprocessing is asked to do (`Options`) and what it found (`Outcome`)."""
+"""What preprocessing is asked to do (`Options`) and what it found (`Outcome`, `Thumbnail`).
+
+Light on purpose (no Pillow): the catalogue side builds Options and reads Outcomes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from .image import DEFAULT_MAX_PIXELS
+from .limits import DEFAULT_MAX_PIXELS, FORMATS
 from .preview import Preview
-from .thumbnail import FORMATS, Thumbnail
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    data: bytes
+    format: str  # jpeg | webp
+    width: int
+    height: int
+
+    @property
+    def extension(self) -> str:
+        return FORMATS[self.format][0]
+
+    @property
+    def content_type(self) -> str:
+        return FORMATS[self.format][1]
 
 
 @dataclass(frozen=True)

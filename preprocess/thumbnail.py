@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import io
 import warnings
-from dataclasses import dataclass
 
 from PIL import Image, ImageCms
 
@@ -26,6 +25,7 @@ from .image import DEFAULT_MAX_PIXELS, check_pixels, describe, open_image, orien
 
 # format -> (file extension, content type)
 from .limits import FORMATS  # noqa: E402
+from .options import Thumbnail  # noqa: E402  (re-exported: the result type)
 
 # EXIF orientation -> the transpose that shows the image upright (EXIF 2.32, tag 0x0112).
 _UPRIGHT = {
@@ -37,22 +37,6 @@ _UPRIGHT = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-
-
-@dataclass(frozen=True)
-class Thumbnail:
-    data: bytes
-    format: str  # jpeg | webp
-    width: int
-    height: int
-
-    @property
-    def extension(self) -> str:
-        return FORMATS[self.format][0]
-
-    @property
-    def content_type(self) -> str:
-        return FORMATS[self.format][1]
 
 
 def make_thumbnail(

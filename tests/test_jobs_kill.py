@@ -131,3 +131,49 @@ def test_kill_9_mid_run_then_run_wait_processes_every_item_exactly_once(tmp_path
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         db.close()
+
+
+def test_kill_9_of_a_first_sync_then_sync_again_processes_every_item_once(tmp_path, storage, config_file):
+    """A first `syncd sync` forks its worker pool from its only thread while it lists (the
+    warm pool); killed mid-preprocessing, its workers exit on their own, and the next sync
+    finishes the jobs exactly once."""
+    variants = [images.noisy_jpeg((1024, 768), seed=i) for i in range(8)]
+    for i in range(ITEMS):
+        put_file(storage, f"batch/{i:03}.jpg", variants[i % len(variants)])
+    config_file.write_text(config_file.read_text() + "\n[preprocess]\nworkers = 2\nlease_seconds = 600\n")
+    first = syncd(config_file, "sync", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pool: set[int] = set()
+    try:
+        wait_for(lambda: (tmp_path / "catalogue.db").exists(), "the catalogue")
+        db = sqlite3.connect(tmp_path / "catalogue.db", timeout=30)
+
+        def done() -> int:
+            try:
+                return db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0]
+            except sqlite3.OperationalError:  # the schema is not written yet
+                return 0
+
+        wait_for(lambda: (pool.update(descendants(first.pid)), done() >= ITEMS // 10)[1],
+                 "the first sync to get to preprocessing")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=DEADLINE)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert pool and done() < ITEMS
+    second = syncd(config_file, "sync", "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = second.communicate(timeout=DEADLINE * 3)
+    assert second.returncode == 0, err
+    rows = db.execute("SELECT item_pk, state FROM jobs WHERE kind = 'preprocess'").fetchall()
+    assert len(rows) == ITEMS and {state for _, state in rows} == {"done"}
+    assert len({pk for pk, _ in rows}) == ITEMS
+    thumbnails = list((storage / ".dataloop/thumbnails").iterdir())
+    assert len(thumbnails) == ITEMS
+    try:
+        wait_for(lambda: not any(alive(pid) for pid in pool), "the orphaned worker processes to exit")
+    finally:
+        for pid in pool:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        db.close()

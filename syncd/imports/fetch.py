@@ -41,8 +41,6 @@ from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
-import tenacity
-
 from .. import __version__
 from ..errors import SyncdError
 
@@ -295,6 +293,8 @@ class Fetcher:
         """GET `url` (following checked redirects), retrying 5xx answers and connection errors.
 
         Raises FetchRefused, FetchTooLarge or FetchFailed."""
+        import tenacity  # here: it imports asyncio and tornado, which start-up does without
+
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, self.policy.attempts)),
             wait=tenacity.wait_exponential(multiplier=self.policy.backoff_seconds, max=8),

@@ -129,6 +129,15 @@ def ping() -> bool:
     return True
 
 
+def preload() -> bool:
+    """Import what image tasks need (a forked worker's first task, ahead of the jobs)."""
+    from .executors import PRELOAD
+
+    for module in (*PRELOAD, "preprocess.pipeline", "preprocess.image", "preprocess.thumbnail"):
+        importlib.import_module(module)
+    return True
+
+
 def run_task(task: Task) -> TaskResult:
     """Run one task. Never raises for a problem with the item or storage: the result says."""
     global _active
