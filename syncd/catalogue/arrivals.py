@@ -32,6 +32,10 @@ def _same(a: str, b: str) -> str:
     return f"({a} = {b} OR ({a} IS NULL AND {b} IS NULL))"
 
 
+# A refusal decided again replaces the earlier one: its reason, content and time.
+UPSERT = """ON CONFLICT (dataset_id, filename) DO UPDATE SET reason = excluded.reason,
+                size = excluded.size, etag = excluded.etag, md5 = excluded.md5,
+                decided_at = excluded.decided_at"""
 # A refusal (r) was decided for this listing row's (f) content.
 SAME_CONTENT = " AND ".join(_same(f"r.{c}", f"f.{c}") for c in ("size", "etag", "md5"))
 
@@ -64,11 +68,8 @@ def refuse(catalogue: Catalogue, dataset: Dataset, filename: str, reason: str, *
            size: int | None, etag: str | None, md5: str | None, at: str) -> None:
     """Remember that `filename`, with this content, gets no item (the caller's transaction)."""
     catalogue._conn.execute(
-        """INSERT INTO refused (dataset_id, filename, reason, size, etag, md5, decided_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (dataset_id, filename) DO UPDATE SET reason = excluded.reason,
-               size = excluded.size, etag = excluded.etag, md5 = excluded.md5,
-               decided_at = excluded.decided_at""",
+        f"""INSERT INTO refused (dataset_id, filename, reason, size, etag, md5, decided_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?) {UPSERT}""",
         (dataset.id, filename, reason, size, etag, md5, at))
 
 
@@ -197,12 +198,9 @@ def record(catalogue: Catalogue, dataset: Dataset, *, admitted: str | None, low:
     conn = catalogue._conn
     with catalogue.transaction(immediate=True):
         conn.execute(
-            """INSERT INTO refused (dataset_id, filename, reason, size, etag, md5, decided_at)
-               SELECT ?, l.path, h.reason, l.size, l.etag, l.md5, ?
-               FROM temp.held h JOIN temp.listing l ON l.n = h.n WHERE h.new = 1
-               ON CONFLICT (dataset_id, filename) DO UPDATE SET reason = excluded.reason,
-                   size = excluded.size, etag = excluded.etag, md5 = excluded.md5,
-                   decided_at = excluded.decided_at""",
+            f"""INSERT INTO refused (dataset_id, filename, reason, size, etag, md5, decided_at)
+                SELECT ?, l.path, h.reason, l.size, l.etag, l.md5, ?
+                FROM temp.held h JOIN temp.listing l ON l.n = h.n WHERE h.new = 1 {UPSERT}""",
             (dataset.id, at))
         if admitted is None:
             return
