@@ -136,10 +136,11 @@ def hold_listing(catalogue: Catalogue, staged: StagedListing, plan: Plan, datase
         arrivals.hold_known(catalogue, dataset, fresh)
     if admission is not None and admission.percent < 100:
         after = 0
-        while page := arrivals.candidates(catalogue, fresh, after=after):
-            arrivals.hold(catalogue, ((n, arrivals.SAMPLED_OUT) for n, path in page
-                                      if admission.sampled_out(path)))
-            after = page[-1][0]
+        with catalogue.transaction():  # temp tables only: no write lock on the catalogue
+            while page := arrivals.candidates(catalogue, fresh, after=after):
+                arrivals.hold(catalogue, ((n, arrivals.SAMPLED_OUT) for n, path in page
+                                          if admission.sampled_out(path)))
+                after = page[-1][0]
     if admission is not None:
         room = admission.room(catalogue, dataset)
         if room is not None:
