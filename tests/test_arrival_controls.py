@@ -167,3 +167,46 @@ driver = "disk"
     [line] = run.json_lines("sync", "--no-preprocess")
     assert (line["created"], line["refused"], line["still_refused"]) == (0, {}, len(left_out) - 1)
     assert sorted(items(db)) == kept
+
+
+def test_events_past_a_quota_are_refused_once_and_decided_again_on_new_content(tmp_path, storage):
+    """The event applier counts the quota's window in the catalogue, inside its batch; an
+    event repeated for a refused file with the same content decides nothing again; a dry-run
+    sync reports refusals and writes none."""
+    import time
+
+    from syncd.catalogue import arrivals
+    from syncd.sync.applier import Applier
+    from syncd.sync.events import ObjectCreated
+
+    config = controls_config(tmp_path, storage, "quota_per_minute = 2")
+    for name in ("a", "b", "c", "d"):
+        put_file(storage, f"{name}.bin", name)
+    [dry] = Runner(config).json_lines("sync", "--dry-run")
+    assert (dry["created"], dry["refused"]) == (2, {"quota-minute": 2})
+    with App.from_file(config) as app:
+        ds = app.dataset("photos")
+        assert list(arrivals.refusals(app.catalogue, ds)) == []  # the dry run wrote nothing
+        applier = Applier(app.catalogue, lambda n: (app.dataset(n), app.dataset_driver(n)),
+                          path_filter=app.path_filter, admission=app.admission)
+
+        def events(*names):
+            return applier.apply([ObjectCreated(dataset="photos", key=f"{n}.bin", source="test",
+                                                received=time.time()) for n in names])
+
+        try:
+            changes = events("a", "b", "c", "d")
+            assert [(c.action, c.reason) for c in changes] == [
+                ("created", None), ("created", None), ("refused", "quota-minute"),
+                ("refused", "quota-minute")]
+            decided = arrivals.find(app.catalogue, ds, "/c.bin")["decided_at"]
+            [again] = events("c")
+            assert (again.action, again.reason) == ("refused", "quota-minute")
+            assert arrivals.find(app.catalogue, ds, "/c.bin")["decided_at"] == decided
+            put_file(storage, "c.bin", "c, rewritten")  # new content: decided again (still full)
+            [again] = events("c")
+            assert arrivals.find(app.catalogue, ds, "/c.bin")["size"] == len("c, rewritten")
+            assert again.action == "refused"
+        finally:
+            applier.close()
+        assert sorted(i["filename"] for i in app.catalogue.iter_items(ds)) == ["/a.bin", "/b.bin"]
