@@ -181,6 +181,7 @@ class Runner:
         # so claiming and the worker pool go on while a large archive expands.
         self._expander: ThreadPoolExecutor | None = None
         self._expand_app = None
+        self._abort = threading.Event()  # the loop left abruptly: an expansion gives up
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -244,6 +245,9 @@ class Runner:
             if self._pool is not None and self.factory is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
             if self._expander is not None:
+                # Left with expands in flight only on an error or a second Ctrl-C: they stop
+                # at their next member, their jobs left to lease expiry like a killed runner's.
+                self._abort.set()
                 self._expander.shutdown(wait=True, cancel_futures=True)
                 self._expand_app.close()
         self.result.seconds = time.monotonic() - started
@@ -309,10 +313,15 @@ class Runner:
 
     def _expand(self, job: Job) -> TaskResult:
         """One expand job, on the expand thread. Its lease is renewed by the loop (the job
-        is in flight like any other), its result recorded there."""
+        is in flight like any other), its result recorded there; `renew` only checks, member
+        by member, that the loop is still there."""
         from .expand import expand_job
 
-        return expand_job(self._expand_app, job)
+        def check() -> None:
+            if self._abort.is_set():
+                raise SyncdError(f"job {job.id}: the runner stopped; the expansion gave up")
+
+        return expand_job(self._expand_app, job, renew=check, renew_every=0.0)
 
     def _check_pool(self) -> None:
         """A new pool must run a no-op: workers that die before any task (they cannot import

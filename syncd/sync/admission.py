@@ -101,8 +101,9 @@ def refused_arrival(catalogue: Catalogue, dataset: Dataset, filename: str, info,
     return reason
 
 
-def gone_arrival(catalogue: Catalogue, dataset: Dataset, filename: str) -> None:
-    """A path with no item left storage: its refusal, if any, goes too."""
+def forget_refusal(catalogue: Catalogue, dataset: Dataset, filename: str) -> None:
+    """A path with no item left storage, or gets an item another way: its refusal, if any,
+    goes."""
     arrivals.forget(catalogue, dataset, [filename])
 
 

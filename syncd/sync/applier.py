@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from drivers import Driver, DriverError, NotFound, ObjectInfo
 from drivers.base import is_hidden
 
-from ..catalogue import Catalogue, Dataset, arrivals, items
-from .admission import Admission, gone_arrival, refused_arrival
+from ..catalogue import Catalogue, Dataset, items
+from .admission import Admission, forget_refusal, refused_arrival
 from .filters import NO_FILTER, PathFilter
 from .events import Event, FolderChanged, ObjectMoved
 from .rules import RULES, Change, same_content
@@ -185,7 +185,7 @@ class Applier:
         row = items.find(catalogue, dataset, filename)
         if info is None:
             if row is None:
-                gone_arrival(catalogue, dataset, filename)  # a refused path left storage
+                forget_refusal(catalogue, dataset, filename)  # a refused path left storage
                 return Applied(event, "unchanged", filename, None)
             if row["state"] != "present":
                 # Already marked missing (by a rescan racing this event): a copy made just
@@ -223,8 +223,8 @@ class Applier:
             reason = refused_arrival(catalogue, dataset, filename, info, self.admission(dataset.name))
             if reason is not None:
                 return Applied(event, "refused", filename, None, reason=reason)
-        elif arrivals.find(catalogue, dataset, filename) is not None:
-            arrivals.forget(catalogue, dataset, [filename])  # written by syncd: it has an item now
+        else:
+            forget_refusal(catalogue, dataset, filename)  # written by syncd: it gets an item
         pk = items.insert(catalogue, dataset, filename, size=info.size, mtime=info.mtime,
                           etag=info.etag, md5=info.md5, user=self.arrival_user(dataset.name) or None)
         items.apply_rule(catalogue, RULES[Change.CREATED], [pk])
