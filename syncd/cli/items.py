@@ -10,6 +10,7 @@ import click
 
 from .. import usermeta
 from ..app import App
+from ..catalogue import arrivals
 from ..catalogue.query import compile_query
 from .group import cli
 from .common import CommandError, emit_json, json_option, pass_app, progress_bar
@@ -126,7 +127,7 @@ def export_items(app: App, dataset: str, fmt: str, where: tuple[str, ...], prese
         click.echo(f"exported {count} items of {dataset} to {output}", err=True)
 
 
-REASONS = click.Choice(["sampled-out", "quota-minute", "quota-hour", "quota-day"])
+REASONS = click.Choice(arrivals.REASONS)
 
 
 @items.command("refused")
@@ -138,8 +139,6 @@ REASONS = click.Choice(["sampled-out", "quota-minute", "quota-hour", "quota-day"
 def refused(app: App, dataset: str, reasons: tuple[str, ...], as_json: bool) -> None:
     """List the files that arrived on their own and got no item (sampled out, or past a
     quota: see the README's Upload controls), in filename order: path, reason, when decided."""
-    from ..catalogue import arrivals
-
     for row in arrivals.refusals(app.catalogue, app.dataset(dataset), reasons=reasons):
         if as_json:
             emit_json({"dataset": dataset, **row})
