@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..app import App
-from ..catalogue import arrivals, browse
+from ..catalogue import browse
 from ..catalogue.counts import read_counts
 from ..catalogue.outbox import Outbox
 from .common import emit_json, json_option, pass_app
@@ -26,7 +26,6 @@ def status(app: App, datasets: tuple[str, ...], as_json: bool) -> None:
     for name in app.dataset_names(datasets):
         dataset = app.dataset(name)
         info = browse.status(app.catalogue, dataset)
-        info["refused"] = arrivals.dataset_counts(app.catalogue, dataset)
         if as_json:
             emit_json({**info, "present": info["items"]["present"], "missing": info["items"]["missing"],
                        "synced_at": dataset.synced_at})
