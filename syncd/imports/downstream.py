@@ -125,7 +125,7 @@ class Admitted:
     dataset: str
     admitted: int = 0  # new items (with their preprocessing jobs)
     gone: int = 0  # no longer in storage: their refusal forgotten
-    skipped: int = 0  # excluded by the filters now, or already an item
+    skipped: int = 0  # already an item (written by syncd meanwhile): its refusal forgotten
     dry_run: bool = False
     paths: list[str] = field(default_factory=list)  # the first ones admitted (or to admit)
 
@@ -170,6 +170,8 @@ def admit(app: App, dataset: str, filenames: Sequence[str] = (), *, reasons: Seq
                     result.gone += 1
                 else:
                     result.skipped += 1
+            with app.catalogue.transaction(immediate=True):  # those that had an item already
+                arrivals.forget(app.catalogue, ds, [row["filename"] for row in batch])
             if progress:
                 progress(len(batch))
     finally:
