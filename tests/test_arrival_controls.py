@@ -210,3 +210,33 @@ def test_events_past_a_quota_are_refused_once_and_decided_again_on_new_content(t
         finally:
             applier.close()
         assert sorted(i["filename"] for i in app.catalogue.iter_items(ds)) == ["/a.bin", "/b.bin"]
+
+
+def test_a_file_syncd_writes_is_never_left_refused(tmp_path, storage):
+    """syncd's own write (an upload, an import, an archive member) may be seen by the daemon
+    as an arrival before the writer catalogues it, and refused; the writer's item wins and
+    the refusal goes."""
+    import time
+
+    from syncd.catalogue import arrivals
+    from syncd.imports.writes import Content, ItemFacts, put_item
+    from syncd.sync.applier import Applier
+    from syncd.sync.events import ObjectCreated
+
+    config = controls_config(tmp_path, storage, "sample_percent = 0.001")
+    put_file(storage, "up/a.bin", "uploaded")  # the writer's bytes, already in storage
+    with App.from_file(config) as app:
+        ds = app.dataset("photos")
+        applier = Applier(app.catalogue, lambda n: (app.dataset(n), app.dataset_driver(n)),
+                          path_filter=app.path_filter, admission=app.admission)
+        try:
+            [seen] = applier.apply([ObjectCreated(dataset="photos", key="up/a.bin", source="watch",
+                                                  received=time.time())])
+        finally:
+            applier.close()
+        assert (seen.action, seen.reason) == ("refused", "sampled-out")
+        status, _ = put_item(app.catalogue, ds, app.dataset_driver("photos"), "/up/a.bin",
+                             Content.of_bytes(b"uploaded"), ItemFacts())
+        assert status == "created"
+        assert arrivals.find(app.catalogue, ds, "/up/a.bin") is None
+    assert present(config) == ["/up/a.bin"]

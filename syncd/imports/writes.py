@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 from drivers import Driver, DriverError, InvalidKey, ObjectInfo
 from drivers.base import check_key, is_hidden
 
-from ..catalogue import Catalogue, Dataset, items, normalize_filename
+from ..catalogue import Catalogue, Dataset, arrivals, items, normalize_filename
 from ..sync import rules
 from ..sync.rules import RULES, Change
 
@@ -167,6 +167,9 @@ def record(catalogue: Catalogue, dataset: Dataset, stored: Stored, facts: ItemFa
                               etag=info.etag, md5=info.md5, type=facts.type, system=system_patch,
                               user=facts.user, extra=facts.extra)
             items.apply_rule(catalogue, RULES[Change.CREATED], [pk])
+            # Seen as an arrival first (the daemon's event for this very write) and refused:
+            # it has an item now (syncd.sync.admission).
+            arrivals.forget(catalogue, dataset, [filename])
             return "created", catalogue.item_id(pk)
         pk = row["pk"]
         system = json.loads(row["system"]) if row["system"] else {}
