@@ -14,12 +14,13 @@ from __future__ import annotations
 import functools
 from urllib.parse import urlsplit
 from collections.abc import Iterator
+from typing import Annotated
 
 import azure.core.exceptions as aexc
 from azure.storage.blob import (BlobPrefix, ContainerClient, ContentSettings, ExponentialRetry,
                                 StandardBlobTier)
-from pydantic import Field, SecretStr, field_validator, model_validator
 
+from .options import Meta, Secret
 from .base import (
     Location,
     AlreadyExists,
@@ -79,51 +80,47 @@ _HINTS = {"ContainerNotFound": "no such container",
           "AuthenticationFailed": "credentials refused: wrong account key or SAS token"}
 
 
-class AzureOptions(CloudOptions):
+class AzureOptions(CloudOptions, kw_only=True):
     kind: str = "azure"
-    container: str = Field(min_length=1)
-    connection_string: SecretStr | None = None
+    container: Annotated[str, Meta(min_length=1)]
+    connection_string: Secret | None = None
     account_url: str | None = None  # https://ACCOUNT.blob.core.windows.net
-    sas_token: SecretStr | None = None
-    account_key: SecretStr | None = None
-    max_attempts: int = Field(default=5, ge=1)  # tries of a throttled or 5xx request
-    retry_backoff_seconds: float = Field(default=2.0, ge=0)  # first wait; then x3 each time
+    sas_token: Secret | None = None
+    account_key: Secret | None = None
+    max_attempts: Annotated[int, Meta(ge=1)] = 5  # tries of a throttled or 5xx request
+    retry_backoff_seconds: Annotated[float, Meta(ge=0)] = 2.0  # first wait; then x3 each time
 
-    @field_validator("connection_string")
-    @classmethod
-    def _parses(cls, value: SecretStr | None) -> SecretStr | None:
-        """A malformed connection string is a config error, not a crash at the first call.
-        The SDK's own parser decides (nothing is sent); its message holds no secret."""
-        if value is not None:
-            try:
-                ContainerClient.from_connection_string(value.get_secret_value(), "check").close()
-            except ValueError as error:
-                raise ValueError(f"malformed ({one_line(str(error)).rstrip('.')}); expected "
-                                 "'AccountName=...;AccountKey=...;...' as the Azure portal "
-                                 "shows it") from None
-        return value
-
-    @field_validator("storage_class")
-    @classmethod
-    def _tier(cls, value: str | None) -> str | None:
-        """Azure's access tiers (Hot, Cool, Cold, Archive), in the SDK's spelling."""
-        if value is None:
-            return value
-        for tier in StandardBlobTier:
-            if value.lower() == tier.value.lower():
-                return tier.value
-        raise ValueError(f"{value!r} is not an Azure access tier (one of: "
-                         f"{', '.join(t.value for t in StandardBlobTier)})")
-
-    @model_validator(mode="after")
-    def _credentials(self) -> AzureOptions:
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.connection_string is not None:
+            self._check_connection_string(self.connection_string.get_secret_value())
+        if self.storage_class is not None:
+            self._set("storage_class", self._tier(self.storage_class))
         if self.connection_string is None and not self.account_url:
             raise ValueError("set connection_string, or account_url (with sas_token, "
                              "account_key, or azure-identity installed)")
         if self.endpoint_url:
             raise ValueError("endpoint_url: Azure uses account_url (or the connection string)")
-        return self
 
+    @staticmethod
+    def _check_connection_string(value: str) -> None:
+        """A malformed connection string is a config error, not a crash at the first call.
+        The SDK's own parser decides (nothing is sent); its message holds no secret."""
+        try:
+            ContainerClient.from_connection_string(value, "check").close()
+        except ValueError as error:
+            raise ValueError(f"connection_string: malformed ({one_line(str(error)).rstrip('.')});"
+                             " expected 'AccountName=...;AccountKey=...;...' as the Azure portal"
+                             " shows it") from None
+
+    @staticmethod
+    def _tier(value: str) -> str:
+        """Azure's access tiers (Hot, Cool, Cold, Archive), in the SDK's spelling."""
+        for tier in StandardBlobTier:
+            if value.lower() == tier.value.lower():
+                return tier.value
+        raise ValueError(f"storage_class: {value!r} is not an Azure access tier (one of: "
+                         f"{', '.join(t.value for t in StandardBlobTier)})")
 
     def location(self) -> Location:
         return Location("azure", self.container, account=self.account_name(), prefix=self.path)

@@ -23,9 +23,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from collections.abc import Callable
-from typing import BinaryIO, ClassVar, Literal, NamedTuple
+from typing import Annotated, BinaryIO, ClassVar, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from .options import Meta, Options
 
 HIDDEN_FOLDER = ".dataloop"
 PAGE_SIZE = 1000  # objects a page; the size S3 and GCS use
@@ -129,29 +129,21 @@ class Location:
     remote: bool = True  # reached over the network (stat concurrently, read ahead)
 
 
-class DriverOptions(BaseModel):
+class DriverOptions(Options, kw_only=True):
     """Keys every `[[drivers]]` table has; each kind adds its own in a subclass."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1)
+    name: Annotated[str, Meta(min_length=1)]
     kind: str
     path: str = ""  # folder inside the storage to sync; "" = all of it
     permissions: tuple[Permission, ...] = ALL_PERMISSIONS
     allow_delete: bool = False  # may syncd delete binaries (not only its own artifacts)?
 
-    @field_validator("path")
-    @classmethod
-    def _folder(cls, value: str) -> str:
-        value = value.strip("/")
-        if value and any(part in ("", ".", "..") for part in value.split("/")):
-            raise ValueError(f"path {value!r} must be a plain folder path")
-        return value
-
-    @field_validator("permissions")
-    @classmethod
-    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(value))
+    def __post_init__(self) -> None:
+        path = self.path.strip("/")
+        if path and any(part in ("", ".", "..") for part in path.split("/")):
+            raise ValueError(f"path: {path!r} must be a plain folder path")
+        self._set("path", path)
+        self._set("permissions", tuple(dict.fromkeys(self.permissions)))
 
     def location(self) -> Location:
         """Where these options point; each kind says more."""

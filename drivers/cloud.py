@@ -18,9 +18,9 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, ClassVar
+from typing import Annotated, BinaryIO, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from .options import Meta, Secret
 
 from .base import (
     HIDDEN_FOLDER,
@@ -44,25 +44,26 @@ _SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|x-amz-signature|x-amz-security
                            r"x-amz-credential|access_token|token)=[^&\s'\"<>]+")
 
 
-class CloudOptions(DriverOptions):
+class CloudOptions(DriverOptions, kw_only=True):
     """Keys every cloud driver has, beside `name`, `kind`, `path` and the permissions."""
 
     # Listing requests in flight at once, one sub-folder each (1: one listing, in name order).
-    list_concurrency: int = Field(default=8, ge=1, le=64)
+    list_concurrency: Annotated[int, Meta(ge=1, le=64)] = 8
 
     endpoint_url: str | None = None  # S3-compatible services, emulators
     storage_class: str | None = None  # puts use it; None = the bucket's default
-    timeout_seconds: float = Field(default=60.0, gt=0)  # connect and read timeout of a request
+    timeout_seconds: Annotated[float, Meta(gt=0)] = 60.0  # connect and read timeout of a request
 
-    @field_validator("endpoint_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("endpoint_url must be an http:// or https:// URL")
-        return value.rstrip("/") if value else value
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        url = self.endpoint_url
+        if url is not None:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError("endpoint_url: must be an http:// or https:// URL")
+            self._set("endpoint_url", url.rstrip("/"))
 
 
-def secret(value: SecretStr | None) -> str | None:
+def secret(value: Secret | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 

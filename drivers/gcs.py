@@ -15,6 +15,7 @@ import base64
 import io
 import functools
 from collections.abc import Iterator
+from typing import Annotated
 
 import google.api_core.exceptions as gexc
 import google.auth.exceptions
@@ -23,7 +24,6 @@ from google.auth.credentials import AnonymousCredentials
 from google.oauth2 import service_account
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
-from pydantic import Field
 
 from .base import (
     AlreadyExists,
@@ -38,6 +38,7 @@ from .base import (
     Unreachable,
     retriable_status,
 )
+from .options import Meta
 from .cloud import CHUNK_SIZE, CloudDriver, CloudOptions, RangeReader, buffered, empty_stream, one_line, payload, redact
 
 LIST_FIELDS = "items(name,size,updated,etag,md5Hash),nextPageToken"
@@ -60,17 +61,17 @@ ERRORS: list[tuple[type[Exception], type[DriverError]]] = [
 ]
 
 
-class GCSOptions(CloudOptions):
+class GCSOptions(CloudOptions, kw_only=True):
     kind: str = "gcs"
-    bucket: str = Field(min_length=1)
+    bucket: Annotated[str, Meta(min_length=1)]
     project: str | None = None  # None: from the credentials
     credentials_file: str | None = None  # service-account key file; None: ADC
     anonymous: bool = False  # no credentials at all: public buckets, emulators
 
     def location(self) -> Location:
         return Location("gcs", self.bucket, prefix=self.path)
-    retry_seconds: float = Field(default=120.0, gt=0)  # retry throttling and 5xx this long
-    retry_backoff_seconds: float = Field(default=1.0, gt=0)  # first wait; doubles each time
+    retry_seconds: Annotated[float, Meta(gt=0)] = 120.0  # retry throttling and 5xx this long
+    retry_backoff_seconds: Annotated[float, Meta(gt=0)] = 1.0  # first wait; doubles each time
 
 
 class GCSDriver(CloudDriver):

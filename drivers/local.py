@@ -28,7 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from pydantic import field_validator
 
 from .base import (
     HIDDEN_FOLDER,
@@ -54,14 +53,13 @@ log = logging.getLogger(__name__)
 COPY_CHUNK = 1024 * 1024  # bytes
 
 
-class LocalOptions(DriverOptions):
+class LocalOptions(DriverOptions, kw_only=True):
     kind: str = "local"
     root: Path
 
-    @field_validator("root")
-    @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._set("root", Path(self.root).expanduser())
 
     def location(self) -> Location:
         return Location("local", str(self.root), prefix=self.path, remote=False)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
-from typing import Literal
+from typing import Annotated, Literal
 
 import boto3
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from pydantic import Field, SecretStr
+from .options import Meta, Secret
 
 from .base import (
     Location,
@@ -104,17 +104,17 @@ _HINTS = {
 }
 
 
-class S3Options(CloudOptions):
+class S3Options(CloudOptions, kw_only=True):
     kind: str = "s3"
-    bucket: str = Field(min_length=1)
+    bucket: Annotated[str, Meta(min_length=1)]
     region: str | None = None  # None: from the profile or AWS_REGION, else us-east-1
     profile: str | None = None  # a named profile of the shared config/credentials files
-    access_key_id: SecretStr | None = None  # usually unset: boto3's chain finds credentials
-    secret_access_key: SecretStr | None = None
-    session_token: SecretStr | None = None
+    access_key_id: Secret | None = None  # usually unset: boto3's chain finds credentials
+    secret_access_key: Secret | None = None
+    session_token: Secret | None = None
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
     retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
-    max_attempts: int = Field(default=5, ge=1)  # tries of a throttled or 5xx request
+    max_attempts: Annotated[int, Meta(ge=1)] = 5  # tries of a throttled or 5xx request
 
 
     def location(self) -> Location:

@@ -110,8 +110,7 @@ class App:
                 raise inventory.InventoryError(
                     f"inventory {uri!r}: no {kind} driver in the config to read it with")
             place = {"container" if kind == "azure" else "bucket": bucket}
-            reader = drivers.open_driver(like.model_copy(
-                update={**place, "path": "", "permissions": ("list", "get")}))
+            reader = drivers.open_driver(like.replace(**place, path="", permissions=("list", "get")))
             self._drivers[f"inventory {uri}"] = reader  # closed with the others
             files = inventory.BucketFiles(reader, uri.split(":", 1)[0], bucket)
         base = options.path + "/" if options.path else ""

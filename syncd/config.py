@@ -12,11 +12,10 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing import Annotated, Any, Literal
 
 from drivers import KINDS, DriverOptions, options_model
+from drivers.options import InvalidOptions, Meta, Options, Secret, convert, field
 from preprocess import DEFAULT_MAX_PIXELS
 
 from .service.daemon_config import DaemonConfig, SourceConfig
@@ -29,35 +28,29 @@ ENV_VAR = "SYNCD_CONFIG"
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CatalogueConfig(_Section):
+class CatalogueConfig(Options, kw_only=True):
     path: Path = Path("data/catalogue.db")
 
 
-class PreprocessorConfig(_Section):
+class PreprocessorConfig(Options, kw_only=True):
     """A custom function run on the dataset's new items after the built-in preprocessing."""
 
-    function: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")  # "package.module:function"
+    function: Annotated[str, Meta(pattern=r"^[\w.]+:[\w.]+$")] | None = None  # "package.module:function"
     entry_point: str | None = None  # a name in the `syncd.preprocessors` entry-point group
     mimetypes: tuple[str, ...] = ("*",)  # patterns (fnmatch) the item's mimetype must match
-    key: str = Field(default="user", min_length=1)  # "user": merged into metadata.user; else metadata.user[key]
+    key: Annotated[str, Meta(min_length=1)] = "user"  # "user": merged into metadata.user; else metadata.user[key]
     input: Literal["bytes", "source"] = "bytes"  # the file's bytes, or its ranged byte source
 
-    @model_validator(mode="after")
-    def _one_target(self) -> PreprocessorConfig:
+    def __post_init__(self) -> None:
         if (self.function is None) == (self.entry_point is None):
             raise ValueError("give exactly one of function or entry_point")
-        return self
 
     @property
     def target(self) -> str:
         return self.function or f"entry point {self.entry_point!r}"
 
 
-class FilterRules(_Section):
+class FilterRules(Options, kw_only=True):
     """Which keys become items (syncd.sync.filters): in a [[drivers]] or [[datasets]] table."""
 
     include: tuple[str, ...] = ()  # if any: keys none of them matches are excluded
@@ -65,44 +58,33 @@ class FilterRules(_Section):
     filters: tuple[str, ...] = ()  # rclone --filter lines, in order: "- *.tmp", "+ *.jpg"
     default_excludes: bool | None = None  # in-progress and temp files; None: the driver's, else on
 
-    @field_validator("include", "exclude")
-    @classmethod
-    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for index, pattern in enumerate(value):
-            try:
-                glob_to_regex(pattern)
-            except FilterError as error:
-                raise ValueError(f"[{index}]: bad pattern: {error}") from None
-        return value
-
-    @field_validator("filters")
-    @classmethod
-    def _lines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for index, line in enumerate(value):
-            try:
-                glob_to_regex(parse_filter_line(line)[1])
-            except FilterError as error:
-                raise ValueError(f"[{index}]: {error}") from None
-        return value
+    def __post_init__(self) -> None:
+        for key in ("include", "exclude", "filters"):
+            for index, line in enumerate(getattr(self, key)):
+                try:
+                    glob_to_regex(parse_filter_line(line)[1] if key == "filters" else line)
+                except FilterError as error:
+                    what = "" if key == "filters" else "bad pattern: "
+                    raise ValueError(f"{key}[{index}]: {what}{error}") from None
 
     def table(self) -> dict:
         return {"include": self.include, "exclude": self.exclude, "filters": self.filters}
 
 
-FILTER_KEYS = tuple(FilterRules.model_fields)
+FILTER_KEYS = FilterRules.keys()
 
 
-class UploadControls(_Section):
+class UploadControls(Options, kw_only=True):
     """[datasets.upload]: what `upload` and the imports do to each file (syncd.imports.controls)."""
 
-    sample_percent: float = Field(default=100.0, gt=0, le=100)  # chance each file or row is kept
+    sample_percent: Annotated[float, Meta(gt=0, le=100)] = 100.0  # chance each file or row is kept
     sample_seed: int | None = None  # repeatable sampling; else a seed is drawn and reported
-    quota_per_minute: int | None = Field(default=None, ge=0)  # items created by uploads
-    quota_per_hour: int | None = Field(default=None, ge=0)
-    quota_per_day: int | None = Field(default=None, ge=0)
-    max_size: int | None = Field(default=None, ge=16)  # pixels, longest side; aspect kept
-    jpeg_quality: int | None = Field(default=None, ge=1, le=100)  # JPEGs re-encoded
-    batch_prefix: str | None = Field(default=None, min_length=1)  # metadata.user.batch
+    quota_per_minute: Annotated[int, Meta(ge=0)] | None = None  # items created by uploads
+    quota_per_hour: Annotated[int, Meta(ge=0)] | None = None
+    quota_per_day: Annotated[int, Meta(ge=0)] | None = None
+    max_size: Annotated[int, Meta(ge=16)] | None = None  # pixels, longest side; aspect kept
+    jpeg_quality: Annotated[int, Meta(ge=1, le=100)] | None = None  # JPEGs re-encoded
+    batch_prefix: Annotated[str, Meta(min_length=1)] | None = None  # metadata.user.batch
     batch_every: Literal["never", "daily", "weekly", "monthly"] = "never"
     tags: tuple[str, ...] = ()  # metadata.user.tags
     # sampling and quotas also decide which files that arrive on their own get an item
@@ -110,12 +92,12 @@ class UploadControls(_Section):
     arrivals: bool = True
 
 
-class DatasetConfig(FilterRules):
-    name: str = Field(min_length=1)
-    upload: UploadControls = UploadControls()
+class DatasetConfig(FilterRules, kw_only=True):
+    name: Annotated[str, Meta(min_length=1)]
+    upload: UploadControls = field(default_factory=UploadControls)
     driver: str
     preprocessors: tuple[PreprocessorConfig, ...] = ()
-    rescan_interval_seconds: float | None = Field(default=None, ge=0)  # else [daemon]'s
+    rescan_interval_seconds: Annotated[float, Meta(ge=0)] | None = None  # else [daemon]'s
     expand_archives: bool = False  # tar archives arriving in the dataset are expanded into items
 
 
@@ -123,65 +105,69 @@ WEBHOOK_EVENTS = ("sync.finished", "item.created", "item.updated", "item.moved",
                   "job.done", "job.failed")
 
 
-class WebhookConfig(_Section):
+class WebhookConfig(Options, kw_only=True):
     """[[webhooks]]: events POSTed to a URL (syncd.service.webhooks)."""
 
-    name: str = Field(min_length=1)
-    url: str = Field(pattern=r"^https?://")
+    name: Annotated[str, Meta(min_length=1)]
+    url: Annotated[str, Meta(pattern=r"^https?://")]
     events: tuple[Literal[WEBHOOK_EVENTS], ...] = WEBHOOK_EVENTS  # type: ignore[valid-type]
-    secret: str | None = Field(default=None, min_length=16, repr=False)  # HMAC-SHA256 key
-    max_attempts: int = Field(default=10, ge=1)  # tries before an event is a dead letter
-    retry_seconds: float = Field(default=5.0, gt=0)  # first wait after a failed try; doubles
-    timeout_seconds: float = Field(default=10.0, gt=0)  # connect, and the receiver's answer
-    batch_size: int = Field(default=100, ge=1, le=10_000)  # events in one POST
+    secret: Secret | None = None  # HMAC-SHA256 key, at least 16 characters
+    max_attempts: Annotated[int, Meta(ge=1)] = 10  # tries before an event is a dead letter
+    retry_seconds: Annotated[float, Meta(gt=0)] = 5.0  # first wait after a failed try; doubles
+    timeout_seconds: Annotated[float, Meta(gt=0)] = 10.0  # connect, and the receiver's answer
+    batch_size: Annotated[int, Meta(ge=1, le=10_000)] = 100  # events in one POST
+
+    def __post_init__(self) -> None:
+        if self.secret is not None and len(self.secret.get_secret_value()) < 16:
+            raise ValueError("secret: at least 16 characters")
 
 
-class FetchConfig(_Section):
+class FetchConfig(Options, kw_only=True):
     allow_hosts: tuple[str, ...] = ()  # hosts allowed even if loopback or private
-    max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
-    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_bytes: Annotated[int, Meta(gt=0)] = 100 * 1024 * 1024
+    timeout_seconds: Annotated[float, Meta(gt=0)] = 30.0
 
 
-class SyncConfig(_Section):
-    max_delete_percent: float = Field(default=100.0, ge=0, le=100)  # refuse larger deletes
+class SyncConfig(Options, kw_only=True):
+    max_delete_percent: Annotated[float, Meta(ge=0, le=100)] = 100.0  # refuse larger deletes
 
 
-class PreprocessConfig(_Section):
+class PreprocessConfig(Options, kw_only=True):
     enabled: bool = True  # `syncd sync` runs new items' jobs after syncing
     thumbnails: bool = True  # off: header-only reads, no thumbnail
-    thumbnail_size: int = Field(default=256, ge=16, le=4096)  # pixels, longest side
+    thumbnail_size: Annotated[int, Meta(ge=16, le=4096)] = 256  # pixels, longest side
     thumbnail_format: Literal["jpeg", "webp"] = "jpeg"
-    thumbnail_quality: int = Field(default=85, ge=1, le=100)
-    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)  # larger images fail (bombs)
-    head_bytes: int = Field(default=64 * 1024, ge=1024)  # first ranged read of each file
+    thumbnail_quality: Annotated[int, Meta(ge=1, le=100)] = 85
+    max_pixels: Annotated[int, Meta(gt=0)] = DEFAULT_MAX_PIXELS  # larger images fail (bombs)
+    head_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024  # first ranged read of each file
     # Most memory one job's image decode may take (MB, estimated from the header before
     # decoding, at the reduced scale JPEGs allow); a larger image gets its metadata, no thumbnail.
-    memory_mb: int = Field(default=512, ge=16)
+    memory_mb: Annotated[int, Meta(ge=16)] = 512
     video_preview: bool = False  # videos: also a 360p H.264 MP4 under .dataloop/previews/
-    workers: int | None = Field(default=None, ge=0)  # processes; default: CPU count; 0: in-process
+    workers: Annotated[int, Meta(ge=0)] | None = None  # processes; default: CPU count; 0: in-process
     # Run the tasks on a Dask distributed cluster instead ("dask://HOST:PORT"); None: local pool.
-    executor: str | None = Field(default=None, pattern=r"^dask(\+tls)?://\S+$")
-    max_attempts: int = Field(default=3, ge=1)  # tries before a job is failed (crashes, storage errors)
-    lease_seconds: float = Field(default=60.0, gt=0)  # a silent runner's jobs are retaken after this
-    retry_delay_seconds: float = Field(default=5.0, ge=0)  # first backoff after a storage error
+    executor: Annotated[str, Meta(pattern=r"^dask(\+tls)?://\S+$")] | None = None
+    max_attempts: Annotated[int, Meta(ge=1)] = 3  # tries before a job is failed (crashes, storage errors)
+    lease_seconds: Annotated[float, Meta(gt=0)] = 60.0  # a silent runner's jobs are retaken after this
+    retry_delay_seconds: Annotated[float, Meta(ge=0)] = 5.0  # first backoff after a storage error
 
 
-class Config(_Section):
+class Config(Options, kw_only=True):
     source: Path | None = None
-    catalogue: CatalogueConfig = CatalogueConfig()
+    catalogue: CatalogueConfig = field(default_factory=CatalogueConfig)
     drivers: tuple[DriverOptions, ...] = ()
     datasets: tuple[DatasetConfig, ...] = ()
-    fetch: FetchConfig = FetchConfig()
-    sync: SyncConfig = SyncConfig()
-    preprocess: PreprocessConfig = PreprocessConfig()
-    daemon: DaemonConfig = DaemonConfig()
-    web: WebConfig = WebConfig()
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     sources: tuple[SourceConfig, ...] = ()
-    driver_filters: dict[str, FilterRules] = {}  # the filter keys of each [[drivers]] table
+    driver_filters: dict[str, FilterRules] = field(default_factory=dict)  # the filter keys of each [[drivers]] table
     webhooks: tuple[WebhookConfig, ...] = ()
 
-    @model_validator(mode="after")
-    def _references(self) -> Config:
+    def check_references(self) -> None:
+        """Names unique, and every name a dataset or source refers to configured."""
         _unique("drivers", [d.name for d in self.drivers])
         _unique("datasets", [d.name for d in self.datasets])
         _unique("webhooks", [w.name for w in self.webhooks])
@@ -199,7 +185,6 @@ class Config(_Section):
                     f"sources[{index}].driver: {source.driver!r} is not a local driver"
                     f" (local drivers: {', '.join(n for n, k in kinds.items() if k == 'local') or 'none'})"
                 )
-        return self
 
     def hook_token(self) -> str | None:
         """`[daemon] hook_token`, its "${VAR}" read now: only the daemon asks for it, so
@@ -291,17 +276,17 @@ def parse_config(raw: dict[str, Any], *, source: Path) -> Config:
                           for index, table in enumerate(driver_tables)]
         if "driver_filters" in raw:
             raise _KeyError("driver_filters", "unknown key")
-        config = Config.model_validate({**raw, "drivers": driver_options, "source": source,
-                                        "driver_filters": driver_filters})
+        # The drivers are validated above, each by its kind's class: passed in afterwards.
+        config = convert({**raw, "drivers": ()}, Config).replace(
+            drivers=tuple(driver_options), source=source, driver_filters=driver_filters)
+        config.check_references()
     except _KeyError as error:
         raise ConfigError(f"{source}: {error.key}: {error.message}") from None
-    except ValidationError as error:
-        raise ConfigError(f"{source}: {_describe(error)}") from None
-    except ValueError as error:
+    except ValueError as error:  # InvalidOptions too
         raise ConfigError(f"{source}: {error}") from None
     path = config.catalogue.path
     if not path.is_absolute() and str(path) != ":memory:":
-        config = config.model_copy(update={"catalogue": CatalogueConfig(path=base / path)})
+        config = config.replace(catalogue=config.catalogue.replace(path=base / path))
     return config
 
 
@@ -321,39 +306,22 @@ def _driver(index: int, table: Any, base: Path, filters: dict[str, FilterRules])
     rules = {key: table[key] for key in FILTER_KEYS if key in table}
     table = {key: value for key, value in table.items() if key not in FILTER_KEYS}
     try:
-        filters[str(table.get("name"))] = FilterRules.model_validate(rules)
-    except ValidationError as error:
-        raise _KeyError(where, _describe(error)) from None
+        filters[str(table.get("name"))] = convert(rules, FilterRules)
+    except InvalidOptions as error:
+        raise _KeyError(where, str(error)) from None
     kind = table.get("kind")
     if kind is None:
         raise _KeyError(f"{where}.kind", f"missing (one of: {', '.join(KINDS)})")
     if kind not in KINDS:
         raise _KeyError(f"{where}.kind", f"unknown kind {kind!r} (one of: {', '.join(KINDS)})")
     try:
-        options = options_model(kind).model_validate(table)
-    except ValidationError as error:
-        raise _KeyError(where, _describe(error)) from None
+        options = convert(table, options_model(kind))
+    except InvalidOptions as error:
+        raise _KeyError(where, str(error)) from None
     root = getattr(options, "root", None)
     if isinstance(root, Path) and not root.is_absolute():
-        options = options.model_copy(update={"root": base / root})
+        options = options.replace(root=base / root)
     return options
-
-
-def _describe(error: ValidationError) -> str:
-    """Pydantic's errors as 'key.path: message'; input values are left out (secrets)."""
-    parts = []
-    for detail in error.errors(include_input=False, include_url=False):
-        key = ""
-        for part in detail["loc"]:
-            key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
-        message = detail["msg"]
-        if detail["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif detail["type"] == "missing":
-            message = "missing"
-        message = message.removeprefix("Value error, ")
-        parts.append(f"{key}: {message}" if key else message)
-    return "; ".join(parts)
 
 
 # Values only the daemon uses, read from the environment when the daemon starts, so that

@@ -40,6 +40,7 @@ from typing import Any
 import pytest
 
 import drivers
+from drivers.options import convert
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_DIR = REPO / ".ci" / "node"  # gitignored; Azurite is installed here when missing
@@ -126,7 +127,7 @@ class Endpoint:
                 **self.credentials, **self.extra, **keys}
 
     def driver(self, bucket: str, **keys: Any) -> drivers.PermissionGuard:
-        options = drivers.options_model(self.kind).model_validate(self.options(bucket, **keys))
+        options = convert(self.options(bucket, **keys), drivers.options_model(self.kind))
         return drivers.open_driver(options)
 
     def toml(self, bucket: str, **keys: Any) -> str:
@@ -345,7 +346,7 @@ class Store:
         return None
 
     def make(self, **keys: Any) -> drivers.PermissionGuard:
-        options = drivers.options_model(self.kind).model_validate(self.options(**keys))
+        options = convert(self.options(**keys), drivers.options_model(self.kind))
         return drivers.open_driver(options)
 
     def toml(self, **keys: Any) -> str:

@@ -9,7 +9,9 @@ import json
 import pytest
 
 from conftest import Runner
+import drivers
 from drivers import DriverError, Unreachable
+from drivers.options import convert
 from emulators import FlakyProxy, free_port
 
 CLOUDS = ["s3", "gcs", "azure"]
@@ -158,7 +160,7 @@ def test_azure_sas_signature_never_appears_in_errors(azure_endpoint):
                "sas_token": "sv=2024-01-01&sp=rl&sig=SUPERSECRETSIGNATURE%3D", "max_attempts": 1}
     import drivers
 
-    driver = drivers.open_driver(drivers.options_model("azure").model_validate(options))
+    driver = drivers.open_driver(convert(options, drivers.options_model("azure")))
     with pytest.raises(Unreachable) as error:
         list(driver.list())
     assert "SUPERSECRETSIGNATURE" not in str(error.value)

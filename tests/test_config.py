@@ -59,7 +59,7 @@ def test_example_config_is_valid():
     (GOOD.replace('path = "cat.db"', 'path = "cat.db"\nsize = 3'), "catalogue.size: unknown key"),
     (GOOD.replace('driver = "disk"', 'driver = "nope"'), "datasets[0].driver: no driver named 'nope'"),
     (GOOD.replace('name = "photos"\n', ''), "datasets[0].name: missing"),
-    (GOOD.replace('root = "photos"', 'root = "photos"\npermissions = ["list", "fly"]'), "permissions[1]: Input should be 'list', 'get', 'put' or 'delete'"),
+    (GOOD.replace('root = "photos"', 'root = "photos"\npermissions = ["list", "fly"]'), "permissions[1]: 'fly' is not one of: list, get, put, delete"),
     (GOOD.replace('root = "photos"', 'root = "photos"\nallow_delete = "maybe"'), "allow_delete"),
     (GOOD.replace('root = "photos"', 'root = "photos"\npath = "../up"'), "path"),
     (GOOD + GOOD.split("[[datasets]]")[0].split("[catalogue]\npath = \"cat.db\"")[1], "drivers: the name 'disk' is used twice"),

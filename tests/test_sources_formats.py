@@ -153,13 +153,13 @@ def test_router_moves_and_folders():
 
 
 def test_router_matches_the_azure_account_where_both_say():
-    from pydantic import SecretStr
+    from drivers.options import Secret
 
     from syncd.service.sources.formats import Notice
 
     drivers = [options_model("azure")(
         name="az", container="photos", path="",
-        connection_string=SecretStr("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=k"))]
+        connection_string=Secret("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=k"))]
     r = Router(SimpleNamespace(drivers=drivers, datasets=[SimpleNamespace(name="p", driver="az")]))
     assert r.events(Notice("created", "azure", "photos", "a.jpg", account="acct"), source="t")
     assert r.events(Notice("created", "azure", "photos", "a.jpg"), source="t")  # the event does not say

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from tqdm import tqdm
 
 from drivers import DriverError, InvalidKey
 
@@ -75,7 +74,30 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
 
 
-def progress_bar(description: str, *, total: int | None = None, unit: str = "obj") -> tqdm:
-    """A progress bar on stderr, shown only when stderr is a terminal."""
+class _NoBar:
+    """What a progress bar does when stderr is not a terminal: nothing (and tqdm, slow to
+    import, is not imported)."""
+
+    total: int | None = None
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        return None
+
+    def update(self, _n: int = 1) -> None:
+        return None
+
+    def refresh(self) -> None:
+        return None
+
+
+def progress_bar(description: str, *, total: int | None = None, unit: str = "obj"):
+    """A progress bar (tqdm) on stderr, shown only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return _NoBar()
+    from tqdm import tqdm
+
     return tqdm(desc=description, total=total, unit=unit, unit_scale=True, file=sys.stderr,
-                disable=None, leave=False, dynamic_ncols=True)
+                leave=False, dynamic_ncols=True)

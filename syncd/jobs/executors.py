@@ -35,7 +35,7 @@ class InlineExecutor(Executor):
 # Imported once by the fork server, so each worker starts with them loaded. Only libraries:
 # Python 3.11's fork server does not use the parent's sys.path, so it could find another
 # copy of syncd than the parent's; workers import syncd themselves, with the right path.
-PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "pydantic", "filetype"]
+PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "msgspec", "filetype"]
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:

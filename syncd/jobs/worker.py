@@ -336,12 +336,11 @@ def byte_source(task: Task, driver: Driver) -> preprocess.ByteSource:
     return getattr(importlib.import_module(module_name), function)(task, driver)
 
 
-_drivers: dict[str, Driver] = {}
+_drivers: dict[DriverOptions, Driver] = {}  # options are frozen, hashable values
 
 
 def _driver(options: DriverOptions) -> Driver:
     """One open driver per configuration in each worker process."""
-    key = f"{type(options).__module__}.{type(options).__name__}:{options.model_dump_json()}"
-    if key not in _drivers:
-        _drivers[key] = drivers.open_driver(options)
-    return _drivers[key]
+    if options not in _drivers:
+        _drivers[options] = drivers.open_driver(options)
+    return _drivers[options]

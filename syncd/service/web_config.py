@@ -12,27 +12,24 @@ presign_seconds = 3600           # how long such a URL is valid
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from typing import Annotated
+
+from drivers.options import Meta, Options, Secret
 
 from .daemon_config import parse_listen
 
 
-class WebConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class WebConfig(Options, kw_only=True):
     listen: str = "127.0.0.1:8788"  # HOST:PORT of `syncd serve`
-    token: SecretStr | None = None  # page and API; else [daemon] hook_token
+    token: Secret | None = None  # page and API; else [daemon] hook_token
     read_only: bool = False  # no write actions at all
     presign: bool = False  # media of cloud items: 307 to a pre-signed URL
-    presign_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
-    max_connections: int = Field(default=4096, ge=1)  # open connections; past it: 503
-    backlog: int = Field(default=4096, ge=1)  # listen queue (the kernel caps it at somaxconn)
-    header_timeout_seconds: float = Field(default=10.0, gt=0)  # a request's line and headers
-    body_timeout_seconds: float = Field(default=30.0, gt=0)  # a request's body
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1)  # hooks and API writes
+    presign_seconds: Annotated[int, Meta(ge=1, le=7 * 24 * 3600)] = 3600
+    max_connections: Annotated[int, Meta(ge=1)] = 4096  # open connections; past it: 503
+    backlog: Annotated[int, Meta(ge=1)] = 4096  # listen queue (the kernel caps it at somaxconn)
+    header_timeout_seconds: Annotated[float, Meta(gt=0)] = 10.0  # a request's line and headers
+    body_timeout_seconds: Annotated[float, Meta(gt=0)] = 30.0  # a request's body
+    max_body_bytes: Annotated[int, Meta(ge=1)] = 1024 * 1024  # hooks and API writes
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_listen(value)
-        return value
+    def __post_init__(self) -> None:
+        parse_listen(self.listen)

@@ -111,7 +111,7 @@ class Deliverer:
         body = body_of(hook.name, entries)
         headers = {"Content-Type": "application/json", "User-Agent": f"syncd/{__version__}"}
         if hook.secret:
-            headers[SIGNATURE_HEADER] = sign(hook.secret, int(self.clock()), body)
+            headers[SIGNATURE_HEADER] = sign(hook.secret.get_secret_value(), int(self.clock()), body)
         ids = [e.id for e in entries]
         try:
             status, reason = self.fetchers[hook.name].post(hook.url, body, headers)

@@ -9,14 +9,15 @@ read are left alone, and `max_delete_percent` refuses a mass delete before anyth
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
-import filelock
 
 from drivers import CredentialsRefused, Driver, DriverError, NotFound, PermissionDenied, Unreachable
 
@@ -107,17 +108,22 @@ def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
     if catalogue.in_memory:
         yield
         return
-    lock = filelock.FileLock(f"{catalogue.path}.sync-{dataset.id}.lock")
+    # flock: held by the open file, so the kernel releases it when the holder exits or dies.
+    lock = os.open(f"{catalogue.path}.sync-{dataset.id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        log.info("%s: waiting for another sync of this dataset to finish", dataset.name)
-        lock.acquire()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: waiting for another sync of this dataset to finish", dataset.name)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(lock)
+        raise
     try:
         runs.mark_interrupted(catalogue, dataset)
         yield
     finally:
-        lock.release()
+        os.close(lock)  # releases the lock
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
