@@ -79,7 +79,7 @@ class UploadControls(Options, kw_only=True):
 
     sample_percent: Annotated[float, Meta(gt=0, le=100)] = 100.0  # chance each file or row is kept
     sample_seed: int | None = None  # repeatable sampling; else a seed is drawn and reported
-    quota_per_minute: Annotated[int, Meta(ge=0)] | None = None  # items created by uploads
+    quota_per_minute: Annotated[int, Meta(ge=0)] | None = None  # items created in the window, any way
     quota_per_hour: Annotated[int, Meta(ge=0)] | None = None
     quota_per_day: Annotated[int, Meta(ge=0)] | None = None
     max_size: Annotated[int, Meta(ge=16)] | None = None  # pixels, longest side; aspect kept
