@@ -64,6 +64,30 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def kill_9_when(process: subprocess.Popen, ready, what: str) -> set[int]:
+    """SIGKILL `process` once `ready()`; the worker processes below it meanwhile."""
+    pool: set[int] = set()
+    try:
+        wait_for(lambda: (pool.update(descendants(process.pid)), ready())[1], what)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=DEADLINE)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return pool
+
+
+def assert_orphans_exit(pool: set[int]) -> None:
+    """A killed parent's pool notices its parent is gone and exits on its own."""
+    try:
+        wait_for(lambda: not any(alive(pid) for pid in pool), "the orphaned worker processes to exit")
+    finally:
+        for pid in pool:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_kill_9_mid_run_then_run_wait_processes_every_item_exactly_once(tmp_path, storage, config_file):
     variants = [images.noisy_jpeg((1024, 768), seed=i) for i in range(8)]
     for i in range(ITEMS):
@@ -82,16 +106,7 @@ def test_kill_9_mid_run_then_run_wait_processes_every_item_exactly_once(tmp_path
         return db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0]
 
     first = syncd(config, "jobs", "run", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    pool: set[int] = set()
-    try:
-        wait_for(lambda: (pool.update(descendants(first.pid)), done() >= ITEMS // 10)[1],
-                 "the first run to get going")
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(timeout=DEADLINE)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+    pool = kill_9_when(first, lambda: done() >= ITEMS // 10, "the first run to get going")
     first.stderr.close()
     assert first.returncode == -signal.SIGKILL
     at_kill = dict(db.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
@@ -123,14 +138,8 @@ def test_kill_9_mid_run_then_run_wait_processes_every_item_exactly_once(tmp_path
     thumbnails = list((storage / ".dataloop/thumbnails").iterdir())
     assert len(thumbnails) == ITEMS and not list(storage.glob(".dataloop/thumbnails/.syncd-*"))
 
-    # The killed run's pool notices its parent is gone and exits on its own.
-    try:
-        wait_for(lambda: not any(alive(pid) for pid in pool), "the orphaned worker processes to exit")
-    finally:
-        for pid in pool:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        db.close()
+    db.close()
+    assert_orphans_exit(pool)
 
 
 def test_kill_9_of_a_first_sync_then_sync_again_processes_every_item_once(tmp_path, storage, config_file):
@@ -142,38 +151,22 @@ def test_kill_9_of_a_first_sync_then_sync_again_processes_every_item_once(tmp_pa
         put_file(storage, f"batch/{i:03}.jpg", variants[i % len(variants)])
     config_file.write_text(config_file.read_text() + "\n[preprocess]\nworkers = 2\nlease_seconds = 600\n")
     first = syncd(config_file, "sync", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pool: set[int] = set()
-    try:
-        wait_for(lambda: (tmp_path / "catalogue.db").exists(), "the catalogue")
-        db = sqlite3.connect(tmp_path / "catalogue.db", timeout=30)
+    db = sqlite3.connect(tmp_path / "catalogue.db", timeout=30)
 
-        def done() -> int:
-            try:
-                return db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0]
-            except sqlite3.OperationalError:  # the schema is not written yet
-                return 0
+    def done() -> int:
+        try:
+            return db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0]
+        except sqlite3.OperationalError:  # the schema is not written yet
+            return 0
 
-        wait_for(lambda: (pool.update(descendants(first.pid)), done() >= ITEMS // 10)[1],
-                 "the first sync to get to preprocessing")
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(timeout=DEADLINE)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+    pool = kill_9_when(first, lambda: done() >= ITEMS // 10, "the first sync to get to preprocessing")
     assert pool and done() < ITEMS
     second = syncd(config_file, "sync", "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = second.communicate(timeout=DEADLINE * 3)
     assert second.returncode == 0, err
     rows = db.execute("SELECT item_pk, state FROM jobs WHERE kind = 'preprocess'").fetchall()
+    db.close()
     assert len(rows) == ITEMS and {state for _, state in rows} == {"done"}
     assert len({pk for pk, _ in rows}) == ITEMS
-    thumbnails = list((storage / ".dataloop/thumbnails").iterdir())
-    assert len(thumbnails) == ITEMS
-    try:
-        wait_for(lambda: not any(alive(pid) for pid in pool), "the orphaned worker processes to exit")
-    finally:
-        for pid in pool:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        db.close()
+    assert len(list((storage / ".dataloop/thumbnails").iterdir())) == ITEMS
+    assert_orphans_exit(pool)

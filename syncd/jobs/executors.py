@@ -18,7 +18,7 @@ import multiprocessing
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
 from ..errors import ConfigError
-from .worker import init_worker
+from .process import init_worker
 
 class InlineExecutor(Executor):
     """Runs each task in the calling thread at submit (`workers = 0`): no crash isolation."""

@@ -37,7 +37,8 @@ from ..imports.idlinks import link_target
 from ..imports.links import LinkError, item_link_target
 from ..sync import rules
 from .executors import InlineExecutor, process_pool
-from .worker import STOP_SIGNAL, Preprocessor, Task, TaskResult, ping, run_task
+from .process import STOP_SIGNAL, ping
+from .worker import Preprocessor, Task, TaskResult, run_task
 
 log = logging.getLogger(__name__)
 

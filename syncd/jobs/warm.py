@@ -35,7 +35,7 @@ class WarmPool:
     def _forked(self) -> Executor:
         from concurrent.futures import ProcessPoolExecutor
 
-        from .worker import init_worker, preload
+        from .process import init_worker, preload
 
         pool = ProcessPoolExecutor(max_workers=self.workers, initializer=init_worker,
                                    mp_context=multiprocessing.get_context("fork"))
@@ -46,7 +46,7 @@ class WarmPool:
     def _start(self) -> None:
         try:
             from .executors import process_pool
-            from .worker import ping
+            from .process import ping
 
             pool = process_pool(self.workers)
             for future in [pool.submit(ping) for _ in range(self.workers)]:

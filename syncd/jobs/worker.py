@@ -15,12 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-import importlib.metadata
 import json
-import multiprocessing
-import os
-import signal
-import threading
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -29,7 +24,8 @@ import drivers
 import preprocess
 from drivers import Driver, DriverError, DriverOptions, InvalidKey, NotFound, PermissionDenied
 
-from ..imports.fetch import FetchError, stop_fetches
+from ..imports.fetch import FetchError
+from .process import busy
 from ..catalogue.jobs import CLEANUP, PREPROCESS, preview_key, thumbnail_key
 
 # item type -> "module:function" returning a preprocess.ByteSource for (task, driver)
@@ -90,65 +86,10 @@ class TaskResult:
         return "; ".join(self.errors) or None
 
 
-_active = 0  # tasks running in this process
-_idle = threading.Condition()
-
-
-def init_worker() -> None:
-    """Run once in each worker process of syncd's pool."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    # A stopping runner (or systemd, signalling the whole service) asks its workers to give
-    # up fetches in flight: their jobs come back as retries, nothing half-written.
-    signal.signal(STOP_SIGNAL, _stop_fetching)
-    signal.signal(signal.SIGTERM, _stop_fetching)
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
-                         name="syncd-parent-watch").start()
-
-
-STOP_SIGNAL = signal.SIGUSR1  # what a stopping runner sends its workers
-
-
-def _stop_fetching(_signum, _frame) -> None:
-    stop_fetches()
-
-
-def _exit_with_parent(parent) -> None:
-    """A pool worker outlives a parent killed with -9 (its queues never report EOF): leave
-    when the parent is gone, once the task in hand is finished (no half-written artifact)."""
-    parent.join()
-    with _idle:
-        while _active:
-            _idle.wait()
-        os._exit(0)
-
-
-def ping() -> bool:
-    """A no-op: proves a new worker process can start and run tasks."""
-    return True
-
-
-def preload() -> bool:
-    """Import what image tasks need (a forked worker's first task, ahead of the jobs)."""
-    from .executors import PRELOAD
-
-    for module in (*PRELOAD, "preprocess.pipeline", "preprocess.image", "preprocess.thumbnail"):
-        importlib.import_module(module)
-    return True
-
-
 def run_task(task: Task) -> TaskResult:
     """Run one task. Never raises for a problem with the item or storage: the result says."""
-    global _active
-    with _idle:
-        _active += 1
-    try:
+    with busy():
         return _run(task)
-    finally:
-        with _idle:
-            _active -= 1
-            _idle.notify_all()
 
 
 def _run(task: Task) -> TaskResult:
@@ -257,7 +198,9 @@ def _run_custom(custom: Preprocessor, data: bytes | preprocess.ByteSource, task:
 
 def load_preprocessor(custom: Preprocessor):
     if custom.entry_point is not None:
-        found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=custom.entry_point)
+        from importlib.metadata import entry_points
+
+        found = entry_points(group=ENTRY_POINT_GROUP, name=custom.entry_point)
         if not found:
             raise LookupError(f"no {ENTRY_POINT_GROUP!r} entry point named {custom.entry_point!r}")
         return next(iter(found)).load()

@@ -1,4 +1,4 @@
-"""The JSON API and the web page, and the one guard in front of both.
+"""The JSON API and the web page; the one guard in front of both is in guard.py.
 
 Auth: nothing here is served without the web token (`[web] token`, else `[daemon]
 hook_token`): as `Authorization: Bearer TOKEN`, or through the login form, which sets an
@@ -33,7 +33,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from drivers import DriverError, NotFound, PermissionDenied
+from drivers import DriverError
 
 from ...app import App
 from ...catalogue import browse
@@ -41,16 +41,14 @@ from ...catalogue.query import compile_query, filename_bounds, folder_bounds
 from ...errors import ConfigError, InputError, NotFoundError, SyncdError
 from ... import usermeta
 from .hooks import bearer, same_secret
-from .http import BodyError, read_body
+from .guard import COOKIE, Guard
+from .http import BodyError, decode_cursor, encode_cursor, error_response, read_body, read_json
 from .media import serve_object
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-COOKIE = "syncd_session"
 POOL = 8  # Apps (catalogue connections) shared by the requests in flight
-WRITES = {"POST", "PATCH", "PUT", "DELETE"}
-GUARDED = ("/", "/logout")  # with everything under /api/; the rest holds no data
 THUMBNAIL_CACHE = "private, max-age=31536000, immutable"  # a versioned URL (?v=) never changes
 
 
@@ -138,7 +136,7 @@ class Site:
         return {SyncdError: error_response, DriverError: error_response}
 
     def wrap(self, asgi_app):
-        return _Guard(asgi_app, self)
+        return Guard(asgi_app, self)
 
     def authenticate(self, request: Request) -> str | None:
         """'bearer', 'cookie', or None."""
@@ -280,13 +278,13 @@ class Site:
             limit = int(params.get("limit", "100"))
         except ValueError:
             raise InputError(f"limit {params.get('limit')!r}: expected a number") from None
-        after = _decode_cursor(params.get("cursor", ""))
+        after = decode_cursor(params.get("cursor", ""))
         items, last = browse.page(self.app.catalogue, dataset, where=condition, after=after,
                                   limit=limit, present_only=params.get("state") == "present",
                                   bounds=bounds)
         response = JSONResponse({
             "items": [self.decorate(request, item, dataset) for item in items],
-            "next": _encode_cursor(last) if last is not None else None,
+            "next": encode_cursor(last) if last is not None else None,
         })
         # The server's own time for the page (wall, and CPU of this thread), for benchmarks
         # and browsers' developer tools.
@@ -322,7 +320,7 @@ class Site:
 
     async def api_item(self, request: Request) -> Response:
         if request.method == "PATCH":
-            body = await _read_json(request)
+            body = await read_json(request)
             return await run_in_threadpool(self._patch, request, body)
         return await run_in_threadpool(self._get_item, request)
 
@@ -425,89 +423,3 @@ class Site:
 
 _CSP = ("default-src 'self'; img-src 'self' blob: data: https: http:; media-src 'self' https: http:; "
         "style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
-
-
-async def _read_json(request: Request) -> dict:
-    try:
-        body = await read_body(request, max_bytes=1024 * 1024, timeout=30)
-    except BodyError as error:
-        raise InputError(f"body: {error}") from None
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
-        raise InputError("body: not valid JSON") from None
-    if not isinstance(value, dict):
-        raise InputError("body: expected a JSON object")
-    return value
-
-
-def _encode_cursor(filename: str) -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(filename.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    import base64
-
-    if not cursor:
-        return ""
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InputError(f"cursor {cursor!r}: not a cursor this API gave") from None
-
-
-def error_response(request: Request, error: Exception) -> Response:
-    """The API's known errors as JSON answers."""
-    if isinstance(error, NotFoundError) or isinstance(error, NotFound):
-        status = 404
-    elif isinstance(error, InputError | ConfigError):
-        status = 400
-    elif isinstance(error, PermissionDenied):
-        status = 403
-    elif isinstance(error, DriverError):
-        status = 502
-    elif isinstance(error, SyncdError):
-        status = 500
-    else:
-        raise error
-    message = f"{type(error).__name__}: {error}" if isinstance(error, DriverError) else str(error)
-    return JSONResponse({"error": message}, status)
-
-
-class _Guard:
-    """ASGI middleware: authentication, CSRF and read-only checks."""
-
-    def __init__(self, app, site: Site):
-        self.app = app
-        self.site = site
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = scope["path"]
-        if path not in GUARDED and not path.startswith("/api/"):
-            return await self.app(scope, receive, send)
-        request = Request(scope, receive)
-        how = self.site.authenticate(request)
-        api = path.startswith("/api/")
-        if how is None:
-            if api:
-                response = JSONResponse({"error": "missing or wrong token"}, 401,
-                                        headers={"WWW-Authenticate": "Bearer"})
-            else:
-                response = RedirectResponse("/login?next=" + quote(path, safe="/"), 303)
-            return await response(scope, receive, send)
-        if scope["method"] in WRITES and path != "/logout":
-            refusal = None
-            if self.site.read_only:
-                refusal = "read-only: this server serves no write action"
-            elif how == "cookie" and (
-                    not hmac.compare_digest(request.headers.get("x-csrf-token", "").encode(),
-                                            self.site.csrf.encode())
-                    or request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")):
-                refusal = "a write from the page needs its X-CSRF-Token, from the same site"
-            if refusal:
-                return await JSONResponse({"error": refusal}, 403)(scope, receive, send)
-        await self.app(scope, receive, send)
