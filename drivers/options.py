@@ -84,25 +84,12 @@ def _decode(kind: type, value: Any) -> Any:
                     f" got `{type(value).__name__}`")
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, Secret):
-        return value.get_secret_value()
-    raise NotImplementedError(type(value).__name__)
-
-
 def convert(data: Any, cls: type[T]) -> T:
     """`data` (a parsed TOML table) as `cls`, or InvalidOptions naming the bad key."""
     try:
         return msgspec.convert(data, cls, dec_hook=_decode)
     except msgspec.ValidationError as error:
         raise InvalidOptions(describe(str(error), cls)) from None
-
-
-def to_json(options: Options) -> bytes:
-    """The options as JSON, secrets included (for a cache key in memory; never logged)."""
-    return msgspec.json.encode(options, enc_hook=_encode)
 
 
 _AT = re.compile(r"^(?P<message>.*) - at `\$(?P<path>[^`]*)`$", re.S)
