@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import outbox
+from . import arrivals, outbox
 
 
 @dataclass
@@ -15,6 +15,7 @@ class Counts:
     items: dict[tuple[str, str], int]  # (dataset, state) -> items
     jobs: dict[str, int]  # state -> jobs
     webhooks: list[dict] = field(default_factory=list)  # per webhook and state: see outbox.counts
+    refused: dict[tuple[str, str], int] = field(default_factory=dict)  # (dataset, reason) -> paths
 
 
 def read_counts(path: str | Path) -> Counts | None:
@@ -28,7 +29,7 @@ def read_counts(path: str | Path) -> Counts | None:
             "SELECT d.name, i.state, count(*) FROM items i JOIN datasets d ON d.id = i.dataset_id "
             "GROUP BY d.name, i.state ORDER BY 1, 2")}
         jobs = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"))
-        return Counts(items, jobs, outbox.counts(conn))
+        return Counts(items, jobs, outbox.counts(conn), arrivals.counts(conn))
     except sqlite3.Error:
         return None
     finally:
