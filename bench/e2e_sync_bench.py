@@ -98,6 +98,8 @@ def main() -> None:
                 else:
                     times[method].append(timed([sys.executable, str(script), str(photos), str(args.processes)],
                                                env={"VIPS_CONCURRENCY": "1"}))
+        for index, (a, b) in enumerate(zip(times["syncd"], times["pyvips"]), 1):
+            print(f"  pass {index}: syncd {a:5.2f} s, pyvips {b:5.2f} s")
         syncd, vips = statistics.median(times["syncd"]), statistics.median(times["pyvips"])
         print(f"{args.photos} new 12 MP JPEGs, {args.processes} processes, median of {args.passes}:")
         print(f"  syncd sync (whole process)   {syncd:6.2f} s")

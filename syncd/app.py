@@ -84,8 +84,15 @@ class App:
             prefix=prefix, dry_run=dry_run, prune=prune,
             max_delete_percent=self.config.sync.max_delete_percent, progress=progress,
             path_filter=self.path_filter(name), arrival_user=self.arrival_user(name),
-            listing=listing,
+            admission=self.admission(name), listing=listing,
         )
+
+    def admission(self, name: str):
+        """Which files that arrive in the dataset on their own get an item (sampling and
+        quotas of its upload controls): a syncd.sync.admission.Admission, or None."""
+        from .sync.admission import Admission
+
+        return Admission.of(self.config.dataset(name).upload)
 
     def arrival_user(self, name: str) -> dict:
         """The user metadata (upload controls' tags and batch) of a file that arrives in the

@@ -100,7 +100,7 @@ class UploadControls(Options, kw_only=True):
 
     sample_percent: Annotated[float, Meta(gt=0, le=100)] = 100.0  # chance each file or row is kept
     sample_seed: int | None = None  # repeatable sampling; else a seed is drawn and reported
-    quota_per_minute: Annotated[int, Meta(ge=0)] | None = None  # items created by uploads
+    quota_per_minute: Annotated[int, Meta(ge=0)] | None = None  # items created in the window, any way
     quota_per_hour: Annotated[int, Meta(ge=0)] | None = None
     quota_per_day: Annotated[int, Meta(ge=0)] | None = None
     max_size: Annotated[int, Meta(ge=16)] | None = None  # pixels, longest side; aspect kept
@@ -108,6 +108,9 @@ class UploadControls(Options, kw_only=True):
     batch_prefix: Annotated[str, Meta(min_length=1)] | None = None  # metadata.user.batch
     batch_every: Literal["never", "daily", "weekly", "monthly"] = "never"
     tags: tuple[str, ...] = ()  # metadata.user.tags
+    # sampling and quotas also decide which files that arrive on their own get an item
+    # (syncd.sync.admission); tags and batch are recorded on arrivals either way
+    arrivals: bool = True
 
 
 class DatasetConfig(FilterRules, kw_only=True):

@@ -257,7 +257,7 @@ def test_item_metadata_must_be_an_object(fetch_app, tmp_path):
         ["https://h.example/1.jpg", "[1, 2]"], ["https://h.example/2.jpg", '{"x": NaN}']])
     result = import_csv(fetch_app, "photos", source)
     errors = sorted(row[-1] for row in read_csv(result.failures)[1:])
-    assert errors == ["m.csv row 1 (line 2): item_metadata: expected a JSON object",
+    assert errors == ["m.csv row 1 (line 2): item_metadata: expected a JSON object, got list",
                       "m.csv row 2 (line 3): item_metadata: not valid JSON: NaN is not JSON"]
 
 

@@ -125,3 +125,35 @@ def test_an_archive_put_by_syncd_is_expanded_too(tmp_path, storage):
         got = {i["filename"] for i in app.catalogue.iter_items(app.dataset("photos"))}
     assert got == {"/uploads/up.tar.xz", "/uploads/up/p/a.jpg"}
     assert [j["state"] for j in job_rows(config) if j["kind"] == "expand"] == ["done"]
+
+
+def test_a_large_archive_expands_while_other_jobs_are_claimed_and_finish(tmp_path, storage):
+    """The expand job runs on a thread of its own: while a large archive expands, the runner
+    keeps claiming, and small preprocessing jobs (queued beside it, and the members it has
+    already written) finish and are recorded before it does. Order read from the job.done
+    events, in the order the runner recorded them (no timing)."""
+    import time
+
+    from syncd.catalogue.outbox import Outbox
+
+    config = local_config(tmp_path, storage, extra=OPT_IN + """
+[[webhooks]]
+name = "order"
+url = "http://127.0.0.1:9/never-called"
+events = ["job.done", "job.failed"]
+""")
+    put_file(storage, "drops/big.tar", tar_bytes(
+        {f"m/{index:04d}.txt": b"member %d" % index for index in range(4000)}, mode="w"))
+    for index in range(10):
+        put_file(storage, f"small/{index}.txt", f"small {index}")
+    run = Runner(config)
+    run("sync", "--no-preprocess")
+    run("jobs", "run", "--workers", "0")
+    with App.from_file(config) as app:
+        done = [(entry.data["kind"], entry.data["filename"]) for entry in
+                Outbox(app.catalogue).claim("order", time.time(), limit=100_000, lease_seconds=60)]
+    assert done.count(("expand", "/drops/big.tar")) == 1 and len(done) == 4000 + 12
+    before = done[:done.index(("expand", "/drops/big.tar"))]
+    assert {f"/small/{index}.txt" for index in range(10)} <= {name for _, name in before}
+    assert any(name.startswith("/drops/big/m/") for _, name in before), \
+        "members written so far were claimed and processed while the archive expanded"

@@ -10,7 +10,7 @@ import json
 from conftest import put_file
 from local_http import Response, http_server  # noqa: F401 - the fixture
 from syncd.app import App
-from test_csv_import import PNG, fast_fetcher, fetch_app  # noqa: F401 - the fixture
+from test_csv_import import PNG, fast_fetcher, fetch_app, write_csv  # noqa: F401 - the fixture
 from syncd.imports.jsonl import import_jsonl
 
 pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
@@ -49,7 +49,10 @@ def test_urls_paths_and_bad_lines_then_the_failures_file_reimports(fetch_app, st
     items = items_by_path(fetch_app)
     assert sorted(items) == ["/batch 1/cat.png", "/batch 1/catjpg_link.json", "/batch 1/dogs/dog.png"]
     link = items["/batch 1/catjpg_link.json"]
-    assert link["type"] == "link" and link["metadata"]["user"] == {"camera": "cam_01"}
+    # `metadata` is the item's metadata (the rule CSV item_metadata follows): a bare key is
+    # metadata.<key>, user metadata goes under "user".
+    assert link["type"] == "link" and link["metadata"]["camera"] == "cam_01"
+    assert link["metadata"]["user"] == {}
     assert link["description"] == "a cat"
     assert items["/batch 1/dogs/dog.png"]["metadata"]["user"] == {"area": "north"}
     assert (storage / "batch 1/dogs/dog.png").read_bytes() == PNG
@@ -84,3 +87,31 @@ def test_cli_jsonl_import_and_rerun_duplicates_nothing(run, app, storage, tmp_pa
     bad = write_lines(tmp_path / "bad.jsonl", ["[1, 2]"])
     result = run("import", "jsonl", str(bad), "--dataset", "photos", expect=5)
     assert "bad.jsonl line 1: expected a JSON object, got list" in result.stderr
+
+
+def test_jsonl_metadata_and_csv_item_metadata_follow_one_rule(fetch_app, tmp_path):
+    """The same object given as a JSONL line's `metadata` and as a CSV row's `item_metadata`
+    makes the same item metadata: `user` replaces metadata.user, other keys are
+    metadata.<key>, `system` fails the line or row alone, naming it."""
+    given = {"user": {"camera": "cam_01", "lot": 7}, "project": {"site": "north"}}
+    bad = {"system": {"mimetype": "text/plain"}}
+    write_lines(tmp_path / "j.jsonl", [
+        {"url": "https://h.example/a.jpg", "metadata": given},
+        {"url": "https://h.example/b.jpg", "metadata": bad},
+        {"url": "https://h.example/c.jpg", "metadata": ["no"]},
+    ])
+    write_csv(tmp_path / "c.csv", ["URL", "item_metadata"], [
+        ["https://h.example/a.jpg", json.dumps(given)], ["https://h.example/b.jpg", json.dumps(bad)],
+        ["https://h.example/c.jpg", json.dumps(["no"])]])
+    from syncd.imports.csv_import import import_csv
+
+    jsonl = import_jsonl(fetch_app, "photos", tmp_path / "j.jsonl", fetcher=fast_fetcher())
+    csv = import_csv(fetch_app, "photos", tmp_path / "c.csv")
+    assert (jsonl.created, jsonl.failed) == (csv.created, csv.failed) == (1, 2)
+    items = items_by_path(fetch_app)
+    from_jsonl, from_csv = items["/j/ajpg_link.json"]["metadata"], items["/c/ajpg_link.json"]["metadata"]
+    for metadata in (from_jsonl, from_csv):
+        assert metadata["user"] == given["user"] and metadata["project"] == given["project"]
+    errors = [json.loads(line)["error"] for line in (tmp_path / "j.failures.jsonl").read_text().splitlines()]
+    assert errors[0].startswith("j.jsonl line 2: metadata: system: metadata.system is written by syncd")
+    assert errors[1] == "j.jsonl line 3: metadata: expected a JSON object, got list"

@@ -144,14 +144,14 @@ def test_put_meta_is_written_in_the_items_own_transaction(app, storage, tmp_path
     assert item["metadata"]["user"] == {"camera": "cam_01"}
 
 
-def test_files_that_arrive_get_tags_and_batch_but_are_never_sampled_refused_or_rewritten(tmp_path, storage):
+def test_files_that_arrive_get_tags_and_batch_and_are_never_rewritten(tmp_path, storage):
     """The daemon's events and a sync record tags and the batch on files that arrive on their
-    own; sampling, quotas and resizing do not apply to them (the user's own files in their own
-    storage), so every file is an item and no byte is rewritten."""
+    own; max_size and jpeg_quality never rewrite them (the user's own files in their own
+    storage). Their sampling and quotas: tests/test_arrival_controls.py."""
     from daemon_support import ThreadDaemon, items, wait_for
 
     upload = ('tags = ["field"]\nbatch_prefix = "drop"\nbatch_every = "daily"\n'
-              "sample_percent = 1\nsample_seed = 3\nquota_per_day = 1\nmax_size = 16\njpeg_quality = 20\n")
+              "max_size = 16\njpeg_quality = 20\n")
     config = local_config(tmp_path, storage, name="daemon.toml", extra=f"""
 [datasets.upload]
 {upload}

@@ -367,3 +367,34 @@ def test_jobs_emit_done_and_failed(tmp_path, storage, clock):
     assert seen == [("job.done", "/good.jpg"), ("job.failed", "/bad.jpg")]
     [failed] = [e["data"] for e in receiver.events() if e["type"] == "job.failed"]
     assert failed["kind"] == "preprocess" and "not an image" in failed["error"]
+
+
+def test_expand_jobs_name_their_archive_in_job_events(tmp_path, storage, clock):
+    """An expand job never reaches a worker process: its job.failed / job.done events still
+    carry the archive item's dataset, id and filename."""
+    from test_expand_archives import tar_bytes
+
+    receiver = Receiver().start()
+    config = local_config(tmp_path, storage, extra="expand_archives = true\n" + hook_config(
+        tmp_path, storage, receiver.url).replace(
+        "secret =", 'events = ["job.done", "job.failed"]\n        secret ='))
+    put_file(storage, "drops/fake.tar", b"not a tar archive")
+    put_file(storage, "drops/good.tar", tar_bytes({"a.txt": b"a"}, mode="w"))
+    Runner(config)("sync", "--no-preprocess")
+    Runner(config)("jobs", "run", "--workers", "0", expect=None)
+    with App.from_file(config) as app:
+        ids = {i["filename"]: i["id"] for i in app.catalogue.iter_items(app.dataset("photos"))}
+        sender = deliverer(app, clock)
+        try:
+            sender.deliver_due()
+        finally:
+            sender.stop()
+            receiver.stop()
+    expands = {e["data"]["filename"]: (e["type"], e["data"]) for e in receiver.events()
+               if e["data"]["kind"] == "expand"}
+    assert sorted(expands) == ["/drops/fake.tar", "/drops/good.tar"]
+    kind, failed = expands["/drops/fake.tar"]
+    assert kind == "job.failed" and "not a readable tar archive" in failed["error"]
+    assert (failed["dataset"], failed["id"]) == ("photos", ids["/drops/fake.tar"])
+    assert expands["/drops/good.tar"][0] == "job.done"
+    assert expands["/drops/good.tar"][1]["id"] == ids["/drops/good.tar"]

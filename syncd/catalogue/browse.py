@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import arrivals
 from .query import condition_sql
 from .store import ITEM_COLUMNS, Catalogue, Dataset
 
@@ -79,8 +80,8 @@ def item_jobs(catalogue: Catalogue, pk: int, limit: int = 100) -> list[dict[str,
 
 
 def status(catalogue: Catalogue, dataset: Dataset, *, mimetypes: bool = True) -> dict[str, Any]:
-    """A dataset's items by state (and by mimetype), jobs by state, its last sync and the
-    number of listing errors."""
+    """A dataset's items by state (and by mimetype), jobs by state, its last sync, the
+    number of listing errors and the refused arrivals by reason."""
     conn = catalogue._conn
     states = dict(conn.execute(
         "SELECT state, count(*) FROM items WHERE dataset_id = ? GROUP BY state",
@@ -103,6 +104,7 @@ def status(catalogue: Catalogue, dataset: Dataset, *, mimetypes: bool = True) ->
         "jobs": {s: jobs.get(s, 0) for s in ("pending", "running", "done", "failed", "cancelled")},
         "lastSync": None,
         "listingErrors": errors,
+        "refused": arrivals.dataset_counts(catalogue, dataset),  # arrivals without an item
     }
     if run is not None:
         keys = ("startedAt", "finishedAt", "status", "listed", "created", "updated", "moved",

@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import outbox
+from . import arrivals, outbox
 from .backend import database_errors, is_postgres_url
 
 
@@ -17,6 +17,7 @@ class Counts:
     items: dict[tuple[str, str], int]  # (dataset, state) -> items
     jobs: dict[str, int]  # state -> jobs
     webhooks: list[dict] = field(default_factory=list)  # per webhook and state: see outbox.counts
+    refused: dict[tuple[str, str], int] = field(default_factory=dict)  # (dataset, reason) -> paths
 
 
 def read_counts(path: str | Path) -> Counts | None:
@@ -39,7 +40,10 @@ def read_counts(path: str | Path) -> Counts | None:
         webhooks: list[dict] = []
         with contextlib.suppress(*database_errors()):  # a catalogue older than the outbox
             webhooks = outbox.counts(conn)
-        return Counts(items, jobs, webhooks)
+        refused: dict = {}
+        with contextlib.suppress(*database_errors()):  # older than the arrival controls
+            refused = arrivals.counts(conn)
+        return Counts(items, jobs, webhooks, refused)
     except database_errors():
         return None
     finally:

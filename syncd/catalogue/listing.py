@@ -33,7 +33,8 @@ CONTENT_KEY = """(CASE WHEN md5 IS NOT NULL AND md5 != '' THEN 'md5:' || md5
                       WHEN etag IS NOT NULL AND size IS NOT NULL THEN 'etag:' || size || ':' || etag
                  END)"""
 INSERT_CHUNK = 50_000  # created items written per transaction
-TEMP_TABLES = ("listing", "unlisted", "diff", "gone", "moves", "link_info", "created_pks")
+TEMP_TABLES = ("listing", "unlisted", "diff", "gone", "moves", "link_info", "held",
+               "created_pks")
 # Move pairing passes, most specific first: same name, same folder, any path.
 _NAME = "substr({p}, length(rtrim({p}, replace({p}, '/', ''))) + 1)"
 _DIR = "rtrim({p}, replace({p}, '/', ''))"
@@ -75,6 +76,7 @@ class StagedListing:
         self._create("CREATE TEMP TABLE unlisted (path TEXT NOT NULL)")
         self.listed = 0
         self._link_rows = 0  # link files read (set_link_info): none, nothing to apply
+        self.holding = False  # temp table held: listing rows refused an item (catalogue/arrivals.py)
 
     def _create(self, ddl: str) -> None:
         self.conn.execute(self.dialect.ddl(ddl))
@@ -183,12 +185,14 @@ class StagedListing:
                SELECT g.pk, f.n FROM g JOIN f ON g.k = f.k AND g.x = f.x AND g.r = f.r"""
         )
 
-    def fresh_rows(self, plan: Plan) -> str:
-        """SQL selecting the listing rows that become new items (not moves)."""
+    def fresh_rows(self, plan: Plan, *, held: bool = True) -> str:
+        """SQL selecting the listing rows that become new items (not moves; with `held`, not
+        those the upload controls refused: syncd.catalogue.arrivals)."""
+        unheld = " AND l.n NOT IN (SELECT n FROM held)" if held and self.holding else ""
         if plan.initial:
-            return "SELECT l.* FROM listing l"
+            return "SELECT l.* FROM listing l WHERE 1 = 1" + unheld
         return ("SELECT l.* FROM diff d JOIN listing l ON l.n = d.n "
-                "WHERE d.pk IS NULL AND d.n NOT IN (SELECT n FROM moves)")
+                "WHERE d.pk IS NULL AND d.n NOT IN (SELECT n FROM moves)" + unheld)
 
     def samples(self, plan: Plan, limit: int) -> dict[str, list[str]]:
         queries = {"created": f"SELECT path FROM ({self.fresh_rows(plan)}) AS fresh"}

@@ -115,6 +115,22 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE datasets ADD COLUMN expand_archives INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7 -> 8: paths that arrived on their own and were refused an item by the upload controls
+    # (sampling, quotas), with the content the decision was made for (catalogue/arrivals.py);
+    # items by creation time, for the quotas' windows
+    """
+    CREATE TABLE refused (
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        filename TEXT NOT NULL,
+        reason TEXT NOT NULL,                   -- sampled-out | quota-minute | quota-hour | quota-day
+        size INTEGER,
+        etag TEXT,
+        md5 TEXT,
+        decided_at TEXT NOT NULL,
+        PRIMARY KEY (dataset_id, filename)
+    );
+    CREATE INDEX items_created ON items(dataset_id, created_at);
+    """,
 ]
 
 

@@ -10,6 +10,7 @@ import click
 
 from .. import usermeta
 from ..app import App
+from ..catalogue import arrivals
 from ..catalogue.query import compile_query
 from .group import cli
 from .common import CommandError, emit_json, json_option, pass_app, progress_bar
@@ -124,3 +125,53 @@ def export_items(app: App, dataset: str, fmt: str, where: tuple[str, ...], prese
             raise CommandError(f"{output}: {error.strerror or error}", 1) from None
     if output is not None:
         click.echo(f"exported {count} items of {dataset} to {output}", err=True)
+
+
+REASONS = click.Choice(arrivals.REASONS)
+
+
+@items.command("refused")
+@click.argument("dataset")
+@click.option("--reason", "reasons", multiple=True, type=REASONS,
+              help="Only paths refused for this reason (repeat for several).")
+@json_option
+@pass_app
+def refused(app: App, dataset: str, reasons: tuple[str, ...], as_json: bool) -> None:
+    """List the files that arrived on their own and got no item (sampled out, or past a
+    quota: see the README's Upload controls), in filename order: path, reason, when decided."""
+    for row in arrivals.refusals(app.catalogue, app.dataset(dataset), reasons=reasons):
+        if as_json:
+            emit_json({"dataset": dataset, **row})
+        else:
+            click.echo(f"{row['filename']}\t{row['reason']}\t{row['decided_at']}")
+
+
+@items.command("admit")
+@click.argument("dataset")
+@click.argument("paths", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every refused path (of --reason, if given).")
+@click.option("--reason", "reasons", multiple=True, type=REASONS,
+              help="With --all: only paths refused for this reason (repeat for several).")
+@click.option("--dry-run", is_flag=True, help="Say what would be admitted; change nothing.")
+@json_option
+@pass_app
+def admit(app: App, dataset: str, paths: tuple[str, ...], everything: bool,
+          reasons: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Give items to refused files (PATH..., or --all), whatever the sampling and quotas
+    say; a file gone from storage meanwhile loses its refusal instead. The new items are
+    preprocessed by the daemon or `syncd jobs run`."""
+    from ..imports.downstream import admit as admit_paths
+
+    if bool(paths) == everything:
+        raise click.UsageError("give the PATHs to admit, or --all")
+    with progress_bar(f"admit {dataset}", unit="file") as bar:
+        result = admit_paths(app, dataset, paths, reasons=reasons, dry_run=dry_run,
+                             progress=bar.update)
+    if as_json:
+        emit_json(result.as_json())
+        return
+    verb = "would admit" if dry_run else "admitted"
+    for path in result.paths:
+        click.echo(f"{verb} {path}")
+    click.echo(f"{dataset}: {verb} {result.admitted}" + ("" if dry_run else
+               f", gone from storage {result.gone}, skipped {result.skipped}"))

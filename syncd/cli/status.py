@@ -59,6 +59,9 @@ def _print_dataset(name: str, info: dict) -> None:
         click.echo(f"  sync     {sync['status']} at {sync['finishedAt'] or sync['startedAt']}: "
                    f"listed {sync['listed']}, created {sync['created']}, updated {sync['updated']}, "
                    f"moved {sync['moved']}, deleted {sync['deleted']}, unchanged {sync['unchanged']}")
+    if info["refused"]:
+        click.echo("  refused  " + ", ".join(f"{n} {r}" for r, n in info["refused"].items())
+                   + f" (syncd items refused {name})")
     hint = f" (syncd errors {name})" if info["listingErrors"] else ""
     click.echo(f"  errors   {info['listingErrors']} listing errors{hint}")
 

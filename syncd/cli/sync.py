@@ -139,6 +139,8 @@ def _report(result: SyncResult) -> None:
         f"updated {result.updated}, moved {result.moved}, {deleted_word} {result.deleted}, "
         f"unchanged {result.unchanged}, errors {result.errors}"
         + (f", excluded {result.excluded.total}" if result.excluded.total else "")
+        + "".join(f", refused {count} ({reason})" for reason, count in result.refused.items())
+        + (f", still refused {result.still_refused}" if result.still_refused else "")
         + f" ({result.seconds:.2f} s)"
     )
     if result.dry_run:

@@ -3,9 +3,10 @@
 
 - `sample_percent`: each file or row is kept with this chance; `sample_seed` makes the choice
   repeatable (without one, a seed is drawn and reported, so a run can be repeated);
-- `quota_per_minute`, `quota_per_hour`, `quota_per_day`: items created by uploads and imports
-  in the trailing window; past a quota the rest are refused (reported and written to the
-  failures file, to be fed back later), never silently dropped;
+- `quota_per_minute`, `quota_per_hour`, `quota_per_day`: the dataset's items created in the
+  trailing window, whichever way (uploads, imports, files that arrived on their own); past a
+  quota the rest are refused (reported and written to the failures file, to be fed back
+  later), never silently dropped;
 - `max_size` (pixels, longest side) and `jpeg_quality`: images are resized, keeping their
   aspect ratio, and JPEGs re-encoded, before they are stored;
 - `batch_prefix` + `batch_every` (never | daily | weekly | monthly): a labeling batch name
@@ -21,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..catalogue import Catalogue, Dataset
-from ..catalogue.uploads import uploaded_since
+from ..catalogue.arrivals import created_since
 from .writes import Content
 
 WINDOWS = {"quota_per_minute": timedelta(minutes=1), "quota_per_hour": timedelta(hours=1),
@@ -60,7 +61,7 @@ class Controls:
         quotas = [key for key in WINDOWS if getattr(settings, key) is not None]
         since = [(now - WINDOWS[key]).isoformat(timespec="milliseconds").replace("+00:00", "Z")
                  for key in quotas]
-        used = dict(zip(quotas, uploaded_since(catalogue, dataset, since), strict=True))
+        used = dict(zip(quotas, created_since(catalogue, dataset, since), strict=True))
         controls = cls(settings, seed, used, batch=batch_name(settings.batch_prefix, settings.batch_every, now))
         controls._random = random.Random(seed)
         return controls
@@ -117,7 +118,8 @@ class Controls:
 def arrival_metadata(settings: Any, *, now: datetime | None = None) -> dict[str, Any]:
     """What a file that arrives in the dataset on its own (the daemon's events, a sync or
     rescan) gets in `metadata.user` from the upload controls: `tags` and the `batch` of now.
-    Sampling, quotas and resizing are not applied to such files (README: Upload controls)."""
+    Sampling and quotas decide whether it gets an item at all (syncd.sync.admission); it is
+    never resized (README: Upload controls)."""
     user: dict[str, Any] = {}
     if settings.tags:
         user["tags"] = list(settings.tags)

@@ -55,7 +55,7 @@ from .links import (
     url_link_info,
     url_link_name,
 )
-from .writes import Content, ItemFacts
+from .writes import Content, ItemFacts, item_metadata
 
 log = logging.getLogger(__name__)
 
@@ -325,9 +325,8 @@ def _local_link(path: Path, where: str, check_id: Callable[[str, str], None] | N
 
 
 def _item_metadata(text: str, fail) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """The reference SDK's `item_metadata` (the item's whole `metadata`): (its `user`, to
-    replace metadata.user, or None when not given; its other top-level keys, each to replace
-    metadata.<key>). `system` is refused: syncd writes it."""
+    """The `item_metadata` column: JSON text, read by the imports' one metadata rule
+    (syncd.imports.writes.item_metadata)."""
     if not text.strip():
         return None, {}
     try:
@@ -335,15 +334,7 @@ def _item_metadata(text: str, fail) -> tuple[dict[str, Any] | None, dict[str, An
     except (json.JSONDecodeError, ValueError) as error:
         reason = f"{error.msg} (column {error.colno})" if isinstance(error, json.JSONDecodeError) else str(error)
         raise fail("item_metadata", f"not valid JSON: {reason}") from None
-    if not isinstance(value, dict):
-        raise fail("item_metadata", "expected a JSON object")
-    if "system" in value:
-        raise fail("item_metadata", "system: metadata.system is written by syncd, not by imports;"
-                   " put the keys under \"user\"")
-    user = value.pop("user", None)
-    if user is not None and not isinstance(user, dict):
-        raise fail("item_metadata", f"user: expected a JSON object, got {type(user).__name__}")
-    return user, value
+    return item_metadata(value, fail, "item_metadata")
 
 
 def _no_constants(name: str):

@@ -10,10 +10,12 @@ we will NOT delete your binaries"); its artifacts get a cleanup job.
 
 from __future__ import annotations
 
+import itertools
 import mimetypes
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from drivers import InvalidKey, NotFound
 from drivers.base import check_key, is_hidden
 
 from ..app import App
-from ..catalogue import items, normalize_filename
+from ..catalogue import arrivals, items, normalize_filename
 from ..errors import InputError, NotFoundError
 from ..sync.applier import Applied, Applier
 from ..sync.events import ObjectCreated
@@ -111,3 +113,67 @@ def remove(app: App, dataset: str, remote: str) -> Removed:
         items.apply_rule(app.catalogue, RULES[Change.GONE], [row["pk"]])
         items.delete(app.catalogue, [row["pk"]])
     return Removed(filename, app.catalogue.item_id(row["pk"]), deleted)
+
+
+ADMIT_BATCH = 500  # refused paths stated and catalogued per transaction
+
+
+@dataclass
+class Admitted:
+    """What `syncd items admit` did."""
+
+    dataset: str
+    admitted: int = 0  # new items (with their preprocessing jobs)
+    gone: int = 0  # no longer in storage: their refusal forgotten
+    skipped: int = 0  # already an item (written by syncd meanwhile): its refusal forgotten
+    dry_run: bool = False
+    paths: list[str] = field(default_factory=list)  # the first ones admitted (or to admit)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def admit(app: App, dataset: str, filenames: Sequence[str] = (), *, reasons: Sequence[str] = (),
+          dry_run: bool = False, progress: Callable[[int], None] | None = None,
+          sample: int = 20) -> Admitted:
+    """Give items to refused arrivals (syncd.sync.admission): those at `filenames`, else
+    every one (with one of `reasons`, when given), whatever the sampling and quotas say.
+    Each is stated in storage first: one gone meanwhile loses its refusal instead. Their items
+    get the arrival's tags and batch and their preprocessing jobs, as any new file."""
+    ds = app.dataset(dataset)
+    result = Admitted(dataset, dry_run=dry_run)
+    filenames = [normalize_filename(f) for f in filenames]
+    unknown = [f for f in filenames if arrivals.find(app.catalogue, ds, f) is None]
+    if unknown:
+        raise NotFoundError(f"{unknown[0]!r} is not a refused file of dataset {dataset!r}"
+                            f" (see syncd items refused {dataset}); nothing was admitted")
+    chosen = arrivals.refusals(app.catalogue, ds, reasons=reasons, filenames=filenames)
+    if dry_run:
+        for row in chosen:
+            result.admitted += 1
+            if len(result.paths) < sample:
+                result.paths.append(row["filename"])
+        return result
+    applier = Applier(app.catalogue, lambda name: (app.dataset(name), app.dataset_driver(name)),
+                      path_filter=app.path_filter, arrival_user=app.arrival_user)
+    try:
+        # A page at a time, each read anew: admitting removes rows from what is iterated.
+        while batch := list(itertools.islice(chosen, ADMIT_BATCH)):
+            events = [ObjectCreated(dataset=dataset, key=row["filename"].lstrip("/"),
+                                    source="admit", received=time.time()) for row in batch]
+            for change in applier.apply(events, arrival=False):
+                if change.action == "created":
+                    result.admitted += 1
+                    if len(result.paths) < sample:
+                        result.paths.append(change.filename)
+                elif change.item_id is None and change.action == "unchanged":
+                    result.gone += 1
+                else:
+                    result.skipped += 1
+            with app.catalogue.transaction(immediate=True):  # those that had an item already
+                arrivals.forget(app.catalogue, ds, [row["filename"] for row in batch])
+            if progress:
+                progress(len(batch))
+    finally:
+        applier.close()
+    return result

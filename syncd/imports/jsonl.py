@@ -3,7 +3,8 @@
 Each line names one item: `url` (a linked item, or with `"action": "upload"` the fetched
 binary) or `path` (a local file, relative to the JSONL file's folder, uploaded), and
 optionally `name` (its path in the folder, default: from the URL or the file's name),
-`metadata` (merged into `metadata.user`), `description`, `mimetype`. Items land in a folder
+`metadata` (the item's metadata, by the one rule of syncd.imports.writes.item_metadata:
+`{"user": {...}}` for user metadata, other keys as `metadata.<key>`), `description`, `mimetype`. Items land in a folder
 named after the file, as the CSV import's do (same path rules).
 
 A bad line fails alone, named by file, line and key; failed lines are written to
@@ -50,7 +51,7 @@ from .links import (
     url_link_info,
     url_link_name,
 )
-from .writes import Content, ItemFacts
+from .writes import Content, ItemFacts, item_metadata
 
 KEYS = ("url", "path", "name", "metadata", "description", "mimetype", "action")
 ERROR_KEY = "error"  # added to a failed line in the failures file; ignored on import
@@ -153,11 +154,9 @@ def _task(line: Line, source: Path, target: str, seen: dict[str, int], fetcher: 
     url, path = (entry.get("url") or "").strip(), (entry.get("path") or "").strip()
     if bool(url) == bool(path):
         raise fail("url", "give exactly one of url and path")
-    user = entry.get("metadata") or {}
-    if not isinstance(user, dict):
-        raise fail("metadata", f"expected an object, got {type(user).__name__}")
-    if list(user) == ["user"] and isinstance(user["user"], dict):
-        user = user["user"]  # the reference's {"user": {...}} shape
+    given_user, extra = (None, {}) if entry.get("metadata") is None else item_metadata(
+        entry["metadata"], fail, "metadata")
+    user = given_user or {}
     description = entry.get("description")
     mimetype = (entry.get("mimetype") or "").strip() or None
     name = (entry.get("name") or "").strip().strip("/")
@@ -173,7 +172,8 @@ def _task(line: Line, source: Path, target: str, seen: dict[str, int], fetcher: 
             raise fail("path", f"no such file: {local}")
         name = name or local.name
         task = Task(posixpath.join(target, name), lambda: local_content(local),
-                    ItemFacts("file", {"mimetype": mimetype} if mimetype else {}, user, description),
+                    ItemFacts("file", {"mimetype": mimetype} if mimetype else {}, user, description,
+                              replace_user=given_user is not None, extra=extra),
                     mimetype or mimetypes.guess_type(name)[0])
     elif action == "link":
         try:
@@ -185,7 +185,8 @@ def _task(line: Line, source: Path, target: str, seen: dict[str, int], fetcher: 
             raise fail("url", f"no name can be taken from {url!r}; give a name")
         content = link_bytes(info)
         task = Task(posixpath.join(target, link_filename(name)), lambda: Content.of_bytes(content),
-                    ItemFacts("link", link_system(info), user, description), "application/json")
+                    ItemFacts("link", link_system(info), user, description,
+                              replace_user=given_user is not None, extra=extra), "application/json")
     else:
         try:
             check_url(url, where="url")
@@ -201,7 +202,8 @@ def _task(line: Line, source: Path, target: str, seen: dict[str, int], fetcher: 
             return Content(fetched.body, fetched.md5, fetched.size, fetched.content_type)
 
         task = Task(posixpath.join(target, name), load,
-                    ItemFacts("file", {"mimetype": mimetype} if mimetype else {}, user, description),
+                    ItemFacts("file", {"mimetype": mimetype} if mimetype else {}, user, description,
+                              replace_user=given_user is not None, extra=extra),
                     mimetype)
     try:
         check_key(task.filename.lstrip("/"))

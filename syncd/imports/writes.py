@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from drivers import Driver, DriverError, InvalidKey, ObjectInfo
 from drivers.base import check_key, is_hidden
 
-from ..catalogue import Catalogue, Dataset, items, normalize_filename
+from ..catalogue import Catalogue, Dataset, arrivals, items, normalize_filename
 from ..sync import rules
 from ..sync.rules import RULES, Change
 
@@ -77,6 +78,25 @@ class ItemFacts:
     # it, and each other top-level key replaces metadata.<key> (as dict.update does).
     replace_user: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def item_metadata(value: Any, fail: Callable[[str, str], Exception], key: str
+                  ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The one rule for metadata given with an imported item (CSV `item_metadata`, JSONL
+    `metadata`): the object is the item's whole `metadata`, as the reference SDK's
+    `item_metadata` sets it. Returns (its `user`, which replaces metadata.user, or None when
+    not given; its other top-level keys, each replacing metadata.<key>). `system` is refused:
+    syncd writes it. `fail(key, what)` makes the error naming the row and key."""
+    if not isinstance(value, dict):
+        raise fail(key, f"expected a JSON object, got {type(value).__name__}")
+    if "system" in value:
+        raise fail(key, "system: metadata.system is written by syncd, not by imports;"
+                   " put the keys under \"user\"")
+    value = dict(value)
+    user = value.pop("user", None)
+    if user is not None and not isinstance(user, dict):
+        raise fail(key, f"user: expected a JSON object, got {type(user).__name__}")
+    return user, value
 
 
 def key_of(filename: str) -> str:
@@ -147,6 +167,9 @@ def record(catalogue: Catalogue, dataset: Dataset, stored: Stored, facts: ItemFa
                               etag=info.etag, md5=info.md5, type=facts.type, system=system_patch,
                               user=facts.user, extra=facts.extra)
             items.apply_rule(catalogue, RULES[Change.CREATED], [pk])
+            # Seen as an arrival first (the daemon's event for this very write) and refused:
+            # it has an item now (syncd.sync.admission).
+            arrivals.forget(catalogue, dataset, [filename])
             return "created", catalogue.item_id(pk)
         pk = row["pk"]
         system = json.loads(row["system"]) if row["system"] else {}

@@ -2,7 +2,8 @@
 (dropped into a watched folder, synced, uploaded) is expanded into items.
 
 syncd.sync.rules queues the job with the archive's created or changed item; the runner
-dispatches it here, on its own thread (the catalogue's): the archive is read from storage as
+dispatches it here, on a thread of its own with its own App (catalogue connection), so
+claiming and the worker pool go on meanwhile: the archive is read from storage as
 one stream, front to back, and its members go through the same pipeline as `syncd import
 tar` (path rules, the dataset's filters and upload controls, a bounded pool of puts, each
 member recorded with the jobs its own rule calls for). Members land in a folder named after

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from concurrent.futures import BrokenExecutor, Executor, Future
+from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -178,6 +178,11 @@ class Runner:
         self.capacity = max(IN_FLIGHT_MIN, IN_FLIGHT_PER_WORKER * workers)
         self._pool: Executor | None = None
         self._processes: list = []
+        # Expand jobs run on a thread of their own with their own App (catalogue connection),
+        # so claiming and the worker pool go on while a large archive expands.
+        self._expander: ThreadPoolExecutor | None = None
+        self._expand_app = None
+        self._abort = threading.Event()  # the loop left abruptly: an expansion gives up
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -191,7 +196,7 @@ class Runner:
         try:
             while True:
                 recorded = False
-                if suspects and not inflight:
+                if suspects and not self._in_pool(inflight):
                     job, task = suspects.popleft()
                     inflight[self._submit(task)] = (job, task)
                     solo = True
@@ -212,8 +217,8 @@ class Runner:
                     interrupted = self._interrupt_workers()
                 finished, crashed = self._collect(done, inflight)
                 if crashed:
-                    # Everything still in flight went down with the pool.
-                    rest, _ = futures.wait(inflight)
+                    # Everything still in flight in the pool went down with it.
+                    rest, _ = futures.wait(self._in_pool(inflight))
                     more_finished, more_crashed = self._collect(rest, inflight)
                     finished += more_finished
                     crashed += more_crashed
@@ -240,6 +245,12 @@ class Runner:
         finally:
             if self._pool is not None and self.factory is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._expander is not None:
+                # Left with expands in flight only on an error or a second Ctrl-C: they stop
+                # at their next member, their jobs left to lease expiry like a killed runner's.
+                self._abort.set()
+                self._expander.shutdown(wait=True, cancel_futures=True)
+                self._expand_app.close()
         self.result.seconds = time.monotonic() - started
         return self.result
 
@@ -262,6 +273,9 @@ class Runner:
         jobs = self.queue.claim(room, datasets=self.dataset_ids)
         unrunnable = []
         for job in jobs:
+            if job.kind == EXPAND and not self.app.catalogue.in_memory:
+                inflight[self._submit_expand(job)] = (job, None)
+                continue
             task = self._task(job)
             if isinstance(task, TaskResult):
                 unrunnable.append((job, None, task))
@@ -284,6 +298,31 @@ class Runner:
         future = self._pool.submit(run_task, task)
         self._processes = list(getattr(self._pool, "_processes", {}).values())
         return future
+
+    @staticmethod
+    def _in_pool(inflight: dict[Future, tuple[Job, Task | None]]) -> list[Future]:
+        """The futures of tasks in the worker pool (not expand jobs, which run on a thread)."""
+        return [future for future, (job, _) in inflight.items() if job.kind != EXPAND]
+
+    def _submit_expand(self, job: Job) -> Future:
+        if self._expander is None:
+            from ..app import App
+
+            self._expander = ThreadPoolExecutor(1, thread_name_prefix="syncd-expand")
+            self._expand_app = App(self.app.config)  # opened, and used, on that thread only
+        return self._expander.submit(self._expand, job)
+
+    def _expand(self, job: Job) -> TaskResult:
+        """One expand job, on the expand thread. Its lease is renewed by the loop (the job
+        is in flight like any other), its result recorded there; `renew` only checks, member
+        by member, that the loop is still there."""
+        from .expand import expand_job
+
+        def check() -> None:
+            if self._abort.is_set():
+                raise SyncdError(f"job {job.id}: the runner stopped; the expansion gave up")
+
+        return expand_job(self._expand_app, job, renew=check, renew_every=0.0)
 
     def _check_pool(self) -> None:
         """A new pool must run a no-op: workers that die before any task (they cannot import
@@ -342,7 +381,7 @@ class Runner:
                 driver = self.config.driver(job.payload.get("driver", ""))
                 keys = tuple(dict.fromkeys(k for k in job.payload.get("keys", ()) if k))
                 return Task(job.id, CLEANUP, driver, keys=keys)
-            if job.kind == EXPAND:  # on this thread: it writes items (syncd.jobs.expand)
+            if job.kind == EXPAND:  # an in-memory catalogue has one connection: on this thread
                 from .expand import expand_job
 
                 return expand_job(self.app, job, renew=lambda: self.queue.renew([job.id]))
@@ -433,9 +472,7 @@ class Runner:
         setattr(self.result, state, getattr(self.result, state) + 1)
         if state in ("done", "failed"):  # webhooks, in this transaction
             outbox.job_finished(self.app.catalogue, state, {
-                "job": job.id, "kind": job.kind, "dataset": task.item.get("dataset") if task else None,
-                "id": task.item_id if task else None,
-                "filename": task.item.get("filename") if task else None,
+                "job": job.id, "kind": job.kind, **self._subject(job, task),
                 "error": result.error if state == "failed" else None})
         if state == "failed":
             log.warning("job %d (%s %s) failed: %s", job.id, job.kind,
@@ -444,6 +481,20 @@ class Runner:
             log.info("job %d (%s %s) cancelled: %s", job.id, job.kind,
                      (task.key if task else None) or job.item_pk, result.error)
         return 1
+
+    def _subject(self, job: Job, task: Task | None) -> dict[str, Any]:
+        """The dataset, id and filename of a job's item, for its webhook event: from the
+        task's item JSON, else (expand and cleanup jobs, jobs that never reached a worker)
+        from the item's row as it is now; None where the item is gone."""
+        if task is not None and task.item:
+            return {"dataset": task.item.get("dataset"), "id": task.item_id,
+                    "filename": task.item.get("filename")}
+        row = items.by_pk(self.app.catalogue, job.item_pk)
+        if row is None:
+            dataset = self._dataset(job.dataset_id) if job.dataset_id is not None else None
+            return {"dataset": dataset and dataset.name, "id": None, "filename": None}
+        return {"dataset": self._dataset(row["dataset_id"]).name,
+                "id": self.app.catalogue.item_id(row["pk"]), "filename": row["filename"]}
 
     def _merge(self, job: Job, task: Task, result: TaskResult, state: str) -> None:
         """The results into the item's metadata, replacing what an earlier run wrote."""

@@ -91,7 +91,8 @@ class Daemon:
         self._resolved: dict[str, tuple[Dataset, Driver]] = {}
         self.applier = Applier(app.catalogue, self.resolve, clock=clock,
                                move_window=self.settings.move_window_seconds,
-                               path_filter=app.path_filter, arrival_user=app.arrival_user)
+                               path_filter=app.path_filter, arrival_user=app.arrival_user,
+                               admission=app.admission)
         self.webhooks = Deliverer(self.config.catalogue.location, self.config.webhooks,
                                   self.config.fetch)
         self._next_rescan: dict[str, float] = {}
@@ -390,7 +391,8 @@ class Daemon:
                     rescan.result = sync_dataset(catalogue, dataset, driver, prefix=prefix,
                                                  max_delete_percent=max_delete, progress=progress,
                                                  path_filter=path_filter,
-                                                 arrival_user=self.app.arrival_user(name))
+                                                 arrival_user=self.app.arrival_user(name),
+                                                 admission=self.app.admission(name))
             except BaseException as error:  # noqa: BLE001 - reported by the loop
                 rescan.error = error
             finally:

@@ -37,6 +37,10 @@ class _CatalogueCollector:
         hooks = GaugeMetricFamily("syncd_webhook_events",
                                   "Webhook events in the outbox, per webhook and state (dead: dead letters).",
                                   labels=["webhook", "state"])
+        refused = GaugeMetricFamily("syncd_refused_files",
+                                    "Files that arrived on their own and got no item (upload "
+                                    "controls), per dataset and reason.",
+                                    labels=["dataset", "reason"])
         counts = read_counts(self.path)
         if counts is None:
             return
@@ -46,9 +50,12 @@ class _CatalogueCollector:
             jobs.add_metric([state], counts.jobs.get(state, 0))
         for row in counts.webhooks:
             hooks.add_metric([row["webhook"], row["state"]], row["events"])
+        for (name, reason), count in counts.refused.items():
+            refused.add_metric([name, reason], count)
         yield items
         yield jobs
         yield hooks
+        yield refused
 
 
 class Metrics:

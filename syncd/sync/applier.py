@@ -31,6 +31,7 @@ from drivers import Driver, DriverError, NotFound, ObjectInfo
 from drivers.base import is_hidden
 
 from ..catalogue import Catalogue, Dataset, items
+from .admission import Admission, forget_refusal, refused_arrival
 from .filters import NO_FILTER, PathFilter
 from .events import Event, FolderChanged, ObjectMoved
 from .rules import RULES, Change, same_content
@@ -48,10 +49,11 @@ class Applied:
     """What applying one event did to the catalogue."""
 
     event: Event
-    action: str  # created | updated | moved | deleted | unchanged | ignored | rescan
+    action: str  # created | updated | moved | deleted | unchanged | ignored | rescan | refused
     filename: str | None = None
     item_id: str | None = None
     old_filename: str | None = None
+    reason: str | None = None  # refused: why the new file got no item (syncd.sync.admission)
 
     @property
     def changed(self) -> bool:
@@ -69,10 +71,15 @@ class Applier:
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  path_filter: Callable[[str], PathFilter] = lambda _name: NO_FILTER,
-                 arrival_user: Callable[[str], dict] = lambda _name: {}):
+                 arrival_user: Callable[[str], dict] = lambda _name: {},
+                 admission: Callable[[str], Admission | None] = lambda _name: None):
         self.catalogue = catalogue
         # dataset name -> the user metadata a file that arrives gets (tags, batch)
         self.arrival_user = arrival_user
+        # dataset name -> which new files an event names get an item (sampling, quotas), and
+        # the refusals remembered in the catalogue (syncd.sync.admission). Events only: a
+        # downstream write (`reconcile`) is syncd's own and was admitted by its writer.
+        self.admission = admission
         self.resolve = resolve
         # dataset name -> its filter. An excluded key is as good as absent from storage: no
         # item is made for it, an item already there goes, and a rename from an excluded
@@ -93,8 +100,10 @@ class Applier:
 
     # -- the batch ------------------------------------------------------------------------
 
-    def apply(self, events: Sequence[Event]) -> list[Applied]:
-        """Apply `events` in order. Raises ApplyError (nothing written) if storage failed."""
+    def apply(self, events: Sequence[Event], *, arrival: bool = True) -> list[Applied]:
+        """Apply `events` in order. Raises ApplyError (nothing written) if storage failed.
+        `arrival=False`: syncd was asked to catalogue these files (`syncd items admit`), so
+        the dataset's admission does not decide (see __init__)."""
         targets: dict[tuple[str, str], None] = {}
         for event in events:
             if isinstance(event, FolderChanged):
@@ -113,10 +122,10 @@ class Applier:
                     changes.append(Applied(event, "ignored"))
                     continue
                 if isinstance(event, ObjectMoved):
-                    changes.extend(self._move(event, dataset, facts))
+                    changes.extend(self._move(event, dataset, facts, arrival=arrival))
                 else:
                     info = facts[(event.dataset, event.key)]
-                    changes.append(self._reconcile(event, dataset, event.key, info))
+                    changes.append(self._reconcile(event, dataset, event.key, info, arrival=arrival))
         for change in changes:
             _log(change)
         return changes
@@ -167,12 +176,16 @@ class Applier:
 
     # -- one key --------------------------------------------------------------------------
 
-    def _reconcile(self, event: Event, dataset: Dataset, key: str, info: ObjectInfo | None) -> Applied:
+    def _reconcile(self, event: Event, dataset: Dataset, key: str, info: ObjectInfo | None, *,
+                   arrival: bool = False) -> Applied:
+        """`arrival`: the file arrived on its own (an event), so the dataset's admission
+        decides whether a new path gets an item."""
         catalogue = self.catalogue
         filename = "/" + key
         row = items.find(catalogue, dataset, filename)
         if info is None:
             if row is None:
+                forget_refusal(catalogue, dataset, filename)  # a refused path left storage
                 return Applied(event, "unchanged", filename, None)
             if row["state"] != "present":
                 # Already marked missing (by a rescan racing this event): a copy made just
@@ -206,6 +219,12 @@ class Applier:
             self._set_facts(ghost["pk"], filename, info)
             items.apply_rule(catalogue, RULES[Change.MOVED], [ghost["pk"]])
             return Applied(event, "moved", filename, self._id(ghost), old_filename=ghost["filename"])
+        if arrival:
+            reason = refused_arrival(catalogue, dataset, filename, info, self.admission(dataset.name))
+            if reason is not None:
+                return Applied(event, "refused", filename, None, reason=reason)
+        else:
+            forget_refusal(catalogue, dataset, filename)  # written by syncd: it gets an item
         pk = items.insert(catalogue, dataset, filename, size=info.size, mtime=info.mtime,
                           etag=info.etag, md5=info.md5, user=self.arrival_user(dataset.name) or None)
         items.apply_rule(catalogue, RULES[Change.CREATED], [pk])
@@ -213,7 +232,7 @@ class Applier:
             self._remember(dataset.id, content, pk)
         return Applied(event, "created", filename, catalogue.item_id(pk))
 
-    def _move(self, event: ObjectMoved, dataset: Dataset, facts) -> list[Applied]:
+    def _move(self, event: ObjectMoved, dataset: Dataset, facts, *, arrival: bool) -> list[Applied]:
         old_info = facts[(event.dataset, event.old_key)]
         info = facts[(event.dataset, event.key)]
         source = items.find(self.catalogue, dataset, "/" + event.old_key)
@@ -227,8 +246,8 @@ class Applier:
             items.apply_rule(self.catalogue, RULES[change], [source["pk"]])
             return [Applied(event, "moved", filename, self._id(source), old_filename=source["filename"])]
         return [
-            self._reconcile(event, dataset, event.old_key, old_info),
-            self._reconcile(event, dataset, event.key, info),
+            self._reconcile(event, dataset, event.old_key, old_info, arrival=arrival),
+            self._reconcile(event, dataset, event.key, info, arrival=arrival),
         ]
 
     # -- copy-then-delete moves -------------------------------------------------------------
@@ -295,7 +314,10 @@ def _log(change: Applied) -> None:
         return
     event = change.event
     extra = {"dataset": event.dataset, "event": type(event).__name__, "item": change.item_id}
-    if change.action == "ignored":
+    if change.action == "refused":
+        log.info("%s: refused %s: %s (from %s)", event.dataset, change.filename, change.reason,
+                 event.source, extra=extra)
+    elif change.action == "ignored":
         log.debug("%s: ignored %s for %s", event.dataset, type(event).__name__, event.key, extra=extra)
     elif change.action == "moved":
         log.info("%s: moved %s -> %s (item %s, from %s)", event.dataset, change.old_filename,

@@ -24,6 +24,7 @@ from ..catalogue.listing import Scope, StagedListing
 from ..errors import SyncError
 from ..imports import links
 from .filters import NO_FILTER, Excluded, PathFilter, filter_pages
+from .admission import Admission, hold_listing, record_listing
 from .rules import RULES
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ class SyncResult:
     deletes_skipped: str | None = None  # why deletions were not applied, if they were not
     samples: dict[str, list[str]] = field(default_factory=dict)
     excluded: Excluded = field(default_factory=Excluded)  # listed keys the filters turned away
+    # New paths the upload controls refused an item now (reason -> paths), and paths refused
+    # before with the same content, left alone (syncd.sync.admission)
+    refused: dict[str, int] = field(default_factory=dict)
+    still_refused: int = 0
 
     def as_json(self) -> dict:
         data = asdict(self)
@@ -76,6 +81,7 @@ def sync_dataset(
     progress: Progress | None = None,
     path_filter: PathFilter = NO_FILTER,
     arrival_user: dict | None = None,
+    admission: Admission | None = None,
     listing: Listing | None = None,
 ) -> SyncResult:
     """List `driver` (under `prefix`) and bring `dataset`'s items in line with it. Keys that
@@ -83,12 +89,14 @@ def sync_dataset(
 
     With `listing` (an inventory: a snapshot, maybe older than the catalogue), the listing
     comes from it instead and nothing is deleted: a later listing sync finds what is gone.
-    New items get `arrival_user` as their user metadata (the upload controls' tags and batch)."""
+    New items get `arrival_user` as their user metadata (the upload controls' tags and batch);
+    `admission` (their sampling and quotas) and the refusals remembered in the catalogue
+    decide which new paths get no item (syncd.sync.admission)."""
     with _dataset_lock(catalogue, dataset):
         return _sync_locked(catalogue, dataset, driver, prefix=prefix, dry_run=dry_run,
                             prune=prune, max_delete_percent=max_delete_percent, progress=progress,
                             path_filter=path_filter, arrival_user=arrival_user,
-                            listing=listing)
+                            admission=admission, listing=listing)
 
 
 @contextlib.contextmanager
@@ -101,7 +109,8 @@ def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,
-                 progress, path_filter=NO_FILTER, arrival_user=None, listing=None) -> SyncResult:
+                 progress, path_filter=NO_FILTER, arrival_user=None, admission=None,
+                 listing=None) -> SyncResult:
     started = time.monotonic()
     result = SyncResult(dataset.name, dry_run=dry_run, pruned=prune)
     run_id = None if dry_run else runs.start_run(catalogue, dataset)
@@ -125,15 +134,22 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
             for path, reason in errors:
                 log.warning("%s: cannot list %s: %s", dataset.name, path or "/", reason)
             staged.unreadable(_unlisted_key(path) for path, _ in errors)
-            plan = staged.plan(dataset, Scope(prefix))
-            result.created = plan.fresh - plan.moves
+            scope = Scope(prefix)
+            plan = staged.plan(dataset, scope)
+            held = hold_listing(catalogue, staged, plan, dataset, scope, admission)
+            if held is not None:
+                result.refused, result.still_refused = held.new, held.kept
+            result.created = plan.fresh - plan.moves - (held.total if held else 0)
             result.moved = plan.moves
             result.updated = plan.changed
             result.deleted = plan.gone_present - plan.moves
             if prune:
                 result.deleted += plan.gone_missing
-            result.unchanged = result.listed - result.created - result.moved - result.updated
+            result.unchanged = (result.listed - result.created - result.moved - result.updated
+                                - (held.total if held else 0))
             result.samples = staged.samples(plan, SAMPLE)
+            if held is not None and held.samples:
+                result.samples["refused"] = held.samples
             present = catalogue.count_items(dataset)["present"] if result.deleted else 0
             if listing is not None and result.deleted:
                 result.deletes_skipped = (f"{result.deleted} items are not in the inventory: an"
@@ -147,6 +163,9 @@ def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_dele
                 result.deleted = 0
             if not dry_run:
                 _read_link_files(staged, driver, plan)
+                if held is not None:
+                    record_listing(catalogue, staged, plan, dataset, scope, held,
+                                   complete=listing is None)
                 staged.apply(dataset, plan, RULES, prune=prune,
                              deletes=result.deletes_skipped is None, user=arrival_user)
                 runs.record_errors(catalogue, dataset, run_id, errors)
