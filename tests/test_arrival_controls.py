@@ -12,7 +12,9 @@ from conftest import Runner, local_config, put_file
 from daemon_support import ThreadDaemon, items, wait_for
 from syncd.app import App
 from syncd.service.metrics import Metrics
+from syncd.catalogue.arrivals import refusals
 from syncd.sync.admission import Admission
+from unprivileged import as_nobody, give_to_nobody, nobody_tree  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.both_backends  # the tests given catalogue_location: on both engines
 
@@ -253,3 +255,30 @@ def test_a_file_syncd_writes_is_never_left_refused(tmp_path, storage):
         assert status == "created"
         assert arrivals.find(app.catalogue, ds, "/up/a.bin") is None
     assert present(config) == ["/up/a.bin"]
+
+
+def test_refusals_under_a_folder_that_cannot_be_read_are_kept(nobody_tree):
+    """As items are: a listing error under /b is no evidence its files left, so their
+    refusals stay; readable again, they are still refused, not decided anew."""
+    storage = nobody_tree / "store"
+    for key in ["a.bin", "b/x.bin", "b/y.bin"]:
+        put_file(storage, key, key)
+    config = controls_config(nobody_tree, storage, "quota_per_hour = 1")
+    give_to_nobody(nobody_tree)
+
+    def sync() -> tuple[dict, dict]:
+        with App.from_file(config) as app:
+            result = app.sync("photos")
+            dataset = app.dataset("photos")
+            refused = {row["filename"]: row["reason"] for row in refusals(app.catalogue, dataset)}
+            return result.as_json(), refused
+
+    first, refused = as_nobody(sync)
+    assert first["created"] == 1 and refused == {"/b/x.bin": "quota-hour", "/b/y.bin": "quota-hour"}
+    os.chmod(storage / "b", 0)
+    second, refused = as_nobody(sync)
+    assert second["errors"] == 1 and refused == {"/b/x.bin": "quota-hour", "/b/y.bin": "quota-hour"}
+    os.chmod(storage / "b", 0o755)
+    third, refused = as_nobody(sync)
+    assert (third["created"], third["refused"], third["still_refused"]) == (0, {}, 2)
+    assert refused == {"/b/x.bin": "quota-hour", "/b/y.bin": "quota-hour"}

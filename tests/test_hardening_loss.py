@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
 from conftest import local_config, put_file
 from syncd.app import App
 from syncd.usermeta import set_user_metadata
-from unprivileged import as_nobody, give_to_nobody, shared_folder
-
-
-@pytest.fixture
-def nobody_tree():
-    folder = shared_folder()
-    yield folder
-    for directory, folders, _ in os.walk(folder):
-        for name in folders:
-            os.chmod(os.path.join(directory, name), 0o755)
-    shutil.rmtree(folder)
+from unprivileged import as_nobody, give_to_nobody, nobody_tree  # noqa: F401 (a fixture)
 
 
 @pytest.mark.parametrize("lister", ["find", "scandir"])

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 NOBODY = 65534
 
@@ -22,6 +25,17 @@ def shared_folder() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="syncd-unpriv-"))
     os.chown(folder, NOBODY, NOBODY)
     return folder
+
+
+@pytest.fixture
+def nobody_tree():
+    """A folder `nobody` owns, removed afterwards (with any folder a test made unreadable)."""
+    folder = shared_folder()
+    yield folder
+    for directory, folders, _ in os.walk(folder):
+        for name in folders:
+            os.chmod(os.path.join(directory, name), 0o755)
+    shutil.rmtree(folder)
 
 
 def give_to_nobody(path: Path) -> None:
