@@ -25,6 +25,7 @@ import pytest
 from PIL import Image
 
 from conftest import local_config
+from test_jobs_kill import assert_orphans_exit, descendants
 from syncd.app import App
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,26 +62,6 @@ def worker(config: Path, host: str) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == pid:
-                    found.add(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
-
-
 def test_four_workers_two_killed_every_job_done_once(tmp_path, storage, postgres_url):
     if not can_unshare():
         if os.environ.get("CI"):
@@ -114,7 +95,7 @@ def test_four_workers_two_killed_every_job_done_once(tmp_path, storage, postgres
             assert time.monotonic() < deadline, "the workers did not get going"
             assert all(p.poll() is None for p in processes), [p.communicate() for p in processes]
             for process in processes[:KILLED]:
-                pools |= children(process.pid)
+                pools |= descendants(process.pid)
             time.sleep(0.05)
         for process in processes[:KILLED]:
             os.kill(process.pid, signal.SIGKILL)
@@ -164,13 +145,5 @@ def test_four_workers_two_killed_every_job_done_once(tmp_path, storage, postgres
     assert thumbnails == sorted(f"{item['id']}.jpg" for item in found)  # one object per item
     assert all(item["metadata"]["system"]["thumbnailId"] == f".dataloop/thumbnails/{item['id']}.jpg"
                for item in found)
-    # The killed workers' pools notice their parent is gone and exit on their own.
-    deadline = time.monotonic() + 60
-    while any(alive(pid) for pid in pools):
-        if time.monotonic() > deadline:
-            for pid in pools:
-                if alive(pid):
-                    os.kill(pid, signal.SIGKILL)
-            pytest.fail("the killed workers' pools did not exit")
-        time.sleep(0.1)
+    assert_orphans_exit(pools)  # the killed workers' pools exit on their own
     db.close()
