@@ -32,8 +32,8 @@ class App:
     @property
     def catalogue(self) -> Catalogue:
         if self._catalogue is None:
-            with catalogue_errors(self.config.catalogue.path):
-                self._catalogue = Catalogue(self.config.catalogue.path)
+            with catalogue_errors(self.catalogue_location):
+                self._catalogue = Catalogue(self.config.catalogue.location)
                 # What the writers emit into the outbox, on any connection (catalogue/outbox.py).
                 set_subscriptions(self._catalogue,
                                   [(w.name, w.events) for w in self.config.webhooks])
@@ -42,6 +42,13 @@ class App:
                     self._catalogue.ensure_dataset(d.name, d.driver).id
                     for d in self.config.datasets if d.expand_archives])
         return self._catalogue
+
+    @property
+    def catalogue_location(self) -> str:
+        """The catalogue as messages name it: the SQLite file, or the URL without password."""
+        from .catalogue.backend import redact_url
+
+        return redact_url(str(self.config.catalogue.location))
 
     def driver(self, name: str) -> PermissionGuard:
         if name not in self._drivers:

@@ -26,10 +26,31 @@ from .sync.filters import FilterError, PathFilter, glob_to_regex, parse_filter_l
 DEFAULT_FILE = "syncd.toml"
 ENV_VAR = "SYNCD_CONFIG"
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DEFAULT_CATALOGUE = Path("data/catalogue.db")
 
 
 class CatalogueConfig(Options, kw_only=True):
-    path: Path = Path("data/catalogue.db")
+    path: Path | None = None  # a SQLite file: the embedded default (data/catalogue.db)
+    # A PostgreSQL catalogue shared by many hosts: postgresql://user@host/db (the password
+    # from "${VAR}" in the URL, or libpq's PGPASSWORD / ~/.pgpass); never shown or logged.
+    url: Secret | None = None
+
+    def __post_init__(self) -> None:
+        if self.url is None:
+            if self.path is None:
+                self._set("path", DEFAULT_CATALOGUE)
+            return
+        if self.path is not None:
+            raise ValueError("set path (a SQLite file) or url (PostgreSQL), not both")
+        scheme = self.url.get_secret_value().partition("://")[0]
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"url: must be a postgresql:// URL (the scheme is {scheme!r}); a "
+                             "SQLite catalogue is set with path")
+
+    @property
+    def location(self) -> str | Path:
+        """What syncd.catalogue.Catalogue opens: the URL, else the SQLite file."""
+        return self.url.get_secret_value() if self.url is not None else self.path
 
 
 class PreprocessorConfig(Options, kw_only=True):
@@ -285,7 +306,7 @@ def parse_config(raw: dict[str, Any], *, source: Path) -> Config:
     except ValueError as error:  # InvalidOptions too
         raise ConfigError(f"{source}: {error}") from None
     path = config.catalogue.path
-    if not path.is_absolute() and str(path) != ":memory:":
+    if config.catalogue.url is None and not path.is_absolute() and str(path) != ":memory:":
         config = config.replace(catalogue=config.catalogue.replace(path=base / path))
     return config
 

@@ -41,6 +41,13 @@ class CatalogueError(SyncdError):
     exit_code = 1
 
 
+class CatalogueBusyError(CatalogueError):
+    """The catalogue's database was busy past its timeout, found a deadlock, or its
+    connection was lost: the work was rolled back and can be tried again."""
+
+    exit_code = 1
+
+
 class InputError(SyncdError):
     """A file given as input (link JSON, CSV, metadata JSON) is malformed; the message names it."""
 

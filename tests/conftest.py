@@ -27,13 +27,48 @@ def storage(tmp_path: Path) -> Path:
     return root
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sqlite_only: in a both_backends module, a test of SQLite itself (WAL, its "
+                   "query plans, its file)")
+    config.addinivalue_line(
+        "markers", "both_backends: run the module's tests on a SQLite and on a PostgreSQL "
+                   "catalogue (the `catalogue_backend` fixture)")
+
+
+def pytest_generate_tests(metafunc):
+    if "catalogue_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+            "both_backends") and not metafunc.definition.get_closest_marker("sqlite_only"):
+        metafunc.parametrize("catalogue_backend", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def catalogue_backend(request) -> str:
+    """sqlite, or (in modules marked both_backends) each of sqlite and postgresql."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def catalogue_location(request, catalogue_backend: str, tmp_path: Path) -> str:
+    """The test's catalogue: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
+    if catalogue_backend == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return str(tmp_path / "catalogue.db")
+
+
+def catalogue_section(location: str | Path) -> str:
+    key = "url" if str(location).startswith("postgresql://") else "path"
+    return f'[catalogue]\n{key} = "{location}"'
+
+
 def local_config(tmp_path: Path, storage: Path, *, name: str = "syncd.toml",
-                 driver: str = "", extra: str = "") -> Path:
+                 driver: str = "", extra: str = "", catalogue: str | Path | None = None) -> Path:
     """A config with one local driver "disk" on `storage` and one dataset "photos";
-    `driver` adds keys to the driver's table, `extra` appends tables."""
+    `driver` adds keys to the driver's table, `extra` appends tables; `catalogue`: a SQLite
+    file or a postgresql:// URL (default: catalogue.db in tmp_path)."""
+    section = catalogue_section(catalogue or tmp_path / "catalogue.db").replace("\n", "\n        ")
     base = f"""
-        [catalogue]
-        path = "{tmp_path / 'catalogue.db'}"
+        {section}
 
         [[drivers]]
         name = "disk"
@@ -49,8 +84,8 @@ def local_config(tmp_path: Path, storage: Path, *, name: str = "syncd.toml",
 
 
 @pytest.fixture
-def config_file(tmp_path: Path, storage: Path) -> Path:
-    return local_config(tmp_path, storage)
+def config_file(tmp_path: Path, storage: Path, catalogue_location: str) -> Path:
+    return local_config(tmp_path, storage, catalogue=catalogue_location)
 
 
 @pytest.fixture

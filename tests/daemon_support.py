@@ -57,7 +57,7 @@ def jobs(catalogue_path) -> list[tuple[int, str]]:
 
 
 def daemon_config(tmp_path: Path, storage: Path, *, extra: str = "", daemon: str = "",
-                  watch: bool = True) -> Path:
+                  watch: bool = True, catalogue=None) -> Path:
     body = f"""
         [daemon]
         {daemon}
@@ -68,7 +68,7 @@ def daemon_config(tmp_path: Path, storage: Path, *, extra: str = "", daemon: str
         kind = "watch"
         driver = "disk"
         """
-    return local_config(tmp_path, storage, name="daemon.toml",
+    return local_config(tmp_path, storage, name="daemon.toml", catalogue=catalogue,
                         extra=textwrap.dedent(body) + textwrap.dedent(extra))
 
 

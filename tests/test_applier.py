@@ -11,6 +11,8 @@ from conftest import put_file
 from syncd.sync.applier import Applier
 from syncd.sync.events import ObjectCreated, ObjectDeleted, ObjectMoved, ObjectUpdated
 
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
+
 
 class Clock:
     def __init__(self):
@@ -171,6 +173,7 @@ def test_bad_and_hidden_keys_are_ignored_without_dropping_the_batch(app, applier
     assert list(items(app)) == ["/ok.jpg"]
 
 
+@pytest.mark.sqlite_only
 def test_ghost_lookup_uses_the_partial_index(app, applier):
     plan = app.catalogue._conn.execute(
         "EXPLAIN QUERY PLAN SELECT pk FROM items WHERE dataset_id = 1 AND state = 'missing' "

@@ -4,6 +4,8 @@ anything from storage (syncd.sync.admission, syncd.catalogue.arrivals)."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 
 from conftest import Runner, local_config, put_file
@@ -14,10 +16,14 @@ from syncd.catalogue.arrivals import refusals
 from syncd.sync.admission import Admission
 from unprivileged import as_nobody, give_to_nobody, nobody_tree  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.both_backends  # the tests given catalogue_location: on both engines
 
-def controls_config(tmp_path, storage, upload: str, *, name: str = "syncd.toml", extra: str = ""):
+
+def controls_config(tmp_path, storage, upload: str, *, name: str = "syncd.toml", extra: str = "",
+                    catalogue=None):
     tmp_path.mkdir(parents=True, exist_ok=True)
-    return local_config(tmp_path, storage, name=name, extra=f"[datasets.upload]\n{upload}\n{extra}")
+    return local_config(tmp_path, storage, name=name, catalogue=catalogue,
+                        extra=f"[datasets.upload]\n{upload}\n{extra}")
 
 
 def present(config) -> list[str]:
@@ -29,11 +35,13 @@ def refused_rows(run) -> dict[str, str]:
     return {row["filename"]: row["reason"] for row in run.json_lines("items", "refused", "photos")}
 
 
-def test_sync_samples_arrivals_by_path_remembers_and_reports(tmp_path, storage):
+def test_sync_samples_arrivals_by_path_remembers_and_reports(tmp_path, storage, catalogue_location,
+                                                             request):
     names = [f"/shoot/{index:02d}.bin" for index in range(40)]
     for name in names:
         put_file(storage, name.lstrip("/"), f"file {name}")
-    config = controls_config(tmp_path, storage, "sample_percent = 50\nsample_seed = 7")
+    config = controls_config(tmp_path, storage, "sample_percent = 50\nsample_seed = 7",
+                             catalogue=catalogue_location)
     run = Runner(config)
     [line] = run.json_lines("sync", "--no-preprocess")
     kept = sorted(n for n in names if not Admission(50.0, 7).sampled_out(n))
@@ -48,7 +56,10 @@ def test_sync_samples_arrivals_by_path_remembers_and_reports(tmp_path, storage):
     assert refused_rows(run) == dict.fromkeys(left_out, "sampled-out")
 
     # Another catalogue (another host) with the same seed decides the same.
-    other = controls_config(tmp_path / "other", storage, "sample_percent = 50\nsample_seed = 7")
+    elsewhere = (request.getfixturevalue("postgres_server").create_database()
+                 if catalogue_location.startswith("postgresql://") else None)
+    other = controls_config(tmp_path / "other", storage, "sample_percent = 50\nsample_seed = 7",
+                            catalogue=elsewhere)
     Runner(other)("sync", "--no-preprocess")
     assert present(other) == kept
 
@@ -90,10 +101,12 @@ def test_sync_samples_arrivals_by_path_remembers_and_reports(tmp_path, storage):
     assert "'/shoot/nope.bin' is not a refused file of dataset 'photos'" in unknown.stderr
 
 
-def test_arrival_quotas_count_the_catalogue_and_hold_across_runs(tmp_path, storage):
+def test_arrival_quotas_count_the_catalogue_and_hold_across_runs(tmp_path, storage,
+                                                                catalogue_location):
     for index in range(5):
         put_file(storage, f"{index}.bin", f"file {index}")
-    config = controls_config(tmp_path, storage, "quota_per_hour = 3\nsample_seed = 1")
+    config = controls_config(tmp_path, storage, "quota_per_hour = 3\nsample_seed = 1",
+                             catalogue=catalogue_location)
     run = Runner(config)
     first = run("sync", "--no-preprocess").stdout
     assert "created 3," in first and ", refused 2 (quota-hour)" in first

@@ -15,6 +15,8 @@ from syncd.imports.fetch import Fetcher, FetchPolicy
 from syncd.imports.csv_import import import_csv
 from syncd.imports.links import link_bytes, url_link_info
 
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
+
 PNG = b"\x89PNG\r\n\x1a\n" + b"pixels" * 50
 
 

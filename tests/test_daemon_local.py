@@ -18,18 +18,25 @@ from syncd.catalogue.jobs import JobQueue
 from syncd.app import App
 from syncd.service.daemon import Daemon
 
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
+
 
 @pytest.fixture
-def cfg(tmp_path, storage):
-    return daemon_config(tmp_path, storage, daemon="debounce_seconds = 0.05")
+def cfg(tmp_path, storage, catalogue_location):
+    return daemon_config(tmp_path, storage, daemon="debounce_seconds = 0.05",
+                         catalogue=catalogue_location)
+
+
+def _location(cfg_path):
+    return App.from_file(cfg_path).config.catalogue.location
 
 
 def present(cfg_path, tmp_path):
-    return {k for k, v in items(tmp_path / "catalogue.db").items() if v["state"] == "present"}
+    return {k for k, v in items(_location(cfg_path)).items() if v["state"] == "present"}
 
 
-def test_create_modify_move_delete_reach_the_catalogue(tmp_path, storage, cfg):
-    db = tmp_path / "catalogue.db"
+def test_create_modify_move_delete_reach_the_catalogue(catalogue_location, tmp_path, storage, cfg):
+    db = catalogue_location
     with ThreadDaemon(cfg):
         put_file(storage, "cats/a.jpg", "one")
         item = wait_for(lambda: items(db).get("/cats/a.jpg"), what="created")
@@ -46,8 +53,8 @@ def test_create_modify_move_delete_reach_the_catalogue(tmp_path, storage, cfg):
     assert len(items(db)) == 1
 
 
-def test_burst_into_new_nested_folders_converges(tmp_path, storage, cfg):
-    db = tmp_path / "catalogue.db"
+def test_burst_into_new_nested_folders_converges(catalogue_location, tmp_path, storage, cfg):
+    db = catalogue_location
     expected = set()
     with ThreadDaemon(cfg):
         for i in range(4):
@@ -60,8 +67,8 @@ def test_burst_into_new_nested_folders_converges(tmp_path, storage, cfg):
     assert len(pks) == len(set(pks)) == len(expected)  # one job an item, no duplicates
 
 
-def test_artifacts_folder_is_never_catalogued(tmp_path, storage, cfg):
-    db = tmp_path / "catalogue.db"
+def test_artifacts_folder_is_never_catalogued(catalogue_location, tmp_path, storage, cfg):
+    db = catalogue_location
     with ThreadDaemon(cfg):
         put_file(storage, ".dataloop/thumbnails/x.jpg", "t")
         put_file(storage, "real.jpg", "r")
@@ -69,8 +76,8 @@ def test_artifacts_folder_is_never_catalogued(tmp_path, storage, cfg):
     assert list(items(db)) == ["/real.jpg"]
 
 
-def test_start_syncs_new_datasets_and_catches_up_watched_folders(tmp_path, storage, cfg):
-    db = tmp_path / "catalogue.db"
+def test_start_syncs_new_datasets_and_catches_up_watched_folders(catalogue_location, tmp_path, storage, cfg):
+    db = catalogue_location
     put_file(storage, "before.jpg", "b")
     with ThreadDaemon(cfg):
         wait_for(lambda: "/before.jpg" in items(db), what="initial sync")
@@ -89,9 +96,9 @@ class Clock:
         return self.now
 
 
-def test_periodic_rescan_follows_the_injected_clock(tmp_path, storage):
-    cfg = daemon_config(tmp_path, storage, watch=False, daemon="rescan_interval_seconds = 100")
-    db = tmp_path / "catalogue.db"
+def test_periodic_rescan_follows_the_injected_clock(catalogue_location, tmp_path, storage):
+    cfg = daemon_config(tmp_path, storage, catalogue=catalogue_location, watch=False, daemon="rescan_interval_seconds = 100")
+    db = catalogue_location
     clock = Clock()
     with App.from_file(cfg) as app:
         daemon = Daemon(app, clock=clock)
@@ -116,9 +123,9 @@ def test_periodic_rescan_follows_the_injected_clock(tmp_path, storage):
             daemon.shutdown()
 
 
-def test_restart_keeps_the_rescan_schedule(tmp_path, storage):
+def test_restart_keeps_the_rescan_schedule(catalogue_location, tmp_path, storage):
     """A dataset synced recently is not rescanned at once by a restarted daemon."""
-    cfg = daemon_config(tmp_path, storage, watch=False, daemon="rescan_interval_seconds = 3600")
+    cfg = daemon_config(tmp_path, storage, catalogue=catalogue_location, watch=False, daemon="rescan_interval_seconds = 3600")
     with App.from_file(cfg) as app:
         app.sync("photos")
         daemon = Daemon(app, clock=Clock())
@@ -132,10 +139,10 @@ def test_restart_keeps_the_rescan_schedule(tmp_path, storage):
 
 
 @pytest.mark.parametrize("mode", ["missing", "remove"])
-def test_deleted_items_lose_artifacts_after_the_move_window(tmp_path, storage, mode):
-    cfg = daemon_config(tmp_path, storage,
+def test_deleted_items_lose_artifacts_after_the_move_window(catalogue_location, tmp_path, storage, mode):
+    cfg = daemon_config(tmp_path, storage, catalogue=catalogue_location,
                         daemon=f'on_delete = "{mode}"\nmove_window_seconds = 0.5\ndebounce_seconds = 0.05')
-    db = tmp_path / "catalogue.db"
+    db = catalogue_location
     with ThreadDaemon(cfg, workers=0):
         put_file(storage, "a.jpg", jpeg())
         thumbnail = storage / wait_for(lambda: thumbnail_of(items(db).get("/a.jpg")), what="thumbnail")
@@ -150,9 +157,9 @@ def test_deleted_items_lose_artifacts_after_the_move_window(tmp_path, storage, m
             assert item["metadata"]["system"]["mimetype"] == "image/jpeg"  # the ghost keeps the rest
 
 
-def test_moved_item_keeps_its_thumbnail(tmp_path, storage):
-    cfg = daemon_config(tmp_path, storage, daemon="move_window_seconds = 0.2\ndebounce_seconds = 0.05")
-    db = tmp_path / "catalogue.db"
+def test_moved_item_keeps_its_thumbnail(catalogue_location, tmp_path, storage):
+    cfg = daemon_config(tmp_path, storage, catalogue=catalogue_location, daemon="move_window_seconds = 0.2\ndebounce_seconds = 0.05")
+    db = catalogue_location
     with ThreadDaemon(cfg, workers=0):
         put_file(storage, "a.jpg", jpeg())
         key = wait_for(lambda: thumbnail_of(items(db).get("/a.jpg")), what="thumbnail")
@@ -171,8 +178,8 @@ def kinds(db):
         return [(catalogue.item_pk(j["item"]), j["kind"], j["state"]) for j in JobQueue(catalogue).rows()]
 
 
-def test_sigterm_stops_cleanly_and_logs_json(tmp_path, storage, cfg):
-    db = tmp_path / "catalogue.db"
+def test_sigterm_stops_cleanly_and_logs_json(catalogue_location, tmp_path, storage, cfg):
+    db = catalogue_location
     daemon = DaemonProcess(cfg, tmp_path / "daemon.log").start()
     try:
         put_file(storage, "cats/a.jpg", "a")
@@ -195,14 +202,14 @@ def test_sigint_stops_too(tmp_path, storage, cfg):
     assert "daemon stopped" in daemon.log_text()
 
 
-def test_a_failing_delivery_is_not_acknowledged_and_spares_the_rest(tmp_path, storage, monkeypatch):
+def test_a_failing_delivery_is_not_acknowledged_and_spares_the_rest(catalogue_location, tmp_path, storage, monkeypatch):
     """Storage failing for one delivery's key: that delivery reports the error (its source
     leaves the messages queued); the other deliveries of the same batch are applied."""
     from drivers import Unreachable
     from syncd.sync.events import Delivery, ObjectCreated
 
-    cfg = daemon_config(tmp_path, storage, watch=False)
-    db = tmp_path / "catalogue.db"
+    cfg = daemon_config(tmp_path, storage, catalogue=catalogue_location, watch=False)
+    db = catalogue_location
     with App.from_file(cfg) as app:
         app.sync("photos")  # synced: no startup rescan to race with
         put_file(storage, "good.jpg", "g")

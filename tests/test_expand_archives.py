@@ -4,6 +4,8 @@ named after the archive, bad members failing alone with their reason."""
 
 from __future__ import annotations
 
+import pytest
+
 import io
 import os
 import tarfile
@@ -11,6 +13,8 @@ import tarfile
 from conftest import Runner, local_config, put_file
 from daemon_support import ThreadDaemon, items, jpeg, wait_for
 from syncd.app import App
+
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
 
 OPT_IN = "expand_archives = true\n"  # appended to the [[datasets]] table of local_config
 

@@ -13,6 +13,8 @@ import pytest
 from conftest import put_file
 from images import camera_jpeg, noisy_jpeg
 
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
+
 
 @pytest.fixture
 def synced(app, storage, run):

@@ -3,6 +3,8 @@ target item's bytes through its own dataset's driver; any other id fails its fil
 
 from __future__ import annotations
 
+import pytest
+
 import csv
 import json
 
@@ -10,6 +12,8 @@ from conftest import Runner, local_config, put_file
 from images import quadrants, save
 from syncd.app import App
 from syncd.imports.links import link_bytes
+
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
 
 EXIT_PARTIAL = 5
 

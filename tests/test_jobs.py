@@ -13,11 +13,13 @@ import pytest
 from PIL import Image
 
 import images
-from conftest import Runner
+from conftest import Runner, catalogue_section
 from emulators import driver_toml, new_store
 from local_http import Response, http_server  # noqa: F401 - the fixture
 from syncd.app import App
 from syncd.catalogue.jobs import JobQueue
+
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
 
 POOL = "workers = 2"  # a real process pool
 DEFAULTS = {"workers": 0, "retry_delay_seconds": 0}  # in-process, unless a test says otherwise
@@ -55,15 +57,14 @@ def bucket(request, endpoint_for, tmp_path_factory):
 
 
 @pytest.fixture
-def make_app(tmp_path, bucket):
+def make_app(tmp_path, bucket, catalogue_location):
     apps = []
 
     def make(preprocess: str = "", dataset: str = "",
              permissions: tuple[str, ...] = ("list", "get", "put", "delete"), extra: str = "") -> App:
         config = tmp_path / "jobs.toml"
         config.write_text(textwrap.dedent(f"""
-            [catalogue]
-            path = "{tmp_path / 'catalogue.db'}"
+            {catalogue_section(catalogue_location)}
 
             {{driver}}
 
@@ -599,6 +600,7 @@ def _unused_pid() -> int:
         pid += 1
 
 
+@pytest.mark.sqlite_only
 def test_catalogue_schema_has_the_job_columns(make_app):
     app = make_app()
     columns = {row[1] for row in app.catalogue._conn.execute("PRAGMA table_info(jobs)")}

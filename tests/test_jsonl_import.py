@@ -3,6 +3,8 @@ line and key; the failures file imports again as it is."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from conftest import put_file
@@ -10,6 +12,8 @@ from local_http import Response, http_server  # noqa: F401 - the fixture
 from syncd.app import App
 from test_csv_import import PNG, fast_fetcher, fetch_app, write_csv  # noqa: F401 - the fixture
 from syncd.imports.jsonl import import_jsonl
+
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
 
 
 def write_lines(path, lines):

@@ -21,6 +21,8 @@ from syncd.imports.links import (
     url_mimetype,
 )
 
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
+
 # What the reference SDK's upload code path writes for dl.UrlLink(ref=URL): UrlLink names it
 # from the URL (dots dropped, query dropped), guesses the mimetype, and Uploader.link dumps
 # {'type','shebang','metadata':{'dltype','linkInfo':{'type','ref','mimetype'}}} with

@@ -10,6 +10,8 @@ from syncd.catalogue import items
 from syncd.catalogue.query import QueryError, compile_query
 from syncd.usermeta import set_user_metadata
 
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
+
 FILES = {
     "/cats/a.jpg": {"camera": "cam_01", "lot": 7, "tags": ["cat", "indoor"], "ok": True},
     "/cats/b.png": {"camera": "cam_01", "lot": "7", "site": {"area": "north"}},

@@ -17,6 +17,8 @@ from syncd.app import App
 from syncd.sync.applier import Applier
 from syncd.sync.events import ObjectCreated, ObjectMoved
 
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
+
 IN_PROGRESS = [".a.jpg.Xy12Zq", "film.mp4.part", "dl/x.crdownload", "b.tmp", "docs/~$memo.docx",
                "cats/.DS_Store"]
 

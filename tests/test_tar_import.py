@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 import io
 import tarfile
 
 from conftest import put_file
 from syncd.imports.archive import import_tar
 from test_csv_import import PNG, read_csv
+
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
 
 
 def add(archive: tarfile.TarFile, name: str, data: bytes = b"", kind=tarfile.REGTYPE, link: str = ""):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 import csv
 import os
 
 from conftest import put_file
 from syncd.imports.upload import upload_folder
+
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
 
 
 def items_by_path(app, dataset="photos"):

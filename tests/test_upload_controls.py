@@ -15,6 +15,8 @@ from images import quadrants, save
 from syncd.app import App
 from syncd.imports.controls import batch_name
 
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
+
 
 def controls_config(tmp_path, storage, upload: str):
     tmp_path.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ from conftest import put_file
 from syncd.errors import InputError
 from syncd.usermeta import parse_assignments
 
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
+
 
 @pytest.fixture
 def synced(app, storage):

@@ -12,6 +12,8 @@ from conftest import put_file
 from daemon_support import wait_for
 from web_support import TOKEN, Client, Served, served_catalogue
 
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):

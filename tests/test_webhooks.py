@@ -21,6 +21,8 @@ from syncd.service.webhooks import SIGNATURE_HEADER, Deliverer, sign, verify
 from syncd.sync.applier import Applier
 from syncd.sync.events import ObjectCreated
 
+pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
+
 SECRET = "whsec-test-0123456789"
 
 

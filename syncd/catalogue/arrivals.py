@@ -7,9 +7,9 @@ refused path is decided once: it is left alone while its content stays the same,
 again when its content changes, forgotten when it leaves storage or gets an item, and
 admitted by `syncd items admit`. Nothing here touches storage.
 
-Plain portable SQL (no JSON functions, no `INSERT OR ...`; upserts by `ON CONFLICT`), so
-the PostgreSQL port needs no change here. The sync's side works on the staged listing's
-temporary tables (syncd.catalogue.listing): `temp.held` holds the listing rows that get no
+Plain portable SQL (no JSON functions, no `INSERT OR ...`; upserts by `ON CONFLICT`; temp
+tables unqualified), the same on SQLite and PostgreSQL (backend.py). The sync's side works
+on the staged listing's temporary tables (syncd.catalogue.listing): `held` holds the listing rows that get no
 item, and `StagedListing.fresh_rows` leaves them out.
 """
 
@@ -130,16 +130,16 @@ def any_in_scope(catalogue: Catalogue, dataset: Dataset, low: str, high: str) ->
 
 
 def start_holding(catalogue: Catalogue) -> None:
-    """Create `temp.held`: (listing row n, reason, new: refused now rather than before)."""
-    catalogue._conn.execute("CREATE TEMP TABLE held (n INTEGER PRIMARY KEY, reason TEXT NOT NULL, "
-                            "new INTEGER NOT NULL)")
+    """Create `held`: (listing row n, reason, new: refused now rather than before)."""
+    catalogue._conn.execute(catalogue.dialect.ddl(
+        "CREATE TEMP TABLE held (n INTEGER PRIMARY KEY, reason TEXT NOT NULL, new INTEGER NOT NULL)"))
 
 
 def hold_known(catalogue: Catalogue, dataset: Dataset, fresh: str) -> int:
-    """Hold the fresh listing rows (SQL `fresh`: rows of temp.listing) already refused with
+    """Hold the fresh listing rows (SQL `fresh`: rows of listing) already refused with
     the same content; returns how many."""
     return catalogue._conn.execute(
-        f"""INSERT INTO temp.held (n, reason, new)
+        f"""INSERT INTO held (n, reason, new)
             SELECT f.n, r.reason, 0 FROM ({fresh}) f
             JOIN refused r ON r.dataset_id = ? AND r.filename = f.path
             WHERE {SAME_CONTENT}""",
@@ -150,23 +150,23 @@ def candidates(catalogue: Catalogue, fresh: str, *, after: int) -> list[tuple[in
     """The next page of (n, path) of the fresh rows not held, after listing row `after`."""
     return catalogue._conn.execute(
         f"""SELECT f.n, f.path FROM ({fresh}) f
-            WHERE f.n > ? AND f.n NOT IN (SELECT n FROM temp.held) ORDER BY f.n LIMIT {PAGE}""",
+            WHERE f.n > ? AND f.n NOT IN (SELECT n FROM held) ORDER BY f.n LIMIT {PAGE}""",
         (after,)).fetchall()
 
 
 def hold(catalogue: Catalogue, rows: Iterable[tuple[int, str]]) -> None:
     """Hold listing rows (n, reason): newly refused."""
-    catalogue._conn.executemany("INSERT INTO temp.held (n, reason, new) VALUES (?, ?, 1)", rows)
+    catalogue._conn.executemany("INSERT INTO held (n, reason, new) VALUES (?, ?, 1)", rows)
 
 
 def hold_beyond(catalogue: Catalogue, fresh: str, room: int, reason: str) -> int:
     """Hold the fresh rows not held past the first `room` in filename order (so every host
     admits the same ones), for `reason`."""
     return catalogue._conn.execute(
-        f"""INSERT INTO temp.held (n, reason, new)
+        f"""INSERT INTO held (n, reason, new)
             SELECT n, ?, 1 FROM (
                 SELECT f.n, row_number() OVER (ORDER BY f.path) AS r FROM ({fresh}) f
-                WHERE f.n NOT IN (SELECT n FROM temp.held)) ranked
+                WHERE f.n NOT IN (SELECT n FROM held)) ranked
             WHERE r > ?""",
         (reason, room)).rowcount
 
@@ -175,7 +175,7 @@ def held_counts(catalogue: Catalogue) -> tuple[int, dict[str, int]]:
     """(rows held by an earlier decision, reason -> rows newly refused)."""
     kept, new = 0, {}
     for reason, is_new, count in catalogue._conn.execute(
-            "SELECT reason, new, count(*) FROM temp.held GROUP BY reason, new ORDER BY reason"):
+            "SELECT reason, new, count(*) FROM held GROUP BY reason, new ORDER BY reason"):
         if is_new:
             new[reason] = count
         else:
@@ -185,7 +185,7 @@ def held_counts(catalogue: Catalogue) -> tuple[int, dict[str, int]]:
 
 def held_paths(catalogue: Catalogue, limit: int) -> list[str]:
     return [row[0] for row in catalogue._conn.execute(
-        f"SELECT l.path FROM temp.held h JOIN temp.listing l ON l.n = h.n WHERE h.new = 1 "
+        f"SELECT l.path FROM held h JOIN listing l ON l.n = h.n WHERE h.new = 1 "
         f"ORDER BY h.n LIMIT {int(limit)}")]
 
 
@@ -200,7 +200,7 @@ def record(catalogue: Catalogue, dataset: Dataset, *, admitted: str | None, low:
         conn.execute(
             f"""INSERT INTO refused (dataset_id, filename, reason, size, etag, md5, decided_at)
                 SELECT ?, l.path, h.reason, l.size, l.etag, l.md5, ?
-                FROM temp.held h JOIN temp.listing l ON l.n = h.n WHERE h.new = 1 {UPSERT}""",
+                FROM held h JOIN listing l ON l.n = h.n WHERE h.new = 1 {UPSERT}""",
             (dataset.id, at))
         if admitted is None:
             return
@@ -213,12 +213,12 @@ def record(catalogue: Catalogue, dataset: Dataset, *, admitted: str | None, low:
             (dataset.id, low, high))
         if not unlisted:
             return
-        conn.execute("CREATE INDEX IF NOT EXISTS temp.listing_path ON listing(path)")
+        conn.execute("CREATE INDEX IF NOT EXISTS listing_path ON listing(path)")
         conn.execute(
             """DELETE FROM refused
                WHERE dataset_id = ? AND filename >= ? AND filename < ?
-                 AND NOT EXISTS (SELECT 1 FROM temp.listing l WHERE l.path = refused.filename)
-                 AND NOT EXISTS (SELECT 1 FROM temp.unlisted u
+                 AND NOT EXISTS (SELECT 1 FROM listing l WHERE l.path = refused.filename)
+                 AND NOT EXISTS (SELECT 1 FROM unlisted u
                                  WHERE u.path = '/' OR refused.filename = u.path
                                     OR substr(refused.filename, 1, length(u.path) + 1) = u.path || '/')""",
             (dataset.id, low, high))

@@ -4,10 +4,10 @@ and flat in memory at millions of items."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from . import arrivals
+from .query import condition_sql
 from .store import ITEM_COLUMNS, Catalogue, Dataset
 
 MAX_PAGE = 1000  # items one page may hold
@@ -25,7 +25,7 @@ def dataset_name(catalogue: Catalogue, dataset_row_id: int) -> str:
                                    (dataset_row_id,)).fetchone()[0]
 
 
-def page(catalogue: Catalogue, dataset: Dataset, *, where: tuple[str, tuple] | None = None,
+def page(catalogue: Catalogue, dataset: Dataset, *, where=None,
          after: str = "", limit: int = 100, present_only: bool = False,
          bounds: tuple[str, str | None] | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """Up to `limit` items in filename order after the filename `after`, and the filename to
@@ -33,17 +33,15 @@ def page(catalogue: Catalogue, dataset: Dataset, *, where: tuple[str, tuple] | N
     page costs the same at the start and at the millionth item. `bounds` (low, high) limit
     the filenames further (a folder: see query.filename_bounds), in the same index range."""
     limit = max(1, min(limit, MAX_PAGE))
-    extra_sql, extra_args = (f"AND ({where[0]})", tuple(where[1])) if where else ("", ())
+    extra_sql, extra_args = condition_sql(where, catalogue.dialect)
     state = "AND state = 'present'" if present_only else ""
     low, high = bounds or ("", None)
     end_sql, end_args = ("AND filename < ?", (high,)) if high is not None else ("", ())
-    cursor = catalogue._conn.execute(
+    rows = catalogue._conn.mapped(
         f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename > ? {end_sql} "
         f"{state} {extra_sql} ORDER BY filename LIMIT ?",
         (dataset.id, max(after, low), *end_args, *extra_args, limit + 1),
-    )
-    cursor.row_factory = sqlite3.Row
-    rows = cursor.fetchall()
+    ).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
     items = [catalogue.item_json(dataset, row) for row in rows]
@@ -86,10 +84,12 @@ def status(catalogue: Catalogue, dataset: Dataset, *, mimetypes: bool = True) ->
     number of listing errors and the refused arrivals by reason."""
     conn = catalogue._conn
     states = dict(conn.execute(
-        "SELECT state, count(*) FROM items WHERE dataset_id = ? GROUP BY state", (dataset.id,)))
+        "SELECT state, count(*) FROM items WHERE dataset_id = ? GROUP BY state",
+        (dataset.id,)).fetchall())
     jobs = dict(conn.execute(
         """SELECT j.state, count(*) FROM jobs j LEFT JOIN items i ON i.pk = j.item_pk
-           WHERE coalesce(i.dataset_id, j.dataset_id) = ? GROUP BY j.state""", (dataset.id,)))
+           WHERE coalesce(i.dataset_id, j.dataset_id) = ? GROUP BY j.state""",
+        (dataset.id,)).fetchall())
     run = conn.execute(
         """SELECT started_at, finished_at, status, listed, created, updated, moved, deleted,
                   unchanged, errors, message FROM sync_runs WHERE dataset_id = ?
@@ -112,9 +112,10 @@ def status(catalogue: Catalogue, dataset: Dataset, *, mimetypes: bool = True) ->
         result["lastSync"] = dict(zip(keys, run))
     if mimetypes:
         result["mimetypes"] = dict(conn.execute(
-            """SELECT coalesce(json_extract(system, '$.mimetype'), '(unknown)') AS m, count(*)
+            f"""SELECT coalesce({catalogue.dialect.json_text('system', 'mimetype')}, '(unknown)')
+                       AS m, count(*)
                FROM items WHERE dataset_id = ? AND state = 'present' GROUP BY m
-               ORDER BY count(*) DESC, m""", (dataset.id,)))
+               ORDER BY count(*) DESC, m""", (dataset.id,)).fetchall())
     return result
 
 

@@ -1,13 +1,15 @@
-"""Counts of items and jobs read from a catalogue file without opening it for writing
+"""Counts of items and jobs read from a catalogue without opening it for writing
 (the daemon's /metrics: a scrape never waits on, or takes, the write lock)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import arrivals, outbox
+from .backend import database_errors, is_postgres_url
 
 
 @dataclass
@@ -19,18 +21,30 @@ class Counts:
 
 
 def read_counts(path: str | Path) -> Counts | None:
-    """The counts, or None when the catalogue cannot be read (not created yet, locked)."""
+    """The counts, or None when the catalogue cannot be read (not created yet, locked,
+    the server unreachable). `path`: a SQLite file or a postgresql:// URL."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error:
+        if is_postgres_url(str(path)):
+            from .backend import connect_postgres
+
+            conn = connect_postgres(str(path), read_only=True)
+        else:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except database_errors():
         return None
     try:
         items = {(name, state): count for name, state, count in conn.execute(
             "SELECT d.name, i.state, count(*) FROM items i JOIN datasets d ON d.id = i.dataset_id "
             "GROUP BY d.name, i.state ORDER BY 1, 2")}
-        jobs = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"))
-        return Counts(items, jobs, outbox.counts(conn), arrivals.counts(conn))
-    except sqlite3.Error:
+        jobs = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+        webhooks: list[dict] = []
+        with contextlib.suppress(*database_errors()):  # a catalogue older than the outbox
+            webhooks = outbox.counts(conn)
+        refused: dict = {}
+        with contextlib.suppress(*database_errors()):  # older than the arrival controls
+            refused = arrivals.counts(conn)
+        return Counts(items, jobs, webhooks, refused)
+    except database_errors():
         return None
     finally:
         conn.close()

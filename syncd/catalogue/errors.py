@@ -1,4 +1,4 @@
-"""SQLite's errors about the catalogue file, as one line that names the file and the cause.
+"""The database's errors about the catalogue, as one line that names it and the cause.
 
 SQLite says "unable to open database file" for a folder, a missing parent and a denied
 open alike, and "file is not a database" for anything that is not one: `describe` looks at
@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import CatalogueError
+from .backend import database_errors
 
 
 def describe(path: str | os.PathLike[str], error: BaseException) -> str:
@@ -59,5 +59,5 @@ def catalogue_errors(path: str | os.PathLike[str]) -> Iterator[None]:
         yield
     except CatalogueError:
         raise
-    except (sqlite3.Error, OSError) as error:
+    except (*database_errors(), OSError) as error:
         raise CatalogueError(describe(path, error)) from error

@@ -13,7 +13,8 @@ from .jobs import Consequence
 from .listing import CONTENT_KEY
 from .store import Catalogue, Dataset, now_iso
 
-ROW_FIELDS = "pk, dataset_id, filename, type, size, mtime, etag, md5, state, system, user, extra, missing_since"
+ROW_FIELDS = ('pk, dataset_id, filename, type, size, mtime, etag, md5, state, system, "user", extra, '
+              'missing_since')
 
 
 def _rows(catalogue: Catalogue, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
@@ -36,7 +37,8 @@ def by_pk(catalogue: Catalogue, pk: int) -> dict[str, Any] | None:
 def content_key(catalogue: Catalogue, *, size: int | None, etag: str | None, md5: str | None) -> str | None:
     """What identifies content across a rename (CONTENT_KEY), for one object's facts."""
     return catalogue._conn.execute(
-        f"SELECT {CONTENT_KEY} FROM (SELECT ? AS md5, ? AS size, ? AS etag)", (md5, size, etag)
+        f"SELECT {CONTENT_KEY} FROM (SELECT CAST(? AS TEXT) AS md5, CAST(? AS BIGINT) AS size, "
+        "CAST(? AS TEXT) AS etag) AS facts", (md5, size, etag)
     ).fetchone()[0]
 
 
@@ -46,21 +48,21 @@ def insert(catalogue: Catalogue, dataset: Dataset, filename: str, *, size, mtime
     now = now_iso()
     return catalogue._conn.execute(
         """INSERT INTO items (dataset_id, filename, type, size, mtime, etag, md5, created_at,
-                              updated_at, system, user, extra)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                              updated_at, system, "user", extra)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk""",
         (dataset.id, filename, type, size, mtime, etag, md5, now, now, _dumps(system), _dumps(user),
          _dumps(extra)),
-    ).lastrowid
+    ).fetchone()[0]
 
 
 def set_facts(catalogue: Catalogue, pk: int, filename: str, *, size, mtime, etag, md5) -> None:
     """The item is present at `filename` with these storage facts (a new path: it moved from
     its old one, kept in `moved_from`)."""
     catalogue._conn.execute(
-        """UPDATE items SET moved_from = CASE WHEN filename <> ?1 THEN filename ELSE moved_from END,
-                  filename = ?1, size = ?2, mtime = ?3, etag = ?4, md5 = ?5, state = 'present',
-                  missing_since = NULL, updated_at = ?6 WHERE pk = ?7""",
-        (filename, size, mtime, etag, md5, now_iso(), pk),
+        """UPDATE items SET moved_from = CASE WHEN filename <> ? THEN filename ELSE moved_from END,
+                  filename = ?, size = ?, mtime = ?, etag = ?, md5 = ?, state = 'present',
+                  missing_since = NULL, updated_at = ? WHERE pk = ?""",
+        (filename, filename, size, mtime, etag, md5, now_iso(), pk),
     )
 
 
@@ -71,7 +73,7 @@ def set_metadata(catalogue: Catalogue, pk: int, *, type: str | None = None,
     sets, args = [], []
     for column, value in (("type", type), ("system", system), ("user", user), ("extra", extra)):
         if value is not None:
-            sets.append(f"{column} = ?")
+            sets.append(f'"{column}" = ?')
             args.append(value if column == "type" else _dumps(value))
     if sets:
         catalogue._conn.execute(f"UPDATE items SET {', '.join(sets)}, updated_at = ? WHERE pk = ?",
@@ -86,15 +88,16 @@ def mark_missing(catalogue: Catalogue, pk: int, *, at: float | None = None) -> N
 
 
 def delete(catalogue: Catalogue, pks: Sequence[int]) -> None:
-    catalogue._conn.execute("DELETE FROM items WHERE pk IN (SELECT value FROM json_each(?))",
-                            (json.dumps(list(pks)),))
+    dialect = catalogue.dialect
+    catalogue._conn.execute(f"DELETE FROM items WHERE pk IN ({dialect.id_list()})",
+                            (dialect.ids(pks),))
 
 
 def apply_rule(catalogue: Catalogue, consequence: Consequence, pks: Sequence[int]) -> None:
     """A change's consequence (syncd.sync.rules) for these items."""
     if pks:
-        jobs.apply_consequence(catalogue._conn, consequence, "SELECT value FROM json_each(?)",
-                          (json.dumps(list(pks)),))
+        jobs.apply_consequence(catalogue._conn, consequence, catalogue.dialect.id_list(),
+                               (catalogue.dialect.ids(pks),))
 
 
 def move_source(catalogue: Catalogue, dataset: Dataset, filename: str, *, content: str,
@@ -123,8 +126,8 @@ def reapable(catalogue: Catalogue, dataset: Dataset, *, missing_before: float,
     """Missing items whose move window has passed (went missing before `missing_before`) and
     that still have artifacts to clean up (or, with `remove`, are still to be removed); and
     whether others still wait for their window to pass."""
-    keeps_artifacts = "" if remove else """
-        AND json_extract(system, '$.thumbnailId') IS NOT NULL
+    keeps_artifacts = "" if remove else f"""
+        AND {catalogue.dialect.json_text('system', 'thumbnailId')} IS NOT NULL
         AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.item_pk = items.pk AND j.kind = 'cleanup'
                         AND j.state IN ('pending', 'running'))"""
     rows = catalogue._conn.execute(

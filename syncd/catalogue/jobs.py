@@ -5,7 +5,9 @@ created/updated items get a 'preprocess' job, its deleted items a 'cleanup' job)
 never loses one. A runner then:
 
 - claims jobs with one atomic `UPDATE ... RETURNING`: state 'running', attempts + 1, its own
-  runner id, and a lease (`lease_until`) it renews while it works;
+  runner id, and a lease (`lease_until`) it renews while it works (on PostgreSQL the
+  candidate rows are locked `FOR UPDATE SKIP LOCKED`, so runners on many hosts never wait
+  on, or take, each other's claims);
 - records each one 'done', 'failed' (with the reason) or, for a storage hiccup, 'pending'
   again after a delay, only while it still holds the claim (`claimed_by` matches), so a
   runner that lost its lease can never overwrite the result of the runner that took over.
@@ -113,7 +115,7 @@ class JobQueue:
                           AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.item_pk = j.item_pk
                                           AND o.id < j.id AND o.state IN ('pending', 'running'))
                           {scope}
-                        ORDER BY j.id LIMIT ?)
+                        ORDER BY j.id LIMIT ? {conn.dialect.skip_locked})
                     RETURNING id, kind, item_pk, attempts, dataset_id, payload""",
                 (self.owner, now_iso(), now_iso(), now + self.lease_seconds, now, now, *dead,
                  *scope_args, limit),
@@ -172,16 +174,16 @@ class JobQueue:
         now = now_iso()
         return self.conn.execute(
             """INSERT INTO jobs (item_pk, kind, state, dataset_id, payload, created_at, updated_at)
-               VALUES (?, ?, 'pending', ?, ?, ?, ?)""",
+               VALUES (?, ?, 'pending', ?, ?, ?, ?) RETURNING id""",
             (item_pk, kind, dataset_id, json.dumps(payload) if payload else None, now, now),
-        ).lastrowid
+        ).fetchone()[0]
 
     # -- reading --------------------------------------------------------------------------
 
     def counts(self, *, datasets: Sequence[int] | None = None) -> dict[str, int]:
         scope, args = _dataset_scope(datasets)
         rows = self.conn.execute(
-            f"SELECT j.state, count(*) FROM jobs j WHERE 1 {scope} GROUP BY j.state", args
+            f"SELECT j.state, count(*) FROM jobs j WHERE true {scope} GROUP BY j.state", args
         ).fetchall()
         return {state: dict(rows).get(state, 0) for state in STATES}
 
@@ -304,7 +306,7 @@ def apply_consequence(conn, consequence: Consequence, pks_sql: str, args: Sequen
                     SELECT j.kind = 'preprocess' AND j.state IN ('pending', 'running', 'done', 'failed')
                     FROM jobs j WHERE j.item_pk = i.pk
                       AND NOT (j.kind = 'cleanup' AND j.state = 'cancelled')
-                    ORDER BY j.id DESC LIMIT 1), 0)""",
+                    ORDER BY j.id DESC LIMIT 1), false)""",
             (now, now, *args),
         )
     if c.cancel and c.reason == SUPERSEDED:
@@ -331,22 +333,21 @@ def enqueue_cleanup(conn, pks_sql: str, now: str, args: Sequence[Any] = ()) -> N
     """In the caller's transaction: a cleanup job for each item selected by `pks_sql` that may
     have artifacts in storage (a recorded thumbnail, or a preprocess job running now). The job
     carries its driver and keys, so it still runs after the item row is pruned."""
-    candidates = ", ".join(
-        [f"'{THUMBNAILS}/' || s.value || printf('%016x', i.pk) || '.{extension}'"
-         for extension, _ in FORMATS.values()]
-        + [f"'{PREVIEWS}/' || s.value || printf('%016x', i.pk) || '.mp4'"]
-    )
+    dialect = conn.dialect
+    item_id = f"s.value || {dialect.hex16('i.pk')}"
+    thumbnail, preview = (dialect.json_text("i.system", key) for key in ("thumbnailId", "previewId"))
+    keys = dialect.json_array(
+        thumbnail, preview,
+        *[f"'{THUMBNAILS}/' || {item_id} || '.{extension}'" for extension, _ in FORMATS.values()],
+        f"'{PREVIEWS}/' || {item_id} || '.mp4'")
     conn.execute(
         f"""INSERT INTO jobs (item_pk, kind, state, dataset_id, payload, created_at, updated_at)
             SELECT i.pk, 'cleanup', 'pending', i.dataset_id,
-                   json_object('driver', d.driver, 'keys',
-                               json_array(json_extract(i.system, '$.thumbnailId'),
-                                          json_extract(i.system, '$.previewId'), {candidates})),
-                   ?, ?
+                   {dialect.json_object("'driver'", "d.driver", "'keys'", keys)}, ?, ?
             FROM items i JOIN datasets d ON d.id = i.dataset_id
                  JOIN settings s ON s.key = 'instance'
             WHERE i.pk IN ({pks_sql})
-              AND (json_extract(i.system, '$.thumbnailId') IS NOT NULL
+              AND ({thumbnail} IS NOT NULL
                    OR EXISTS (SELECT 1 FROM jobs r WHERE r.item_pk = i.pk
                               AND r.kind = 'preprocess' AND r.state = 'running'))
               AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.item_pk = i.pk

@@ -23,9 +23,14 @@ from typing import Any
 
 from .store import Catalogue, now_iso
 
-_ITEM_JSON = """json_object('dataset', d.name,
-                            'id', (SELECT value FROM settings WHERE key = 'instance') || printf('%016x', i.pk),
-                            'filename', i.filename, 'type', i.type)"""
+
+
+def _item_json(dialect, *extra: str) -> str:
+    """SQL: an item event's data (`extra`: more key and value SQL pairs, last)."""
+    return dialect.json_object(
+        "'dataset'", "d.name",
+        "'id'", f"(SELECT value FROM settings WHERE key = 'instance') || {dialect.hex16('i.pk')}",
+        "'filename'", "i.filename", "'type'", "i.type", *extra)
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,12 @@ def emit_items(conn, event: str, pks_sql: str, args: Sequence[Any] = (), *,
     if not _wanted(conn):
         return
     # A move: the item's id and new path, and the path it moved from.
-    payload = (f"json_set({_ITEM_JSON}, '$.old_filename', i.moved_from)" if event == "item.moved"
-               else _ITEM_JSON)
+    payload = (_item_json(conn.dialect, "'old_filename'", "i.moved_from") if event == "item.moved"
+               else _item_json(conn.dialect))
     conn.execute(
         f"""INSERT INTO outbox (webhook, event, payload, created_at)
             SELECT w.name, ?, {payload}, ?
-            FROM items i JOIN datasets d ON d.id = i.dataset_id JOIN webhooks w
+            FROM items i JOIN datasets d ON d.id = i.dataset_id CROSS JOIN webhooks w
             WHERE i.pk IN ({pks_sql}) AND instr(w.events, ?) > 0
                   {"AND i.state = 'present'" if present_only else ""}
             ORDER BY i.pk""",
@@ -148,8 +153,6 @@ class Outbox:
 
 def counts(conn) -> list[dict[str, Any]]:
     """Per webhook and state: events, the oldest one's time, the last error."""
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox'").fetchone():
-        return []
     rows = conn.execute(
         """SELECT webhook, state, count(*), min(created_at),
                   (SELECT last_error FROM outbox o2 WHERE o2.webhook = o.webhook

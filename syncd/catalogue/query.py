@@ -250,49 +250,73 @@ def parse(query: str):
 
 # -- SQL ------------------------------------------------------------------------------------
 
-def compile_query(queries: str | list[str] | tuple[str, ...]) -> tuple[str, tuple] | None:
-    """An SQL condition on `items` (and its arguments) holding when every query holds;
-    None for no query. Raises QueryError."""
+@dataclass(frozen=True)
+class Condition:
+    """Parsed queries, all of which must hold; `sql(dialect)` is the SQL condition on
+    `items` and its arguments, for the catalogue's engine (syncd.catalogue.backend)."""
+
+    trees: tuple
+
+    def sql(self, dialect=None) -> tuple[str, tuple]:
+        dialect = dialect or _sqlite()
+        parts, args = [], []
+        for tree in self.trees:
+            sql, extra = _sql(tree, dialect)
+            parts.append(f"({sql})")
+            args.extend(extra)
+        return " AND ".join(parts), tuple(args)
+
+
+def compile_query(queries: str | list[str] | tuple[str, ...]) -> Condition | None:
+    """The condition holding when every query holds; None for no query. Raises QueryError."""
     if isinstance(queries, str):
         queries = [queries]
-    parts, args = [], []
-    for query in queries:
-        sql, extra = _sql(parse(query))
-        parts.append(f"({sql})")
-        args.extend(extra)
-    if not parts:
-        return None
-    return " AND ".join(parts), tuple(args)
+    trees = tuple(parse(query) for query in queries)
+    return Condition(trees) if trees else None
 
 
-def _sql(node) -> tuple[str, list]:
+def condition_sql(where, dialect) -> tuple[str, tuple]:
+    """`where` (a Condition, or SQL and its arguments) as an extra `AND (...)` and arguments."""
+    if not where:
+        return "", ()
+    sql, args = where.sql(dialect) if isinstance(where, Condition) else (where[0], tuple(where[1]))
+    return f"AND ({sql})", tuple(args)
+
+
+def _sqlite():
+    from .backend import SQLiteDialect
+
+    return SQLiteDialect()
+
+
+def _sql(node, dialect) -> tuple[str, list]:
     if isinstance(node, Bool):
-        compiled = [_sql(part) for part in node.parts]
+        compiled = [_sql(part, dialect) for part in node.parts]
         args = [a for _, extra in compiled for a in extra]
         if node.op == "not":
-            return f"NOT coalesce({compiled[0][0]}, 0)", args
-        return f" {node.op.upper()} ".join(f"coalesce({sql}, 0)" for sql, _ in compiled), args
-    return _compare(node)
+            return f"NOT coalesce({compiled[0][0]}, false)", args
+        return f" {node.op.upper()} ".join(f"coalesce({sql}, false)" for sql, _ in compiled), args
+    return _compare(node, dialect)
 
 
-def _compare(node: Compare) -> tuple[str, list]:
+def _compare(node: Compare, dialect) -> tuple[str, list]:
     field, op, value = node.field, node.op, node.value
     if field == "folder":
         if op != "=" or not isinstance(value, str):
             raise QueryError(f"folder: only 'folder = /path' is supported (at position {node.pos + 1})")
-        return folder_range(value)
+        return folder_range(value, dialect)
     if op == "in":
-        parts = [_compare(Compare(field, "=", v, node.pos)) for v in value]
-        return " OR ".join(f"coalesce({sql}, 0)" for sql, _ in parts), [a for _, x in parts for a in x]
+        parts = [_compare(Compare(field, "=", v, node.pos), dialect) for v in value]
+        return (" OR ".join(f"coalesce({sql}, false)" for sql, _ in parts),
+                [a for _, x in parts for a in x])
     if op == "!=":
-        sql, args = _compare(Compare(field, "=", value, node.pos))
-        return f"NOT coalesce({sql}, 0)", args
+        sql, args = _compare(Compare(field, "=", value, node.pos), dialect)
+        return f"NOT coalesce({sql}, false)", args
     if field in COLUMNS:
-        sql = "+filename" if field == "filename" and op == "glob" else COLUMNS[field]
-        return _column(sql, op, value)
+        sql = dialect.no_index("filename") if field == "filename" and op == "glob" else COLUMNS[field]
+        return _column(sql, op, value, dialect, numeric=field == "system.size")
     root, _, rest = field.partition(".")
-    path = "$" + "".join("." + json.dumps(part) for part in rest.split("."))
-    return _json(root, path, op, value)
+    return dialect.json_condition(f'"{root}"', rest.split("."), op, value)
 
 
 def folder_bounds(folder: str) -> tuple[str, str]:
@@ -301,12 +325,13 @@ def folder_bounds(folder: str) -> tuple[str, str]:
     return prefix, prefix[:-1] + "0"  # '0' follows '/'
 
 
-def folder_range(folder: str) -> tuple[str, list]:
-    """Every item under `folder` (any depth). The unary + keeps SQLite from taking this as
-    the index range of a keyset page (it would drop the page's own bound): pages get the
-    range from `filename_bounds` instead."""
+def folder_range(folder: str, dialect=None) -> tuple[str, list]:
+    """Every item under `folder` (any depth). Not an index range (`no_index`: SQLite would
+    take it as the keyset page's range and drop the page's own bound): pages get the range
+    from `filename_bounds` instead."""
     low, high = folder_bounds(folder)
-    return "+filename > ? AND +filename < ?", [low, high]
+    column = (dialect or _sqlite()).no_index("filename")
+    return f"{column} > ? AND {column} < ?", [low, high]
 
 
 def filename_bounds(queries: str | list[str] | tuple[str, ...]) -> tuple[str, str | None] | None:
@@ -340,54 +365,23 @@ def _conjuncts(node) -> list[Compare]:
     return []
 
 
-def _column(sql: str, op: str, value: Any) -> tuple[str, list]:
+def _column(sql: str, op: str, value: Any, dialect, *, numeric: bool = False) -> tuple[str, list]:
     if op == "exists":
         return f"{sql} IS NOT NULL", []
     if op == "glob":
-        return f"{sql} GLOB ?", [value]
+        return dialect.glob(sql), [dialect.glob_pattern(value)]
     if op == "like":
-        return f"{sql} LIKE ?", [value]
+        return dialect.like(sql), [value]
     if op == "contains":
-        return f"instr({sql}, ?) > 0", [str(value)]
+        return f"instr(CAST({sql} AS TEXT), ?) > 0", [str(value)]
     if isinstance(value, bool) or value is None or isinstance(value, list | dict):
-        return ("0", []) if op != "=" or value is not None else (f"{sql} IS NULL", [])
+        return ("false", []) if op != "=" or value is not None else (f"{sql} IS NULL", [])
+    if dialect.strict_types and isinstance(value, int | float) != numeric:
+        # SQLite converts the value to the column's type where it can: so does this
+        if not numeric:
+            value = str(value)
+        elif _NUMBER.match(value.strip()):
+            value = json.loads(value.strip())
+        else:
+            return "false", []
     return f"{sql} {op} ?", [value]
-
-
-def _json(column: str, path: str, op: str, value: Any) -> tuple[str, list]:
-    kind = f"json_type({column}, ?)"
-    extract = f"json_extract({column}, ?)"
-    if op == "exists":
-        return f"{kind} IS NOT NULL", [path]
-    if op in ("glob", "like"):
-        return f"{kind} = 'text' AND {extract} {op.upper()} ?", [path, path, value]
-    if op == "contains":
-        element, args = _typed("value", "type", value)
-        return (f"({kind} = 'array' AND EXISTS (SELECT 1 FROM json_each({column}, ?) WHERE {element}))"
-                f" OR ({kind} = 'text' AND instr({extract}, ?) > 0)",
-                [path, path, *args, path, path, json.dumps(value) if not isinstance(value, str) else value])
-    if op == "=":
-        if value is None:
-            return f"{kind} = 'null'", [path]
-        if isinstance(value, bool):
-            return f"{kind} = ?", [path, "true" if value else "false"]
-        if isinstance(value, list | dict):
-            return (f"{kind} IN ('array', 'object') AND {extract} = json(?)",
-                    [path, path, json.dumps(value)])
-    if isinstance(value, bool) or value is None or isinstance(value, list | dict):
-        return "0", []  # an order of booleans, nulls or lists: nothing matches
-    types = "('integer', 'real')" if isinstance(value, int | float) else "('text')"
-    return f"{kind} IN {types} AND {extract} {op} ?", [path, path, value]
-
-
-def _typed(value_sql: str, type_sql: str, value: Any) -> tuple[str, list]:
-    """A json_each row's value equal to `value`, with its JSON type."""
-    if value is None:
-        return f"{type_sql} = 'null'", []
-    if isinstance(value, bool):
-        return f"{type_sql} = ?", ["true" if value else "false"]
-    if isinstance(value, int | float):
-        return f"{type_sql} IN ('integer', 'real') AND {value_sql} = ?", [value]
-    if isinstance(value, str):
-        return f"{type_sql} = 'text' AND {value_sql} = ?", [value]
-    return f"{type_sql} IN ('array', 'object') AND {value_sql} = json(?)", [json.dumps(value)]

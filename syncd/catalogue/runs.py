@@ -21,9 +21,9 @@ def mark_interrupted(catalogue: Catalogue, dataset: Dataset) -> None:
 def start_run(catalogue: Catalogue, dataset: Dataset) -> int:
     with catalogue.transaction(immediate=True):
         return catalogue._conn.execute(
-            "INSERT INTO sync_runs (dataset_id, started_at, status) VALUES (?, ?, 'running')",
-            (dataset.id, now_iso()),
-        ).lastrowid
+            "INSERT INTO sync_runs (dataset_id, started_at, status) VALUES (?, ?, 'running') "
+            "RETURNING id", (dataset.id, now_iso()),
+        ).fetchone()[0]
 
 
 def finish_run(catalogue: Catalogue, run_id: int, counts: dict, status: str,

@@ -1,6 +1,7 @@
-"""The catalogue: a SQLite file (WAL) holding datasets, items and their preprocessing jobs.
+"""The catalogue: a SQLite file (WAL), or a PostgreSQL database shared by many hosts, holding
+datasets, items and their preprocessing jobs (the engines' differences: backend.py).
 
-The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[n]` takes a catalogue from
+The schema is versioned (SQLite: `PRAGMA user_version`; PostgreSQL: table `syncd_schema`); `MIGRATIONS[n]` takes a catalogue from
 version n to n+1 and runs inside a transaction, so an interrupted upgrade leaves the old
 version intact.
 
@@ -12,24 +13,24 @@ costing no extra index.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import secrets
-import sqlite3
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 
-from ..errors import CatalogueError, NotFoundError
+from ..errors import CatalogueBusyError, CatalogueError, NotFoundError
+from .backend import BUSY_TIMEOUT, is_busy
+from .backend import connect, database_errors, is_postgres_url, redact_url
+from .errors import describe
+from .query import condition_sql
 from .schema import MIGRATIONS, statements
-
-BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer before failing
-CACHE_KIB = 16 * 1024  # SQLite page cache per connection and database
 
 def now_iso() -> str:
     """UTC time as the reference platform writes it: 2024-01-31T12:00:00.000Z."""
@@ -50,26 +51,26 @@ class Dataset:
     synced_at: str | None
 
 
-ITEM_COLUMNS = "pk, dataset_id, filename, type, size, mtime, etag, md5, state, created_at, updated_at, system, user, extra"
+# "user" quoted: a reserved word (the current role) on PostgreSQL
+ITEM_COLUMNS = ('pk, dataset_id, filename, type, size, mtime, etag, md5, state, created_at, '
+                'updated_at, system, "user", extra')
 
 
 class Catalogue:
-    """One SQLite catalogue. Not shared between threads: open one per thread or process."""
+    """One catalogue connection. Not shared between threads: open one per thread or process."""
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: transactions are explicit (`with catalogue.transaction()`).
-        self._conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT,
-                                    check_same_thread=False)
-        self._enable_wal()
-        self._conn.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._conn.execute("PRAGMA temp_store = FILE")  # sync diffs spill to disk, not RAM
-        # A bounded page cache, big enough for a large sync's index inserts not to spill.
-        self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        self._conn.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = BUSY_TIMEOUT):
+        """`path`: a SQLite file (created on first use), or a postgresql:// URL.
+        `busy_timeout`: seconds a write waits for another writer before CatalogueBusyError."""
+        self.url = str(path) if is_postgres_url(str(path)) else None
+        if self.url:
+            self.path = redact_url(self.url)  # what messages name: never the password
+        else:
+            self.path = Path(path)
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = connect(self.url or str(path), busy_timeout=busy_timeout)
+        self.dialect = self._conn.dialect
         self.migrate()
         self.instance = self._instance_id()
 
@@ -80,36 +81,22 @@ class Catalogue:
 
         return sqlite_utils.Database(self._conn)
 
-    def _enable_wal(self) -> None:
-        """Switch to WAL, waiting for another process that is creating the same catalogue:
-        this pragma fails at once with "database is locked" instead of using the busy
-        timeout, so two syncd processes starting together would crash."""
-        deadline = time.monotonic() + BUSY_TIMEOUT
-        delay = 0.005  # seconds
-        while True:
-            try:
-                self._conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
-
     # -- schema ---------------------------------------------------------------------------
 
     @property
     def version(self) -> int:
-        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+        return self.dialect.version(self._conn)
 
     def migrate(self) -> None:
+        self.dialect.prepare(self._conn)
         while (version := self.version) < len(MIGRATIONS):
             with self.transaction(immediate=True):
+                self.dialect.lock_schema(self._conn)
                 if self.version != version:  # another process migrated meanwhile
                     continue
                 for statement in statements(MIGRATIONS[version]):
-                    self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version = {version + 1}")
+                    self._conn.execute(self.dialect.ddl(statement))
+                self.dialect.set_version(self._conn, version + 1)
         if self.version > len(MIGRATIONS):
             raise CatalogueError(
                 f"catalogue {self.path}: written by a newer syncd (schema version "
@@ -122,13 +109,13 @@ class Catalogue:
             return row[0]
         with self.transaction(immediate=True):
             self._conn.execute(
-                "INSERT OR IGNORE INTO settings VALUES ('instance', ?)", (secrets.token_hex(4),)
-            )
+                "INSERT INTO settings VALUES ('instance', ?) ON CONFLICT DO NOTHING",
+                (secrets.token_hex(4),))
         return self._conn.execute("SELECT value FROM settings WHERE key = 'instance'").fetchone()[0]
 
     def transaction(self, *, immediate: bool = False) -> _Transaction:
         """`with catalogue.transaction(immediate=True):` groups the catalogue's writes."""
-        return _Transaction(self._conn, immediate)
+        return _Transaction(self._conn, immediate, self.path)
 
     @property
     def in_memory(self) -> bool:
@@ -142,6 +129,11 @@ class Catalogue:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def dataset_lock(self, dataset: Dataset):
+        """`with catalogue.dataset_lock(dataset):` one sync of the dataset at a time, across
+        processes and hosts; a second one waits (and logs that it does)."""
+        return self.dialect.dataset_lock(self, dataset.id, dataset.name)
 
     # -- ids ------------------------------------------------------------------------------
 
@@ -166,7 +158,8 @@ class Catalogue:
         if row is None:
             with self.transaction(immediate=True):
                 self._conn.execute(
-                    "INSERT OR IGNORE INTO datasets (name, driver, created_at) VALUES (?, ?, ?)",
+                    "INSERT INTO datasets (name, driver, created_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
                     (name, driver, now_iso()),
                 )
             return self.ensure_dataset(name, driver)
@@ -185,18 +178,14 @@ class Catalogue:
 
     # -- items ----------------------------------------------------------------------------
 
-    def item_row(self, dataset: Dataset, filename: str) -> sqlite3.Row | None:
-        cursor = self._conn.execute(
+    def item_row(self, dataset: Dataset, filename: str) -> Mapping[str, Any] | None:
+        return self._conn.mapped(
             f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename = ?",
             (dataset.id, normalize_filename(filename)),
-        )
-        cursor.row_factory = sqlite3.Row
-        return cursor.fetchone()
+        ).fetchone()
 
-    def item_row_by_pk(self, pk: int) -> sqlite3.Row | None:
-        cursor = self._conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE pk = ?", (pk,))
-        cursor.row_factory = sqlite3.Row
-        return cursor.fetchone()
+    def item_row_by_pk(self, pk: int) -> Mapping[str, Any] | None:
+        return self._conn.mapped(f"SELECT {ITEM_COLUMNS} FROM items WHERE pk = ?", (pk,)).fetchone()
 
     def get_item(self, dataset: Dataset, filename: str) -> dict[str, Any]:
         row = self.item_row(dataset, filename)
@@ -206,7 +195,7 @@ class Catalogue:
 
     def iter_items(
         self, dataset: Dataset, *, include_missing: bool = True, batch: int = 1000,
-        where: tuple[str, tuple] | None = None,
+        where=None,
     ) -> Iterator[dict[str, Any]]:
         """Every item of a dataset in filename order, read in pages (flat memory).
 
@@ -214,15 +203,13 @@ class Catalogue:
         (see syncd.catalogue.query.compile_query)."""
         after = ""
         state_filter = "" if include_missing else "AND state = 'present'"
-        extra_sql, extra_args = (f"AND ({where[0]})", tuple(where[1])) if where else ("", ())
+        extra_sql, extra_args = condition_sql(where, self.dialect)
         while True:
-            cursor = self._conn.execute(
+            rows = self._conn.mapped(
                 f"SELECT {ITEM_COLUMNS} FROM items WHERE dataset_id = ? AND filename > ? "
                 f"{state_filter} {extra_sql} ORDER BY filename LIMIT ?",
                 (dataset.id, after, *extra_args, batch),
-            )
-            cursor.row_factory = sqlite3.Row
-            rows = cursor.fetchall()
+            ).fetchall()
             for row in rows:
                 yield self.item_json(dataset, row)
             if len(rows) < batch:
@@ -237,7 +224,7 @@ class Catalogue:
         )
         return {"present": counts.get("present", 0), "missing": counts.get("missing", 0)}
 
-    def item_json(self, dataset: Dataset, row: sqlite3.Row) -> dict[str, Any]:
+    def item_json(self, dataset: Dataset, row: Mapping[str, Any]) -> dict[str, Any]:
         """An item in the reference platform's JSON shape (see DESIGN.md)."""
         filename = row["filename"]
         directory, _, name = filename.rpartition("/")
@@ -292,16 +279,36 @@ def normalize_filename(filename: str) -> str:
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection, immediate: bool):
+    """BEGIN (IMMEDIATE: take the write lock now, on SQLite) ... COMMIT, or ROLLBACK on an
+    error. A busy or lost database (locked past the timeout, a deadlock, a dropped
+    connection) comes out as CatalogueBusyError, the same on both engines."""
+
+    def __init__(self, conn, immediate: bool, where):
         self._conn = conn
         self.immediate = immediate
+        self.where = where  # the catalogue, as messages name it
 
-    def __enter__(self) -> sqlite3.Connection:
-        self._conn.execute("BEGIN IMMEDIATE" if self.immediate else "BEGIN")
+    def __enter__(self):
+        try:
+            self._conn.execute(self._conn.dialect.begin(self.immediate))
+        except database_errors() as error:
+            if is_busy(error):
+                raise CatalogueBusyError(describe(self.where, error)) from error
+            raise
         return self._conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self._conn.execute("COMMIT")
-        else:
+            try:
+                self._conn.execute("COMMIT")
+            except database_errors() as error:
+                with contextlib.suppress(*database_errors()):
+                    self._conn.execute("ROLLBACK")
+                if is_busy(error):
+                    raise CatalogueBusyError(describe(self.where, error)) from error
+                raise
+            return
+        with contextlib.suppress(*database_errors()):
             self._conn.execute("ROLLBACK")
+        if is_busy(exc):
+            raise CatalogueBusyError(describe(self.where, exc)) from exc

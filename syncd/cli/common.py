@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import functools
 import json
-import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ import click
 from drivers import DriverError, InvalidKey
 
 from ..app import App
+from ..catalogue.backend import database_errors
 from ..catalogue.errors import describe as describe_catalogue_error
 from ..errors import SyncdError
 
@@ -53,8 +53,8 @@ def pass_app(command: Callable) -> Callable:
             raise CommandError(f"{type(error).__name__}: {error}", EXIT_BAD_INPUT) from error
         except DriverError as error:
             raise CommandError(f"{type(error).__name__}: {error}", EXIT_STORAGE) from error
-        except sqlite3.Error as error:  # the catalogue failed mid-command: full disk, ...
-            path = state["app"].config.catalogue.path if state.get("app") else "?"
+        except database_errors() as error:  # the catalogue failed mid-command: full disk, ...
+            path = state["app"].catalogue_location if state.get("app") else "?"
             raise CommandError(describe_catalogue_error(path, error)) from error
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EDQUOT):

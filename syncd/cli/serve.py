@@ -28,7 +28,7 @@ def serve(app: App, listen: str | None, read_only: bool) -> None:
 
     config = app.config
     site = Site(config, read_only=read_only or None)
-    asgi = build_app(health=lambda: (True, {"status": "ok"}), metrics=Metrics(config.catalogue.path),
+    asgi = build_app(health=lambda: (True, {"status": "ok"}), metrics=Metrics(config.catalogue.location),
                      web=site)
     server = WebServer(asgi, listen or config.web.listen, settings=config.web)
     try:

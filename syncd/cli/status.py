@@ -22,7 +22,7 @@ def status(app: App, datasets: tuple[str, ...], as_json: bool) -> None:
     then jobs of all datasets by state, and webhook events per webhook and state (pending,
     delivered, dead: the dead letters). --json: one object per line, each with `dataset`,
     `jobs` or `webhook`."""
-    counts = read_counts(app.config.catalogue.path)
+    counts = read_counts(app.config.catalogue.location)
     for name in app.dataset_names(datasets):
         dataset = app.dataset(name)
         info = browse.status(app.catalogue, dataset)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import posixpath
 import queue
-import sqlite3
 import signal
 import threading
 import time
@@ -37,6 +36,7 @@ from drivers import Driver
 
 from ..sync.applier import Applied, Applier, ApplyError
 from ..app import App
+from ..errors import CatalogueBusyError
 from ..catalogue import Catalogue, Dataset
 from ..sync.events import Delivery, FolderChanged, ObjectMoved, ObjectUpdated
 from ..sync.indexer import SyncResult, sync_dataset
@@ -81,7 +81,7 @@ class Daemon:
         self.clock = clock
         self.listen = self.settings.listen if listen is None else listen
         self.inbox: queue.Queue[Delivery] = queue.Queue()
-        self.metrics = Metrics(self.config.catalogue.path)
+        self.metrics = Metrics(self.config.catalogue.location)
         self.sources = build_sources(self.config) if sources is None else sources
         self.workers = workers
         self._workers_started = False
@@ -93,7 +93,8 @@ class Daemon:
                                move_window=self.settings.move_window_seconds,
                                path_filter=app.path_filter, arrival_user=app.arrival_user,
                                admission=app.admission)
-        self.webhooks = Deliverer(self.config.catalogue.path, self.config.webhooks, self.config.fetch)
+        self.webhooks = Deliverer(self.config.catalogue.location, self.config.webhooks,
+                                  self.config.fetch)
         self._next_rescan: dict[str, float] = {}
         self._wanted: dict[str, set[str]] = {}  # dataset -> folder prefixes to rescan
         self._rescans: dict[str, _Rescan] = {}
@@ -218,7 +219,7 @@ class Daemon:
             self._next_reap = now + max(1.0, self.settings.move_window_seconds / 2)
             try:
                 self._reap()
-            except sqlite3.OperationalError as error:  # locked or disk full: next turn
+            except CatalogueBusyError as error:  # locked, or the database away: next turn
                 log.warning("reaper not run: %s", error)
         self.heartbeat = self.clock()
 
@@ -281,7 +282,7 @@ class Daemon:
                 return
             self.metrics.failed_batches.inc()
             log.warning("%d events not applied (retrying): %s", len(events), error,
-                        exc_info=not isinstance(error, ApplyError | sqlite3.OperationalError))
+                        exc_info=not isinstance(error, ApplyError | CatalogueBusyError))
             # Its source is told at once (a queue leaves the message for redelivery), and the
             # events are tried again here too: an inotify event has no one to send it again.
             deliveries[0].finish(error)
@@ -376,7 +377,7 @@ class Daemon:
         rescan = _Rescan(name, prefix)
         self._touched[name] = set()
         dataset, driver = self.resolve(name)
-        path = self.config.catalogue.path
+        path = self.config.catalogue.location
         max_delete = self.config.sync.max_delete_percent
         path_filter = self.app.path_filter(name)
 
@@ -438,7 +439,7 @@ class Daemon:
                     self._next_rescan[name] = now + self._interval(name)
                 try:
                     self._requeue_orphans(name)
-                except sqlite3.OperationalError as error:  # the next full rescan does it
+                except CatalogueBusyError as error:  # the next full rescan does it
                     log.warning("%s: orphaned items not requeued: %s", name, error,
                                 extra={"dataset": name})
             if touched:

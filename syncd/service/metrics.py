@@ -27,7 +27,7 @@ disable_created_metrics()  # no `_created` series beside every counter
 
 
 class _CatalogueCollector:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | str):  # a SQLite file or a postgresql:// URL
         self.path = path
 
     def collect(self):
@@ -82,7 +82,7 @@ class Metrics:
         self.started = Gauge("syncd_start_time_seconds", "When the daemon started.", registry=r)
         self.started.set(time.time())
         if catalogue_path is not None and str(catalogue_path) != ":memory:":
-            r.register(_CatalogueCollector(Path(catalogue_path)))
+            r.register(_CatalogueCollector(catalogue_path))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

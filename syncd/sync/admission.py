@@ -125,7 +125,7 @@ class Held:
 
 def hold_listing(catalogue: Catalogue, staged: StagedListing, plan: Plan, dataset: Dataset,
                  scope: Scope, admission: Admission | None) -> Held | None:
-    """Decide, set-based, which of the listing's new paths get no item (temp.held), before
+    """Decide, set-based, which of the listing's new paths get no item (temp table held), before
     the plan is applied; None when the dataset has no controls and no remembered refusal."""
     known = arrivals.any_in_scope(catalogue, dataset, scope.low, scope.high)
     if admission is None and not known:
@@ -161,6 +161,6 @@ def record_listing(catalogue: Catalogue, staged: StagedListing, plan: Plan, data
         return
     admitted = f"SELECT path FROM ({staged.fresh_rows(plan)}) x"
     if not plan.initial:
-        admitted += " UNION ALL SELECT l.path FROM temp.moves m JOIN temp.listing l ON l.n = m.n"
+        admitted += " UNION ALL SELECT l.path FROM moves m JOIN listing l ON l.n = m.n"
     arrivals.record(catalogue, dataset, admitted=admitted, low=scope.low, high=scope.high,
                     at=now_iso(), unlisted=complete)

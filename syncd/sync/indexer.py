@@ -9,9 +9,7 @@ read are left alone, and `max_delete_percent` refuses a mass delete before anyth
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import queue
 import threading
 import time
@@ -103,27 +101,11 @@ def sync_dataset(
 
 @contextlib.contextmanager
 def _dataset_lock(catalogue: Catalogue, dataset: Dataset) -> Iterator[None]:
-    """One sync of a dataset at a time, across processes; the OS frees the lock if the
-    holder dies, so a killed sync never blocks the next one."""
-    if catalogue.in_memory:
-        yield
-        return
-    # flock: held by the open file, so the kernel releases it when the holder exits or dies.
-    lock = os.open(f"{catalogue.path}.sync-{dataset.id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("%s: waiting for another sync of this dataset to finish", dataset.name)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-    except BaseException:
-        os.close(lock)
-        raise
-    try:
+    """One sync of a dataset at a time, across processes and hosts (the catalogue's lock,
+    freed if the holder dies, so a killed sync never blocks the next one)."""
+    with catalogue.dataset_lock(dataset):
         runs.mark_interrupted(catalogue, dataset)
         yield
-    finally:
-        os.close(lock)  # releases the lock
 
 
 def _sync_locked(catalogue, dataset, driver, *, prefix, dry_run, prune, max_delete_percent,

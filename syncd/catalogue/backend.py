@@ -1,0 +1,596 @@
+"""The catalogue's two SQL engines, SQLite (the embedded default) and PostgreSQL (a catalogue
+shared by many hosts), and every difference between them, decided here and nowhere else.
+
+The catalogue's modules write one SQL text for both engines: `?` parameters, standard
+`ON CONFLICT`, `IS DISTINCT FROM`, `count(*) FILTER (WHERE ...)`, `RETURNING`, unqualified
+temporary tables. What cannot be written the same way is a method of the connection's
+`dialect` (`conn.dialect`): JSON access, the id lists passed as one parameter, the schema's
+column types, the schema version's storage, temporary tables, bulk loading (executemany on
+SQLite, COPY on PostgreSQL), claiming rows past other writers' locks, and one sync per
+dataset across processes (a lock file beside the SQLite file; a session advisory lock on
+PostgreSQL, released by the server when its holder's connection dies).
+
+A SQLite connection is a `sqlite3.Connection` subclass (no wrapper on the hot path); a
+PostgreSQL connection is a small wrapper over a psycopg 3 connection in autocommit mode
+(transactions are explicit `BEGIN`/`COMMIT`, as on SQLite) that rewrites `?` to `%s` once
+per SQL text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import json
+import logging
+import os
+import re
+import sqlite3
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer before failing
+CACHE_KIB = 16 * 1024  # SQLite page cache per connection and database
+SCHEMA_LOCK = 0x73796E63  # PostgreSQL advisory lock key held while migrating ('sync')
+SYNC_LOCK_SPACE = 0x73796E64  # first key of the two-key advisory lock of a dataset's sync
+
+
+def is_postgres_url(target: Any) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def _without_password(text: str, url: str) -> str:
+    password = urlsplit(url).password
+    text = " ".join(text.split())  # one line
+    if password:
+        for secret in {password, unquote(password)}:
+            text = text.replace(secret, "***")
+    return text
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """The database drivers' error root classes that can reach a caller (those loaded)."""
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        errors += (psycopg.Error,)
+    return errors
+
+
+def is_busy(error: BaseException) -> bool:
+    """Whether a database error says "try again later": locked or busy past the timeout, a
+    deadlock or serialization failure, a lost connection (not a full disk, not corruption)."""
+    if isinstance(error, sqlite3.OperationalError):
+        text = str(error).lower()
+        return "locked" in text or "busy" in text
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(error, psycopg.Error):
+        return False
+    if isinstance(error, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected
+                  | psycopg.errors.LockNotAvailable):
+        return True
+    state = getattr(error, "sqlstate", None) or ""
+    # No SQLSTATE: the client lost the server; 08: connection exceptions; 57P: shutdowns.
+    return isinstance(error, psycopg.OperationalError) and (
+        not state or state.startswith(("08", "57P")))
+
+
+# -- SQLite ---------------------------------------------------------------------------------
+
+class SQLiteDialect:
+    name = "sqlite"
+    skip_locked = ""  # one writer at a time: nothing to skip
+    json_object_fn = "json_object"
+    json_array_fn = "json_array"
+
+    def begin(self, immediate: bool) -> str:
+        """IMMEDIATE takes the write lock at once: two writers never deadlock upgrading."""
+        return "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    # -- SQL fragments ---------------------------------------------------------------------
+
+    def json_text(self, column: str, key: str) -> str:
+        """A top-level key's value of a JSON text column (NULL if absent)."""
+        return f"json_extract({column}, '$.{key}')"
+
+    def json_object(self, *pairs: str) -> str:
+        return f"json_object({', '.join(pairs)})"
+
+    def json_array(self, *values: str) -> str:
+        return f"json_array({', '.join(values)})"
+
+    def hex16(self, expr: str) -> str:
+        """An integer as 16 lowercase hex digits (the pk part of public ids)."""
+        return f"printf('%016x', {expr})"
+
+    def id_list(self) -> str:
+        """SQL selecting the ids given as one parameter (see `ids`)."""
+        return "SELECT value FROM json_each(?)"
+
+    def ids(self, values: Iterable[int]) -> Any:
+        return json.dumps(list(values))
+
+    # -- the query language (syncd.catalogue.query) ----------------------------------------
+
+    strict_types = False  # a comparison of a text column with a number is allowed
+
+    def no_index(self, column: str) -> str:
+        """The column, in a form the planner does not take as an index range."""
+        return f"+{column}"
+
+    def glob(self, sql: str) -> str:
+        return f"{sql} GLOB ?"
+
+    def glob_pattern(self, pattern: str) -> str:
+        return pattern
+
+    def like(self, sql: str) -> str:
+        return f"{sql} LIKE ?"  # case-insensitive for ASCII
+
+    def json_condition(self, column: str, path: list[str], op: str, value: Any) -> tuple[str, list]:
+        """SQL true where the JSON `column` at `path` compares to `value` with `op` (query.py
+        says what each means); a number never equals a text."""
+        path = "$" + "".join("." + json.dumps(part) for part in path)
+        kind = f"json_type({column}, ?)"
+        extract = f"json_extract({column}, ?)"
+        if op == "exists":
+            return f"{kind} IS NOT NULL", [path]
+        if op in ("glob", "like"):
+            return f"{kind} = 'text' AND {extract} {op.upper()} ?", [path, path, value]
+        if op == "contains":
+            element, args = _sqlite_typed("value", "type", value)
+            return (f"({kind} = 'array' AND EXISTS (SELECT 1 FROM json_each({column}, ?) WHERE {element}))"
+                    f" OR ({kind} = 'text' AND instr({extract}, ?) > 0)",
+                    [path, path, *args, path, path, json.dumps(value) if not isinstance(value, str) else value])
+        if op == "=":
+            if value is None:
+                return f"{kind} = 'null'", [path]
+            if isinstance(value, bool):
+                return f"{kind} = ?", [path, "true" if value else "false"]
+            if isinstance(value, list | dict):
+                return (f"{kind} IN ('array', 'object') AND {extract} = json(?)",
+                        [path, path, json.dumps(value)])
+        if isinstance(value, bool) or value is None or isinstance(value, list | dict):
+            return "false", []  # an order of booleans, nulls or lists: nothing matches
+        types = "('integer', 'real')" if isinstance(value, int | float) else "('text')"
+        return f"{kind} IN {types} AND {extract} {op} ?", [path, path, value]
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def ddl(self, statement: str) -> str:
+        return statement
+
+    def version(self, conn) -> int:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def set_version(self, conn, version: int) -> None:
+        conn.execute(f"PRAGMA user_version = {int(version)}")
+
+    def lock_schema(self, conn) -> None:
+        """Held until the transaction ends; on SQLite BEGIN IMMEDIATE already serializes."""
+
+    def prepare(self, conn) -> None:
+        """Anything the schema's SQL needs before the migrations (nothing on SQLite)."""
+
+    # -- temporary tables ------------------------------------------------------------------
+
+    def drop_temp(self, conn, table: str) -> None:
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+    def stage_listing(self, conn, pages: Iterable[Sequence[tuple]], progress=None) -> int:
+        """Fill temp table `listing` (n, path, size, mtime, etag, md5) from pages of
+        (key, size, mtime, etag, md5); returns the rows staged. In the caller's transaction."""
+        insert = "INSERT INTO listing (path, size, mtime, etag, md5) VALUES ('/' || ?, ?, ?, ?, ?)"
+        staged = 0
+        for page in pages:
+            conn.executemany(insert, page)
+            staged += len(page)
+            if progress:
+                progress(len(page))
+        return staged
+
+    def analyze_temp(self, conn, table: str) -> None:
+        """Let the planner know a freshly loaded temp table's size (SQLite needs no help)."""
+
+    def merge_json(self, conn, sql: str, args: Sequence[Any], *, first: str = "{}") -> None:
+        """Merge into items.system, for the rows `sql` selects as (pk, patch): the JSON
+        merge patch `first`, then `patch` (RFC 7396; keys kept in order)."""
+        conn.execute(
+            f"""UPDATE items SET system = json_patch(json_patch(coalesce(items.system, '{{}}'), ?),
+                                                     p.patch)
+                FROM ({sql}) AS p WHERE items.pk = p.pk""", (first, *args))
+
+    def insert_items(self, conn, insert_sql: str, args: Sequence[Any]) -> tuple[str, tuple]:
+        """Run an INSERT INTO items; returns SQL (and arguments) selecting the pks it
+        created. Under SQLite's write lock nobody else inserts meanwhile: those above the
+        largest pk before it."""
+        before = conn.execute("SELECT coalesce(max(pk), 0) FROM items").fetchone()[0]
+        conn.execute(insert_sql, args)
+        return "SELECT pk FROM items WHERE pk > ?", (before,)
+
+    # -- locks -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def dataset_lock(self, catalogue, dataset_id: int, name: str) -> Iterator[None]:
+        """One sync of a dataset at a time, across processes; the OS frees the lock file's
+        lock if the holder dies, so a killed sync never blocks the next one."""
+        if catalogue.in_memory:
+            yield
+            return
+        # flock: held by the open file, so the kernel releases it when the holder exits or dies.
+        lock = os.open(f"{catalogue.path}.sync-{dataset_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("%s: waiting for another sync of this dataset to finish", name)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(lock)
+            raise
+        try:
+            yield
+        finally:
+            os.close(lock)  # releases the lock
+
+
+class SQLiteConnection(sqlite3.Connection):
+    """sqlite3's own connection, knowing its dialect."""
+
+    dialect = SQLiteDialect()
+
+    def mapped(self, sql: str, args: Sequence[Any] = ()):
+        """A cursor whose rows are also mappings by column name."""
+        cursor = self.execute(sql, args)
+        cursor.row_factory = sqlite3.Row
+        return cursor
+
+
+def connect_sqlite(path: str, *, busy_timeout: float = BUSY_TIMEOUT) -> SQLiteConnection:
+    # isolation_level=None: transactions are explicit (`with catalogue.transaction()`).
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout,
+                           check_same_thread=False, factory=SQLiteConnection)
+    _enable_wal(conn)
+    conn.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA temp_store = FILE")  # sync diffs spill to disk, not RAM
+    # A bounded page cache, big enough for a large sync's index inserts not to spill.
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    conn.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
+    return conn
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting for another process that is creating the same catalogue:
+    this pragma fails at once with "database is locked" instead of using the busy
+    timeout, so two syncd processes starting together would crash."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    delay = 0.005  # seconds
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------
+
+# The schema's SQLite column types, as PostgreSQL spells them. Paths sort bytewise (COLLATE
+# "C", as SQLite's BINARY) whatever the database's locale, so keyset pages and prefix ranges
+# mean the same on both.
+_PG_TYPES = (
+    (re.compile(r"\bINTEGER PRIMARY KEY( AUTOINCREMENT)?", re.I), "BIGSERIAL PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b", re.I), "BIGINT"),
+    (re.compile(r"\bREAL\b", re.I), "DOUBLE PRECISION"),
+    (re.compile(r"^(\s*)user TEXT\b", re.M), r'\1"user" TEXT'),
+    (re.compile(r"\b(filename|moved_from|path) TEXT\b"), r'\1 TEXT COLLATE "C"'),
+)
+# Functions the shared SQL uses that PostgreSQL spells otherwise (inlined by its planner).
+_PG_FUNCTIONS = """
+CREATE OR REPLACE FUNCTION instr(haystack text, needle text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT strpos(haystack, needle)'
+"""
+
+
+class PostgresDialect:
+    name = "postgresql"
+    skip_locked = "FOR UPDATE OF j SKIP LOCKED"
+    json_object_fn = "json_build_object"
+    json_array_fn = "json_build_array"
+
+    def begin(self, immediate: bool) -> str:
+        """Row locks, taken by each statement, order writers (READ COMMITTED)."""
+        return "BEGIN"
+
+    def json_text(self, column: str, key: str) -> str:
+        return f"(CAST({column} AS jsonb) ->> '{key}')"
+
+    def json_object(self, *pairs: str) -> str:
+        return f"CAST(json_build_object({', '.join(pairs)}) AS text)"
+
+    def json_array(self, *values: str) -> str:
+        return f"json_build_array({', '.join(values)})"
+
+    def hex16(self, expr: str) -> str:
+        return f"lpad(to_hex({expr}), 16, '0')"
+
+    def id_list(self) -> str:
+        return "SELECT unnest(CAST(? AS bigint[]))"
+
+    def ids(self, values: Iterable[int]) -> Any:
+        return list(values)
+
+    # -- the query language (see SQLiteDialect) ------------------------------------------------
+
+    strict_types = True  # text = 5 is an error here: query.py converts as SQLite would
+
+    def no_index(self, column: str) -> str:
+        return column
+
+    def glob(self, sql: str) -> str:
+        return f"{sql} ~ ?"
+
+    def glob_pattern(self, pattern: str) -> str:
+        return glob_regex(pattern)
+
+    def like(self, sql: str) -> str:
+        return f"{sql} ILIKE ?"
+
+    def json_condition(self, column: str, path: list[str], op: str, value: Any) -> tuple[str, list]:
+        v = f"(CAST({column} AS jsonb) #> CAST(? AS text[]))"
+        kind = f"jsonb_typeof({v})"
+        text = f"({v} #>> '{{}}') COLLATE \"C\""
+        if op == "exists":
+            return f"{v} IS NOT NULL", [path]
+        if op in ("glob", "like"):
+            pattern = glob_regex(value) if op == "glob" else value
+            return (f"{kind} = 'string' AND {text} {'~' if op == 'glob' else 'ILIKE'} ?",
+                    [path, path, pattern])
+        if op == "contains":
+            return (f"({kind} = 'array' AND EXISTS (SELECT 1 FROM jsonb_array_elements("
+                    f"CASE WHEN {kind} = 'array' THEN {v} END) AS e(value) "
+                    f"WHERE e.value = CAST(? AS jsonb)))"
+                    f" OR ({kind} = 'string' AND strpos({text}, ?) > 0)",
+                    [path, path, path, json.dumps(value), path, path,
+                     json.dumps(value) if not isinstance(value, str) else value])
+        if op == "=":
+            return f"{v} = CAST(? AS jsonb)", [path, json.dumps(value)]
+        if isinstance(value, bool) or value is None or isinstance(value, list | dict):
+            return "false", []
+        if isinstance(value, int | float):
+            return f"{kind} = 'number' AND {v} {op} CAST(? AS jsonb)", [path, path, json.dumps(value)]
+        return f"{kind} = 'string' AND {text} {op} ?", [path, path, value]
+
+    def ddl(self, statement: str) -> str:
+        for pattern, replacement in _PG_TYPES:
+            statement = pattern.sub(replacement, statement)
+        return statement
+
+    def version(self, conn) -> int:
+        row = conn.execute("SELECT max(version) FROM syncd_schema").fetchone()
+        return row[0] or 0
+
+    def set_version(self, conn, version: int) -> None:
+        conn.execute("UPDATE syncd_schema SET version = ?", (version,))
+
+    def lock_schema(self, conn) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
+
+    def prepare(self, conn) -> None:
+        ready = conn.execute("SELECT to_regclass('syncd_schema') IS NOT NULL "
+                             "AND to_regprocedure('instr(text, text)') IS NOT NULL").fetchone()[0]
+        if ready:  # made by an earlier open: nothing to write (no catalog churn per connection)
+            return
+        conn.execute("BEGIN")
+        try:
+            self.lock_schema(conn)
+            conn.execute(_PG_FUNCTIONS)
+            # The version in a table made before any migration, under the lock: read as
+            # data, it is never stale (a catalog lookup can be, after another's commit).
+            conn.execute("CREATE TABLE IF NOT EXISTS syncd_schema (version INTEGER NOT NULL)")
+            conn.execute("INSERT INTO syncd_schema SELECT 0 WHERE NOT EXISTS "
+                         "(SELECT 1 FROM syncd_schema)")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def drop_temp(self, conn, table: str) -> None:
+        conn.execute(f"DROP TABLE IF EXISTS pg_temp.{table}")
+
+    def stage_listing(self, conn, pages: Iterable[Sequence[tuple]], progress=None) -> int:
+        staged = 0
+        with conn.raw.cursor().copy(
+                "COPY listing (n, path, size, mtime, etag, md5) FROM STDIN") as copy:
+            for page in pages:
+                for key, size, mtime, etag, md5 in page:
+                    staged += 1
+                    copy.write_row((staged, "/" + key, size, mtime, etag, md5))
+                if progress:
+                    progress(len(page))
+        return staged
+
+    def analyze_temp(self, conn, table: str) -> None:
+        conn.execute(f"ANALYZE {table}")
+
+    def merge_json(self, conn, sql: str, args: Sequence[Any], *, first: str = "{}") -> None:
+        # jsonb would reorder the keys: merge in Python so the item JSON reads as on SQLite.
+        rows = conn.execute(
+            f"""SELECT items.pk, items.system, p.patch FROM ({sql}) AS p
+                JOIN items ON items.pk = p.pk""", args).fetchall()
+        base = json.loads(first)
+        if rows:
+            conn.executemany("UPDATE items SET system = ? WHERE pk = ?", [
+                (_compact(merge_patch(merge_patch(json.loads(system) if system else {}, base),
+                                      json.loads(patch))), pk)
+                for pk, system, patch in rows])
+
+    def insert_items(self, conn, insert_sql: str, args: Sequence[Any]) -> tuple[str, tuple]:
+        # Other hosts insert items meanwhile: keep exactly the pks this INSERT returned.
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS created_pks (pk BIGINT PRIMARY KEY)")
+        conn.execute("TRUNCATE created_pks")
+        conn.execute(f"WITH created AS ({insert_sql} RETURNING pk) "
+                     "INSERT INTO created_pks SELECT pk FROM created", args)
+        return "SELECT pk FROM created_pks", ()
+
+    @contextlib.contextmanager
+    def dataset_lock(self, catalogue, dataset_id: int, name: str) -> Iterator[None]:
+        """A session advisory lock: the server releases it when the holder's connection
+        ends, however its process died."""
+        conn = catalogue._conn
+        key = (SYNC_LOCK_SPACE, dataset_id)
+        if not conn.execute("SELECT pg_try_advisory_lock(?, ?)", key).fetchone()[0]:
+            log.info("%s: waiting for another sync of this dataset to finish", name)
+            conn.execute("SELECT pg_advisory_lock(?, ?)", key)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(*database_errors()):
+                conn.execute("SELECT pg_advisory_unlock(?, ?)", key)
+
+
+def _sqlite_typed(value_sql: str, type_sql: str, value: Any) -> tuple[str, list]:
+    """A json_each row's value equal to `value`, with its JSON type."""
+    if value is None:
+        return f"{type_sql} = 'null'", []
+    if isinstance(value, bool):
+        return f"{type_sql} = ?", ["true" if value else "false"]
+    if isinstance(value, int | float):
+        return f"{type_sql} IN ('integer', 'real') AND {value_sql} = ?", [value]
+    if isinstance(value, str):
+        return f"{type_sql} = 'text' AND {value_sql} = ?", [value]
+    return f"{type_sql} IN ('array', 'object') AND {value_sql} = json(?)", [json.dumps(value)]
+
+
+def glob_regex(pattern: str) -> str:
+    """A GLOB pattern (`*`, `?`, `[abc]`, `[^abc]`; case sensitive, whole text) as a POSIX
+    regular expression."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[" and (end := pattern.find("]", i + 2)) > 0:
+            body = pattern[i + 1:end]
+            negate = body.startswith("^")
+            body = body[1:] if negate else body
+            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out) + "$"
+
+
+def _compact(value: Any) -> str:
+    """JSON text as SQLite's json functions write it (no spaces)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch (what SQLite's json_patch does), keeping key order."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+@functools.lru_cache(maxsize=1024)
+def _pg_sql(sql: str) -> str:
+    """`?` parameters as `%s`, and literal `%` doubled, outside quoted text and names."""
+    out, quote = [], None
+    for char in sql:
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "?":
+            out.append("%s")
+            continue
+        out.append("%%" if char == "%" else char)
+    return "".join(out)
+
+
+class PostgresConnection:
+    """A psycopg connection that takes the catalogue's SQL (`?` parameters)."""
+
+    dialect = PostgresDialect()
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def execute(self, sql: str, args: Sequence[Any] | None = None):
+        if not args:  # no parameters: psycopg reads no placeholders either
+            return self.raw.execute(sql)
+        return self.raw.execute(_pg_sql(sql), args)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]):
+        cursor = self.raw.cursor()
+        cursor.executemany(_pg_sql(sql), list(rows))
+        return cursor
+
+    def mapped(self, sql: str, args: Sequence[Any] = ()):
+        from psycopg.rows import dict_row
+
+        cursor = self.raw.cursor(row_factory=dict_row)
+        return cursor.execute(_pg_sql(sql), args) if args else cursor.execute(sql)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def connect_postgres(url: str, *, read_only: bool = False,
+                     busy_timeout: float = BUSY_TIMEOUT) -> PostgresConnection:
+    """A connection in autocommit mode (transactions are explicit, as on SQLite). The
+    password comes from the URL (`${VAR}` in the config), else libpq's own environment
+    (PGPASSWORD) or ~/.pgpass."""
+    import psycopg
+
+    from ..errors import CatalogueError
+
+    options = "-c default_transaction_read_only=on" if read_only else None
+    try:
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=int(BUSY_TIMEOUT),
+                              application_name="syncd", options=options)
+    except psycopg.Error as error:
+        # Not chained: libpq may quote the connection string, password and all.
+        raise CatalogueError(f"catalogue {redact_url(url)}: cannot connect: "
+                             f"{_without_password(str(error), url)}") from None
+    # A writer waits for a row another writer holds at most this long, as SQLite's busy timeout.
+    raw.execute(f"SET lock_timeout = '{int(busy_timeout * 1000)}ms'")
+    return PostgresConnection(raw)
+
+
+def connect(target: str, *, busy_timeout: float = BUSY_TIMEOUT) -> SQLiteConnection | PostgresConnection:
+    """A connection to the catalogue at `target`: a SQLite file path, or a postgresql:// URL.
+    `busy_timeout`: seconds a statement waits for another writer's lock before failing."""
+    if is_postgres_url(target):
+        return connect_postgres(target, busy_timeout=busy_timeout)
+    return connect_sqlite(target, busy_timeout=busy_timeout)
