@@ -419,6 +419,7 @@ class PostgresDialect:
 
     def stage_listing(self, conn, pages: Iterable[Sequence[tuple]], progress=None) -> int:
         staged = 0
+        conn._ready()
         with conn.raw.cursor().copy(
                 "COPY listing (n, path, size, mtime, etag, md5) FROM STDIN") as copy:
             for page in pages:
@@ -544,14 +545,42 @@ class PostgresConnection:
     dialect = PostgresDialect()
 
     def __init__(self, raw):
+        from psycopg import pq
+
         self.raw = raw
+        self._pq = pq
+
+    def _ready(self) -> None:
+        """The session ready for a command. Ctrl-C or SIGTERM (a KeyboardInterrupt) can land
+        between psycopg sending a command and reading its result; the command is then still
+        in flight and every later one fails ("another command is already in progress"), the
+        ROLLBACK and the sync run's closing among them. Cancel it and read its results: the
+        session, its locks and temporary tables serve the next command."""
+        pgconn = self.raw.pgconn
+        if pgconn.transaction_status != self._pq.TransactionStatus.ACTIVE:
+            return
+        with contextlib.suppress(Exception):
+            self.raw.cancel_safe(timeout=5)
+        status = self._pq.ExecStatus
+        while (result := pgconn.get_result()) is not None:  # blocks until each result is in
+            if result.status == status.COPY_IN:
+                pgconn.put_copy_end(b"interrupted")
+                for _ in range(1000):
+                    if not pgconn.flush():
+                        break
+                    time.sleep(0.001)
+            elif result.status == status.COPY_OUT:
+                while pgconn.get_copy_data(0)[0] >= 0:
+                    pass
 
     def execute(self, sql: str, args: Sequence[Any] | None = None):
+        self._ready()
         if not args:  # no parameters: psycopg reads no placeholders either
             return self.raw.execute(sql)
         return self.raw.execute(_pg_sql(sql), args)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]):
+        self._ready()
         cursor = self.raw.cursor()
         cursor.executemany(_pg_sql(sql), list(rows))
         return cursor
@@ -559,6 +588,7 @@ class PostgresConnection:
     def mapped(self, sql: str, args: Sequence[Any] = ()):
         from psycopg.rows import dict_row
 
+        self._ready()
         cursor = self.raw.cursor(row_factory=dict_row)
         return cursor.execute(_pg_sql(sql), args) if args else cursor.execute(sql)
 
