@@ -216,11 +216,12 @@ class SQLiteDialect:
                 FROM ({sql}) AS p WHERE items.pk = p.pk""", (first, *args))
 
     def insert_items(self, conn, insert_sql: str, args: Sequence[Any]) -> tuple[str, tuple]:
-        """Run an INSERT INTO items; returns SQL (and arguments) selecting the pks it
-        created. Under SQLite's write lock nobody else inserts meanwhile: those above the
-        largest pk before it."""
+        """Run an INSERT INTO items (with no ON CONFLICT clause: paths already catalogued
+        are skipped here); returns SQL (and arguments) selecting the pks it created. Under
+        SQLite's write lock nobody else inserts meanwhile: those above the largest pk
+        before it."""
         before = conn.execute("SELECT coalesce(max(pk), 0) FROM items").fetchone()[0]
-        conn.execute(insert_sql, args)
+        conn.execute(f"{insert_sql} ON CONFLICT DO NOTHING", args)
         return "SELECT pk FROM items WHERE pk > ?", (before,)
 
     # -- locks -----------------------------------------------------------------------------
@@ -446,11 +447,25 @@ class PostgresDialect:
                 for pk, system, patch in rows])
 
     def insert_items(self, conn, insert_sql: str, args: Sequence[Any]) -> tuple[str, tuple]:
-        # Other hosts insert items meanwhile: keep exactly the pks this INSERT returned.
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS created_pks (pk BIGINT PRIMARY KEY)")
+        # Other hosts insert items meanwhile: keep exactly the pks this INSERT returned (in
+        # a temporary table without an index: it is only ever read whole, by hash joins).
+        # Optimistic: a plain INSERT first, since ON CONFLICT's speculative insertion costs
+        # a fifth of the statement and a first sync meets no conflict; if another writer
+        # catalogued one of the paths meanwhile, the chunk again, skipping those.
+        import psycopg
+
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS created_pks (pk BIGINT)")
         conn.execute("TRUNCATE created_pks")
-        conn.execute(f"WITH created AS ({insert_sql} RETURNING pk) "
-                     "INSERT INTO created_pks SELECT pk FROM created", args)
+        keep = "INSERT INTO created_pks SELECT pk FROM created"
+        conn.execute("SAVEPOINT insert_items")
+        try:
+            conn.execute(f"WITH created AS ({insert_sql} RETURNING pk) {keep}", args)
+        except psycopg.errors.UniqueViolation:
+            conn.execute("ROLLBACK TO SAVEPOINT insert_items")
+            conn.execute(f"WITH created AS ({insert_sql} ON CONFLICT DO NOTHING RETURNING pk) "
+                         f"{keep}", args)
+        conn.execute("RELEASE SAVEPOINT insert_items")
+        conn.execute("ANALYZE created_pks")  # its size, for the joins that read it
         return "SELECT pk FROM created_pks", ()
 
     @contextlib.contextmanager

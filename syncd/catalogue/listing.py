@@ -270,7 +270,9 @@ class StagedListing:
         if plan.fresh == plan.moves:
             return
         # Created items, in chunks so that a very large first sync does not hold the write
-        # lock for long; each chunk writes its items and their jobs together.
+        # lock for long; each chunk writes its items and their jobs together. A path another
+        # writer (the daemon's event applier, another host) catalogued since the listing
+        # keeps that item (insert_items skips it).
         last = conn.execute("SELECT coalesce(max(n), 0) FROM listing").fetchone()[0]
         fresh = self.fresh_rows(plan)
         for low in range(1, last + 1, INSERT_CHUNK):
@@ -280,8 +282,7 @@ class StagedListing:
                     f"""INSERT INTO items (dataset_id, filename, size, mtime, etag, md5,
                                            created_at, updated_at, "user")
                         SELECT ?, path, size, mtime, etag, md5, ?, ?, ? FROM ({fresh}) AS fresh
-                        WHERE n BETWEEN ? AND ? ORDER BY n
-                        ON CONFLICT DO NOTHING""",
+                        WHERE n BETWEEN ? AND ? ORDER BY n""",
                     (dataset.id, now, now, json.dumps(user, ensure_ascii=False) if user else None,
                      low, low + INSERT_CHUNK - 1),
                 )
