@@ -574,8 +574,9 @@ class PostgresConnection:
         pgconn = self.raw.pgconn
         if pgconn.transaction_status != self._pq.TransactionStatus.ACTIVE:
             return
+        safe = getattr(self.raw, "cancel_safe", None)  # psycopg 3.2+; 3.1 has cancel()
         with contextlib.suppress(Exception):
-            self.raw.cancel_safe(timeout=5)
+            safe(timeout=5) if safe else self.raw.cancel()
         status = self._pq.ExecStatus
         while (result := pgconn.get_result()) is not None:  # blocks until each result is in
             if result.status == status.COPY_IN:
