@@ -33,6 +33,7 @@ CONTENT_KEY = """(CASE WHEN md5 IS NOT NULL AND md5 != '' THEN 'md5:' || md5
                       WHEN etag IS NOT NULL AND size IS NOT NULL THEN 'etag:' || size || ':' || etag
                  END)"""
 INSERT_CHUNK = 50_000  # created items written per transaction
+ANALYZE_AFTER = 10_000  # created items past which the engine's statistics are refreshed
 TEMP_TABLES = ("listing", "unlisted", "diff", "gone", "moves", "link_info", "held",
                "created_pks")
 # Move pairing passes, most specific first: same name, same folder, any path.
@@ -288,6 +289,8 @@ class StagedListing:
                 )
                 jobs.apply_consequence(conn, rules["created"], *created, now=now)
                 self._apply_link_info(dataset.id, created)
+        if plan.fresh - plan.moves >= ANALYZE_AFTER:
+            self.dialect.analyze_loaded(conn, ("items", "jobs"))
 
     def _apply_changes(self, rules, now: str) -> None:
         conn = self.conn
