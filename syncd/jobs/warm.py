@@ -1,8 +1,10 @@
-"""A worker pool started ahead of need, in a thread: `syncd sync` starts one while it lists and
-writes the catalogue, so that the pool's start-up (importing Pillow and syncd's worker, the
-fork server, each worker process) overlaps that work instead of following it.
+"""A worker pool started ahead of need: `syncd sync` starts one before it lists and writes the
+catalogue, so that the pool's start-up (its processes, their imports of Pillow and syncd's
+worker) overlaps that work instead of following it.
 
-Light to import on purpose: the heavy imports happen in the thread.
+Light to import on purpose: the heavy imports happen in the workers (or in a thread).
+The forked workers never touch the catalogue connection they inherit: they leave with
+`os._exit`, so it is not even closed there.
 """
 
 from __future__ import annotations
