@@ -31,12 +31,13 @@ TOKEN = "cloud-hook-token"
 PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 
 
-def cloud_config(tmp_path: Path, catalogue: str, driver_toml: str, *, sources: str = "",
-                 daemon: str = "") -> Path:
-    """The daemon's config: `catalogue` a SQLite file or a postgresql:// URL."""
+def cloud_config(tmp_path: Path, driver_toml: str, *, sources: str = "", daemon: str = "",
+                 catalogue: str | Path | None = None) -> Path:
+    """The daemon's config; `catalogue`: a SQLite file or a postgresql:// URL (default:
+    catalogue.db in tmp_path)."""
     path = tmp_path / "daemon.toml"
     path.write_text(f"""
-{catalogue_section(catalogue)}
+{catalogue_section(catalogue or tmp_path / 'catalogue.db')}
 
 {driver_toml}
 [[datasets]]
@@ -105,7 +106,7 @@ def test_s3_notifications_through_sqs(tmp_path, s3_setup, catalogue_location):
     s = s3_setup
     s3, bucket = s["s3"], s["bucket"]
     db = catalogue_location
-    with ThreadDaemon(cloud_config(tmp_path, db, s["driver"], sources=s["source"])):
+    with ThreadDaemon(cloud_config(tmp_path, s["driver"], sources=s["source"], catalogue=db)):
         wait_for(lambda: synced(db), what="startup sync")
         s3.put_object(Bucket=s["other"], Key="not-ours.jpg", Body=b"x")
         s3.put_object(Bucket=bucket, Key=".dataloop/thumbnails/t.jpg", Body=b"t")
@@ -139,7 +140,7 @@ def test_duplicate_and_out_of_order_sqs_deliveries_are_safe(tmp_path, s3_setup,
             "eventSource": "aws:s3", "eventName": event_name,
             "s3": {"bucket": {"name": s["bucket"]}, "object": {"key": key}}}]}))
 
-    with ThreadDaemon(cloud_config(tmp_path, db, s["driver"], sources=s["source"])):
+    with ThreadDaemon(cloud_config(tmp_path, s["driver"], sources=s["source"], catalogue=db)):
         wait_for(lambda: synced(db))
         s["s3"].put_object(Bucket=s["bucket"], Key="a.jpg", Body=b"a")
         send("ObjectRemoved:Delete", "a.jpg")  # late delete of an earlier version: object is there
@@ -171,7 +172,7 @@ def test_sns_wrapped_s3_notifications_through_sqs(tmp_path, s3_setup, s3_endpoin
               "eventTime": "2024-05-01T12:00:00.000Z",
               "s3": {"bucket": {"name": s["bucket"]}, "object": {"key": "via+sns.jpg", "size": 3}}}
     db = catalogue_location
-    with ThreadDaemon(cloud_config(tmp_path, db, s["driver"], sources=s["source"])):
+    with ThreadDaemon(cloud_config(tmp_path, s["driver"], sources=s["source"], catalogue=db)):
         wait_for(lambda: synced(db))
         s["s3"].put_object(Bucket=s["bucket"], Key="via sns 2.jpg", Body=b"sns2")
         sns.publish(TopicArn=topic, Message=json.dumps({"Records": [
@@ -184,7 +185,8 @@ def test_sns_http_push(tmp_path, s3_setup, catalogue_location):
     s = s3_setup
     port = free_port()
     db = catalogue_location
-    cfg = cloud_config(tmp_path, db, s["driver"], daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"')
+    cfg = cloud_config(tmp_path, s["driver"], catalogue=db,
+                       daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"')
     with ThreadDaemon(cfg):
         wait_for(lambda: synced(db))
         s["s3"].put_object(Bucket=s["bucket"], Key="pushed.jpg", Body=b"p")
@@ -204,7 +206,7 @@ def test_kill_9_with_messages_in_flight_loses_none(tmp_path, s3_setup, catalogue
     visibility timeout; every object ends up as exactly one item with one job."""
     s = s3_setup
     db = catalogue_location
-    cfg = cloud_config(tmp_path, db, s["driver"], sources=s["source"])
+    cfg = cloud_config(tmp_path, s["driver"], sources=s["source"], catalogue=db)
     daemon = DaemonProcess(cfg, tmp_path / "daemon.log").start()
     keys = [f"batch/{i:03d}.jpg" for i in range(60)]
     try:
@@ -273,7 +275,8 @@ connection_string = "{connection}"
 poll_seconds = 0.2
 """
     db = catalogue_location
-    with ThreadDaemon(cloud_config(tmp_path, db, azure_endpoint.toml(container, name="bucket"), sources=source)):
+    with ThreadDaemon(cloud_config(tmp_path, azure_endpoint.toml(container, name="bucket"),
+                                   sources=source, catalogue=db)):
         wait_for(lambda: synced(db))
         blobs.upload_blob("cats/a b.jpg", b"azure bytes")
         send("not an event at all")
@@ -293,8 +296,8 @@ def test_event_grid_webhook_push(tmp_path, azure_endpoint, catalogue_location):
     blobs = azure_service(azure_endpoint).get_container_client(container)
     port = free_port()
     db = catalogue_location
-    cfg = cloud_config(tmp_path, db, azure_endpoint.toml(container, name="bucket"),
-                       daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"')
+    cfg = cloud_config(tmp_path, azure_endpoint.toml(container, name="bucket"),
+                       daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"', catalogue=db)
     with ThreadDaemon(cfg):
         wait_for(lambda: synced(db))
         blobs.upload_blob("pushed.jpg", b"eg")
@@ -319,8 +322,8 @@ def test_pubsub_push_of_gcs_notifications(tmp_path, gcs_endpoint, catalogue_loca
     client_bucket = gcs_client(gcs_endpoint).bucket(bucket)
     port = free_port()
     db = catalogue_location
-    cfg = cloud_config(tmp_path, db, gcs_endpoint.toml(bucket, name="bucket"),
-                       daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"')
+    cfg = cloud_config(tmp_path, gcs_endpoint.toml(bucket, name="bucket"),
+                       daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"', catalogue=db)
     with ThreadDaemon(cfg):
         wait_for(lambda: synced(db))
         client_bucket.blob("dir/x y.png").upload_from_string(b"png bytes")
@@ -387,7 +390,8 @@ subscription = "{subscription}"
 emulator_host = "{pubsub_emulator}"
 """
         db = catalogue_location
-        with ThreadDaemon(cloud_config(tmp_path, db, endpoint.toml(bucket, name="bucket"), sources=source)):
+        with ThreadDaemon(cloud_config(tmp_path, endpoint.toml(bucket, name="bucket"),
+                                       sources=source, catalogue=db)):
             wait_for(lambda: synced(db))
             blob = gcs_client(endpoint).bucket(bucket).blob("cats/pulled.jpg")
             blob.upload_from_string(b"pulled")
