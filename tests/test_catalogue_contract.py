@@ -270,6 +270,41 @@ def test_a_writer_kept_waiting_gets_the_catalogue_busy_error(catalogue_location,
                     waiting._conn.execute("UPDATE items SET size = 2")
 
 
+def test_a_path_another_writer_catalogues_during_a_sync_keeps_its_item(config_file, app, storage,
+                                                                       monkeypatch):
+    """A sync writes its created items after listing: a path the daemon's event applier
+    (another connection) catalogued in between keeps that item and its one job, and the
+    sync creates the others (on PostgreSQL, the optimistic INSERT falls back to skipping)."""
+    from syncd.catalogue.listing import StagedListing
+    from syncd.sync.applier import Applier
+    from syncd.sync.events import ObjectCreated
+
+    for i in range(5):
+        put_file(storage, f"p/{i}.jpg", str(i))
+    app.dataset("photos")
+    original = StagedListing.apply
+
+    def apply(self, *args, **kwargs):
+        with App.from_file(config_file) as other:
+            applier = Applier(other.catalogue,
+                              lambda name: (other.dataset(name), other.dataset_driver(name)))
+            applier.apply([ObjectCreated(dataset="photos", key="p/3.jpg", source="test",
+                                         received=time.time())])
+            applier.close()
+            first = item_writes.find(other.catalogue, other.dataset("photos"), "/p/3.jpg")["pk"]
+        apply.first = first
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StagedListing, "apply", apply)
+    app.sync("photos")
+    dataset = app.dataset("photos")
+    found = {i["filename"]: i for i in app.catalogue.iter_items(dataset)}
+    assert sorted(found) == [f"/p/{i}.jpg" for i in range(5)]
+    assert item_writes.find(app.catalogue, dataset, "/p/3.jpg")["pk"] == apply.first
+    jobs = [(j["item"], j["kind"]) for j in JobQueue(app.catalogue).rows()]
+    assert sorted(jobs) == sorted((item["id"], "preprocess") for item in found.values())
+
+
 # -- one sync per dataset -------------------------------------------------------------------
 
 def test_a_second_sync_of_a_dataset_waits_for_the_first(config_file, storage, app):

@@ -1,6 +1,6 @@
 """The daemon against real endpoints on 127.0.0.1: moto's S3 -> SQS (and SNS), Azurite's
 queue fed with Event Grid messages, fake-gcs-server with Pub/Sub (pull where the emulator is
-installed, push everywhere), and the push hooks for each cloud."""
+installed, push everywhere), and the push hooks for each cloud. On both catalogue engines."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import catalogue_section
 from daemon_support import DaemonProcess, ThreadDaemon, free_port, items, jobs, synced, wait_for
 from emulators import (
     AZURITE_ACCOUNT, AZURITE_KEY, AWS_TEST_KEYS, Server, azure_service, azurite_binary,
@@ -24,15 +25,19 @@ from emulators import (
 from syncd.catalogue import Catalogue
 from syncd.catalogue.jobs import JobQueue
 
+pytestmark = pytest.mark.both_backends
+
 TOKEN = "cloud-hook-token"
 PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 
 
-def cloud_config(tmp_path: Path, driver_toml: str, *, sources: str = "", daemon: str = "") -> Path:
+def cloud_config(tmp_path: Path, driver_toml: str, *, sources: str = "", daemon: str = "",
+                 catalogue: str | Path | None = None) -> Path:
+    """The daemon's config; `catalogue`: a SQLite file or a postgresql:// URL (default:
+    catalogue.db in tmp_path)."""
     path = tmp_path / "daemon.toml"
     path.write_text(f"""
-[catalogue]
-path = "{tmp_path / 'catalogue.db'}"
+{catalogue_section(catalogue or tmp_path / 'catalogue.db')}
 
 {driver_toml}
 [[datasets]]
@@ -97,11 +102,11 @@ def queue_drained(sqs, queue_url) -> bool:
     return attributes["ApproximateNumberOfMessages"] == "0" and attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
-def test_s3_notifications_through_sqs(tmp_path, s3_setup):
+def test_s3_notifications_through_sqs(tmp_path, s3_setup, catalogue_location):
     s = s3_setup
     s3, bucket = s["s3"], s["bucket"]
-    db = tmp_path / "catalogue.db"
-    with ThreadDaemon(cloud_config(tmp_path, s["driver"], sources=s["source"])):
+    db = catalogue_location
+    with ThreadDaemon(cloud_config(tmp_path, s["driver"], sources=s["source"], catalogue=db)):
         wait_for(lambda: synced(db), what="startup sync")
         s3.put_object(Bucket=s["other"], Key="not-ours.jpg", Body=b"x")
         s3.put_object(Bucket=bucket, Key=".dataloop/thumbnails/t.jpg", Body=b"t")
@@ -124,17 +129,18 @@ def test_s3_notifications_through_sqs(tmp_path, s3_setup):
     assert states.count("pending") == 0 and states.count("cancelled") == len(states)
 
 
-def test_duplicate_and_out_of_order_sqs_deliveries_are_safe(tmp_path, s3_setup):
+def test_duplicate_and_out_of_order_sqs_deliveries_are_safe(tmp_path, s3_setup,
+        catalogue_location):
     s = s3_setup
     s["s3"].put_bucket_notification_configuration(Bucket=s["bucket"], NotificationConfiguration={})
-    db = tmp_path / "catalogue.db"
+    db = catalogue_location
 
     def send(event_name, key):
         s["sqs"].send_message(QueueUrl=s["queue_url"], MessageBody=json.dumps({"Records": [{
             "eventSource": "aws:s3", "eventName": event_name,
             "s3": {"bucket": {"name": s["bucket"]}, "object": {"key": key}}}]}))
 
-    with ThreadDaemon(cloud_config(tmp_path, s["driver"], sources=s["source"])):
+    with ThreadDaemon(cloud_config(tmp_path, s["driver"], sources=s["source"], catalogue=db)):
         wait_for(lambda: synced(db))
         s["s3"].put_object(Bucket=s["bucket"], Key="a.jpg", Body=b"a")
         send("ObjectRemoved:Delete", "a.jpg")  # late delete of an earlier version: object is there
@@ -151,7 +157,8 @@ def test_duplicate_and_out_of_order_sqs_deliveries_are_safe(tmp_path, s3_setup):
     assert len(items(db)) == 1
 
 
-def test_sns_wrapped_s3_notifications_through_sqs(tmp_path, s3_setup, s3_endpoint):
+def test_sns_wrapped_s3_notifications_through_sqs(tmp_path, s3_setup, s3_endpoint,
+        catalogue_location):
     import boto3
 
     s = s3_setup
@@ -164,8 +171,8 @@ def test_sns_wrapped_s3_notifications_through_sqs(tmp_path, s3_setup, s3_endpoin
     record = {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
               "eventTime": "2024-05-01T12:00:00.000Z",
               "s3": {"bucket": {"name": s["bucket"]}, "object": {"key": "via+sns.jpg", "size": 3}}}
-    db = tmp_path / "catalogue.db"
-    with ThreadDaemon(cloud_config(tmp_path, s["driver"], sources=s["source"])):
+    db = catalogue_location
+    with ThreadDaemon(cloud_config(tmp_path, s["driver"], sources=s["source"], catalogue=db)):
         wait_for(lambda: synced(db))
         s["s3"].put_object(Bucket=s["bucket"], Key="via sns 2.jpg", Body=b"sns2")
         sns.publish(TopicArn=topic, Message=json.dumps({"Records": [
@@ -174,11 +181,12 @@ def test_sns_wrapped_s3_notifications_through_sqs(tmp_path, s3_setup, s3_endpoin
         wait_for(lambda: queue_drained(s["sqs"], s["queue_url"]))
 
 
-def test_sns_http_push(tmp_path, s3_setup):
+def test_sns_http_push(tmp_path, s3_setup, catalogue_location):
     s = s3_setup
     port = free_port()
-    db = tmp_path / "catalogue.db"
-    cfg = cloud_config(tmp_path, s["driver"], daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"')
+    db = catalogue_location
+    cfg = cloud_config(tmp_path, s["driver"], catalogue=db,
+                       daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"')
     with ThreadDaemon(cfg):
         wait_for(lambda: synced(db))
         s["s3"].put_object(Bucket=s["bucket"], Key="pushed.jpg", Body=b"p")
@@ -193,12 +201,12 @@ def test_sns_http_push(tmp_path, s3_setup):
         assert "/pushed.jpg" in items(db)  # applied before the 200
 
 
-def test_kill_9_with_messages_in_flight_loses_none(tmp_path, s3_setup):
+def test_kill_9_with_messages_in_flight_loses_none(tmp_path, s3_setup, catalogue_location):
     """Messages received but not yet deleted when the daemon dies come back after the
     visibility timeout; every object ends up as exactly one item with one job."""
     s = s3_setup
-    db = tmp_path / "catalogue.db"
-    cfg = cloud_config(tmp_path, s["driver"], sources=s["source"])
+    db = catalogue_location
+    cfg = cloud_config(tmp_path, s["driver"], sources=s["source"], catalogue=db)
     daemon = DaemonProcess(cfg, tmp_path / "daemon.log").start()
     keys = [f"batch/{i:03d}.jpg" for i in range(60)]
     try:
@@ -244,7 +252,8 @@ def grid_event(event_type, container, blob, **data):
             "dataVersion": "", "metadataVersion": "1", "data": {"api": "PutBlob", **data}}
 
 
-def test_event_grid_messages_through_an_azurite_queue(tmp_path, azure_endpoint, azure_queue_url):
+def test_event_grid_messages_through_an_azurite_queue(tmp_path, azure_endpoint, azure_queue_url,
+        catalogue_location):
     from azure.storage.queue import QueueClient
 
     container = azure_endpoint.new_bucket()
@@ -265,8 +274,9 @@ queue = "{queue_name}"
 connection_string = "{connection}"
 poll_seconds = 0.2
 """
-    db = tmp_path / "catalogue.db"
-    with ThreadDaemon(cloud_config(tmp_path, azure_endpoint.toml(container, name="bucket"), sources=source)):
+    db = catalogue_location
+    with ThreadDaemon(cloud_config(tmp_path, azure_endpoint.toml(container, name="bucket"),
+                                   sources=source, catalogue=db)):
         wait_for(lambda: synced(db))
         blobs.upload_blob("cats/a b.jpg", b"azure bytes")
         send("not an event at all")
@@ -281,13 +291,13 @@ poll_seconds = 0.2
     assert list(items(db)) == ["/cats/a b.jpg"]
 
 
-def test_event_grid_webhook_push(tmp_path, azure_endpoint):
+def test_event_grid_webhook_push(tmp_path, azure_endpoint, catalogue_location):
     container = azure_endpoint.new_bucket()
     blobs = azure_service(azure_endpoint).get_container_client(container)
     port = free_port()
-    db = tmp_path / "catalogue.db"
+    db = catalogue_location
     cfg = cloud_config(tmp_path, azure_endpoint.toml(container, name="bucket"),
-                       daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"')
+                       daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"', catalogue=db)
     with ThreadDaemon(cfg):
         wait_for(lambda: synced(db))
         blobs.upload_blob("pushed.jpg", b"eg")
@@ -307,13 +317,13 @@ def pubsub_push(bucket, name, event_type="OBJECT_FINALIZE"):
                         "messageId": unique_name("m")}, "subscription": "projects/p/subscriptions/s"}
 
 
-def test_pubsub_push_of_gcs_notifications(tmp_path, gcs_endpoint):
+def test_pubsub_push_of_gcs_notifications(tmp_path, gcs_endpoint, catalogue_location):
     bucket = gcs_endpoint.new_bucket()
     client_bucket = gcs_client(gcs_endpoint).bucket(bucket)
     port = free_port()
-    db = tmp_path / "catalogue.db"
+    db = catalogue_location
     cfg = cloud_config(tmp_path, gcs_endpoint.toml(bucket, name="bucket"),
-                       daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"')
+                       daemon=f'listen = "127.0.0.1:{port}"\nhook_token = "{TOKEN}"', catalogue=db)
     with ThreadDaemon(cfg):
         wait_for(lambda: synced(db))
         client_bucket.blob("dir/x y.png").upload_from_string(b"png bytes")
@@ -351,7 +361,7 @@ def pubsub_clients(host):
             pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host))))
 
 
-def test_pubsub_pull_of_real_gcs_notifications(tmp_path, pubsub_emulator):
+def test_pubsub_pull_of_real_gcs_notifications(tmp_path, pubsub_emulator, catalogue_location):
     """fake-gcs-server publishes real notifications to the Pub/Sub emulator; the daemon pulls."""
     binary = fake_gcs_binary()
     if binary is None:
@@ -379,8 +389,9 @@ kind = "pubsub"
 subscription = "{subscription}"
 emulator_host = "{pubsub_emulator}"
 """
-        db = tmp_path / "catalogue.db"
-        with ThreadDaemon(cloud_config(tmp_path, endpoint.toml(bucket, name="bucket"), sources=source)):
+        db = catalogue_location
+        with ThreadDaemon(cloud_config(tmp_path, endpoint.toml(bucket, name="bucket"),
+                                       sources=source, catalogue=db)):
             wait_for(lambda: synced(db))
             blob = gcs_client(endpoint).bucket(bucket).blob("cats/pulled.jpg")
             blob.upload_from_string(b"pulled")

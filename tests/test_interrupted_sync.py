@@ -1,10 +1,11 @@
-"""A sync killed at any point loses nothing: the next sync completes it, exactly once."""
+"""A sync killed at any point loses nothing: the next sync completes it, exactly once.
+On both catalogue engines (on PostgreSQL the sync lock is a session advisory lock that the
+server frees when the killed process's connection drops)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from catalogue_reads import query
+from conftest import catalogue_section
+
+pytestmark = pytest.mark.both_backends
 REPO = Path(__file__).resolve().parent.parent
 FILES = 20_000
 
@@ -33,19 +38,6 @@ def start_sync(config: Path) -> subprocess.Popen:
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def query(db: Path, sql: str):
-    if not db.exists():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
-        return None
-
-
 def wait_for(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -53,16 +45,21 @@ def wait_for(condition, timeout: float = 60.0) -> None:
         time.sleep(0.005)
 
 
+def write_config(config: Path, db: str, tree: Path) -> None:
+    config.write_text(f'{catalogue_section(db)}\n[[drivers]]\nname = "d"\nkind = "local"\n'
+                      f'root = "{tree}"\n[[datasets]]\nname = "photos"\ndriver = "d"\n')
+
+
 @pytest.mark.parametrize("moment, sig", [
     ("listing", signal.SIGKILL),
     ("writing", signal.SIGKILL),
     ("listing", signal.SIGTERM),
 ])
-def test_killed_sync_is_completed_exactly_once_by_the_next(tmp_path, tree, moment, sig):
-    db = tmp_path / "catalogue.db"
+def test_killed_sync_is_completed_exactly_once_by_the_next(tmp_path, tree, moment, sig,
+                                                            catalogue_location):
+    db = catalogue_location
     config = tmp_path / "syncd.toml"
-    config.write_text(f'[catalogue]\npath = "{db}"\n[[drivers]]\nname = "d"\nkind = "local"\n'
-                      f'root = "{tree}"\n[[datasets]]\nname = "photos"\ndriver = "d"\n')
+    write_config(config, db, tree)
     process = start_sync(config)
     if moment == "listing":
         wait_for(lambda: query(db, "SELECT 1 FROM sync_runs WHERE status = 'running'"))
@@ -91,11 +88,10 @@ def test_killed_sync_is_completed_exactly_once_by_the_next(tmp_path, tree, momen
     assert statuses[-1] == "ok" and "running" not in statuses
 
 
-def test_concurrent_syncs_of_one_dataset_take_turns(tmp_path, tree):
-    db = tmp_path / "catalogue.db"
+def test_concurrent_syncs_of_one_dataset_take_turns(tmp_path, tree, catalogue_location):
+    db = catalogue_location
     config = tmp_path / "syncd.toml"
-    config.write_text(f'[catalogue]\npath = "{db}"\n[[drivers]]\nname = "d"\nkind = "local"\n'
-                      f'root = "{tree}"\n[[datasets]]\nname = "photos"\ndriver = "d"\n')
+    write_config(config, db, tree)
     first, second = start_sync(config), start_sync(config)
     assert first.wait(timeout=120) == 0 and second.wait(timeout=120) == 0
     assert query(db, "SELECT count(*) FROM items") == [(FILES,)]

@@ -1,19 +1,21 @@
 """`syncd sync --from-inventory`: S3 Inventory, GCS Storage Insights and Azure Blob Inventory
-read instead of a listing, against the real emulators; malformed inventories refused."""
+read instead of a listing, against the real emulators; malformed inventories refused.
+On both catalogue engines."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import sqlite3
 
 import pytest
 
-from conftest import Runner
+from catalogue_reads import value
+from conftest import Runner, catalogue_section
 from emulators import azure_service, gcs_client, new_store, s3_client
 from inventories import (folder_put, write_azure_inventory, write_gcs_inventory,
                          write_s3_inventory)
 
+pytestmark = pytest.mark.both_backends
 NAMES = ["a.jpg", "cats/b c.jpg", "cats/ünï+code & 100%.jpg", "dogs/a%2Fb.jpg", "d/e/f.txt"]
 
 
@@ -27,9 +29,10 @@ def fill(store) -> None:
     store.write_raw("outside/the/folder.jpg", b"not in this dataset")
 
 
-def runner(tmp_path, store) -> Runner:
+def runner(tmp_path, store, catalogue: str) -> Runner:
+    tmp_path.mkdir(exist_ok=True)
     config = tmp_path / "syncd.toml"
-    config.write_text(f'[catalogue]\npath = "{tmp_path / "c.db"}"\n\n'
+    config.write_text(f'{catalogue_section(catalogue)}\n\n'
                       f'{store.toml(name="store")}\n'
                       '[[datasets]]\nname = "photos"\ndriver = "store"\n'
                       '[preprocess]\nenabled = false\n')
@@ -62,7 +65,8 @@ def bucket_objects(store) -> list[dict]:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_s3_inventory_in_the_destination_bucket(fmt, s3_endpoint, tmp_path_factory, tmp_path):
+def test_s3_inventory_in_the_destination_bucket(fmt, s3_endpoint, tmp_path_factory, tmp_path,
+                                                catalogue_location):
     store = new_store("s3", lambda kind: s3_endpoint, tmp_path_factory)
     fill(store)
     destination = s3_endpoint.new_bucket()
@@ -72,7 +76,7 @@ def test_s3_inventory_in_the_destination_bucket(fmt, s3_endpoint, tmp_path_facto
         client.put_object(Bucket=destination, Key=name, Body=data)
 
     manifest = write_s3_inventory(put, bucket_objects(store), bucket=store.bucket, fmt=fmt)
-    run = runner(tmp_path, store)
+    run = runner(tmp_path, store, catalogue_location)
     [first] = run.json_lines("sync", "--from-inventory", f"s3://{destination}/{manifest}")
     assert first["inventory"]["kind"] == "s3"
     assert first["inventory"]["files"] == 2
@@ -80,20 +84,26 @@ def test_s3_inventory_in_the_destination_bucket(fmt, s3_endpoint, tmp_path_facto
     assert items(run)["/cats/ünï+code & 100%.jpg"]["metadata"]["system"]["md5"]
 
 
-def test_gcs_inventory_csv_and_parquet(gcs_endpoint, tmp_path_factory, tmp_path):
+def test_gcs_inventory_csv_and_parquet(gcs_endpoint, tmp_path_factory, tmp_path, catalogue_location,
+                                       request):
     store = new_store("gcs", lambda kind: gcs_endpoint, tmp_path_factory)
     fill(store)
     blobs = list(gcs_client(gcs_endpoint).list_blobs(store.bucket))
     for fmt in ("csv", "parquet"):
         folder = tmp_path / fmt
         manifest = write_gcs_inventory(folder_put(folder), blobs, fmt=fmt)
-        run = runner(tmp_path / fmt, store)
+        # A catalogue each: the test's, then a second SQLite file or PostgreSQL database.
+        catalogue = catalogue_location if fmt == "csv" else (
+            request.getfixturevalue("postgres_server").create_database()
+            if catalogue_location.startswith("postgresql://") else str(folder / "c.db"))
+        run = runner(tmp_path / fmt, store, catalogue)
         [first] = run.json_lines("sync", "--from-inventory", str(folder / manifest))
         assert first["inventory"]["kind"] == "gcs" and first["inventory"]["snapshot"]
         check_same_as_listing(run, first)
 
 
-def test_azure_inventory_from_its_container(azure_endpoint, tmp_path_factory, tmp_path):
+def test_azure_inventory_from_its_container(azure_endpoint, tmp_path_factory, tmp_path,
+                                            catalogue_location):
     store = new_store("azure", lambda kind: azure_endpoint, tmp_path_factory)
     fill(store)
     service = azure_service(azure_endpoint)
@@ -102,7 +112,7 @@ def test_azure_inventory_from_its_container(azure_endpoint, tmp_path_factory, tm
     container = service.get_container_client(destination)
     manifest = write_azure_inventory(lambda n, d: container.upload_blob(n, d), blobs,
                                      container=store.bucket)
-    run = runner(tmp_path, store)
+    run = runner(tmp_path, store, catalogue_location)
     [first] = run.json_lines("sync", "--from-inventory", f"az://{destination}/{manifest}")
     assert first["inventory"]["kind"] == "azure"
     check_same_as_listing(run, first)
@@ -117,28 +127,30 @@ OBJECTS = [{"Key": f"data/{n}", "Size": 10 + i, "ETag": f'"{i:032x}"',
 
 
 @pytest.fixture
-def local_run(tmp_path, storage):
+def local_run(tmp_path, storage, catalogue_location):
     """A dataset on a local folder (a stand-in for the bucket the inventory describes)."""
     config = tmp_path / "syncd.toml"
-    config.write_text(f'[catalogue]\npath = "{tmp_path / "c.db"}"\n\n'
+    config.write_text(f'{catalogue_section(catalogue_location)}\n\n'
                       f'[[drivers]]\nname = "disk"\nkind = "local"\nroot = "{storage}"\n'
                       'path = "data"\n'
                       '[[datasets]]\nname = "photos"\ndriver = "disk"\n'
                       '[preprocess]\nenabled = false\n')
     (storage / "data").mkdir()
-    return Runner(config)
+    run = Runner(config)
+    run.catalogue = catalogue_location
+    return run
 
 
-def catalogue_rows(tmp_path) -> int:
-    with sqlite3.connect(tmp_path / "c.db") as conn:
-        return conn.execute("SELECT count(*) FROM items").fetchone()[0]
+def catalogue_rows(run: Runner) -> int | None:
+    """Items in the run's catalogue (None: it has no schema yet)."""
+    return value(run.catalogue, "SELECT count(*) FROM items")
 
 
 def test_inventory_sync_marks_nothing_missing(local_run, tmp_path):
     inv = tmp_path / "inv"
     manifest = write_s3_inventory(folder_put(inv), OBJECTS, bucket="b", files=1)
     [dry] = local_run.json_lines("sync", "--dry-run", "--from-inventory", str(inv / manifest))
-    assert dry["created"] == len(NAMES) and catalogue_rows(tmp_path) == 0
+    assert dry["created"] == len(NAMES) and catalogue_rows(local_run) == 0
     [first] = local_run.json_lines("sync", "--from-inventory", str(inv / manifest))
     assert first["created"] == len(NAMES)
     md5s = {i["filename"]: i["metadata"]["system"]["md5"] for i in items(local_run).values()}
@@ -173,7 +185,7 @@ def test_a_bad_row_is_named_and_nothing_is_written(local_run, tmp_path):
     part.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     _fix_manifest(inv / manifest, part)
     refused(local_run, inv / manifest, "part-0.csv.gz: row 3: size 'twelve' is not a whole number")
-    assert catalogue_rows(tmp_path) == 0
+    assert catalogue_rows(local_run) == 0
 
 
 def _fix_manifest(manifest, part) -> None:
@@ -204,7 +216,7 @@ def test_partial_and_foreign_inventories_are_refused(local_run, tmp_path):
     manifest.write_text("{not json")
     refused(local_run, manifest, "manifest.json", "not JSON")
     refused(local_run, tmp_path / "nowhere.json", "nowhere.json", "not found")
-    assert catalogue_rows(tmp_path) == 0
+    assert catalogue_rows(local_run) == 0
 
 
 def test_missing_columns_and_miscounted_reports_are_refused(local_run, tmp_path):
@@ -231,4 +243,4 @@ def test_missing_columns_and_miscounted_reports_are_refused(local_run, tmp_path)
     shard = inv / "reports" / data["report_shards_file_names"][0]
     shard.write_text(shard.read_text().replace('"updated"', '"created"', 1))
     refused(local_run, manifest, shard.name, "no updated column")
-    assert catalogue_rows(tmp_path) == 0
+    assert catalogue_rows(local_run) == 0

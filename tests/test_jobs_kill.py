@@ -1,23 +1,27 @@
 """`kill -9` in the middle of `syncd jobs run`, then `syncd jobs run --wait`: every item is
-processed exactly once."""
+processed exactly once. On both catalogue engines (on PostgreSQL, claims are
+FOR UPDATE SKIP LOCKED and the killed runner's jobs are taken over the same way)."""
 
 from __future__ import annotations
 
 import io
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 import images
+from catalogue_reads import query, value
 from conftest import put_file
 from syncd.app import App
+
+pytestmark = pytest.mark.both_backends
 
 ROOT = Path(__file__).resolve().parent.parent
 ITEMS = 300
@@ -88,7 +92,8 @@ def assert_orphans_exit(pool: set[int]) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_kill_9_mid_run_then_run_wait_processes_every_item_exactly_once(tmp_path, storage, config_file):
+def test_kill_9_mid_run_then_run_wait_processes_every_item_exactly_once(tmp_path, storage, config_file,
+                                                                        catalogue_location):
     variants = [images.noisy_jpeg((1024, 768), seed=i) for i in range(8)]
     for i in range(ITEMS):
         put_file(storage, f"batch/{i:03}.jpg", variants[i % len(variants)])
@@ -100,19 +105,18 @@ def test_kill_9_mid_run_then_run_wait_processes_every_item_exactly_once(tmp_path
         """))
     with App.from_file(config) as app:
         assert app.sync("photos").created == ITEMS
-    db = sqlite3.connect(tmp_path / "catalogue.db", timeout=30)
+    db = catalogue_location
 
     def done() -> int:
-        return db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0]
+        return value(db, "SELECT count(*) FROM jobs WHERE state = 'done'") or 0
 
     first = syncd(config, "jobs", "run", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pool = kill_9_when(first, lambda: done() >= ITEMS // 10, "the first run to get going")
     first.stderr.close()
     assert first.returncode == -signal.SIGKILL
-    at_kill = dict(db.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+    at_kill = dict(query(db, "SELECT state, count(*) FROM jobs GROUP BY state"))
     assert at_kill.get("running", 0) > 0 and at_kill.get("done", 0) < ITEMS, at_kill
-    killed_owner = db.execute(
-        "SELECT DISTINCT claimed_by FROM jobs WHERE state = 'running'").fetchone()[0]
+    killed_owner = value(db, "SELECT DISTINCT claimed_by FROM jobs WHERE state = 'running'")
 
     second = syncd(config, "jobs", "run", "--wait", "--json", stdout=subprocess.PIPE,
                    stderr=subprocess.PIPE, text=True)
@@ -120,7 +124,7 @@ def test_kill_9_mid_run_then_run_wait_processes_every_item_exactly_once(tmp_path
     assert second.returncode == 0, err
     assert '"failed": 0' in out
 
-    rows = db.execute("SELECT item_pk, kind, state, attempts, claimed_by FROM jobs").fetchall()
+    rows = query(db, "SELECT item_pk, kind, state, attempts, claimed_by FROM jobs")
     assert len(rows) == ITEMS and {(kind, state) for _, kind, state, _, _ in rows} == {("preprocess", "done")}
     assert len({pk for pk, *_ in rows}) == ITEMS  # one job per item, each done once
     attempts = [a for *_, a, _ in rows]
@@ -138,11 +142,11 @@ def test_kill_9_mid_run_then_run_wait_processes_every_item_exactly_once(tmp_path
     thumbnails = list((storage / ".dataloop/thumbnails").iterdir())
     assert len(thumbnails) == ITEMS and not list(storage.glob(".dataloop/thumbnails/.syncd-*"))
 
-    db.close()
     assert_orphans_exit(pool)
 
 
-def test_kill_9_of_a_first_sync_then_sync_again_processes_every_item_once(tmp_path, storage, config_file):
+def test_kill_9_of_a_first_sync_then_sync_again_processes_every_item_once(tmp_path, storage, config_file,
+                                                                          catalogue_location):
     """A first `syncd sync` forks its worker pool from its only thread while it lists (the
     warm pool); killed mid-preprocessing, its workers exit on their own, and the next sync
     finishes the jobs exactly once."""
@@ -151,21 +155,17 @@ def test_kill_9_of_a_first_sync_then_sync_again_processes_every_item_once(tmp_pa
         put_file(storage, f"batch/{i:03}.jpg", variants[i % len(variants)])
     config_file.write_text(config_file.read_text() + "\n[preprocess]\nworkers = 2\nlease_seconds = 600\n")
     first = syncd(config_file, "sync", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = sqlite3.connect(tmp_path / "catalogue.db", timeout=30)
+    db = catalogue_location
 
-    def done() -> int:
-        try:
-            return db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0]
-        except sqlite3.OperationalError:  # the schema is not written yet
-            return 0
+    def done() -> int:  # 0 too while the schema is not written yet
+        return value(db, "SELECT count(*) FROM jobs WHERE state = 'done'") or 0
 
     pool = kill_9_when(first, lambda: done() >= ITEMS // 10, "the first sync to get to preprocessing")
     assert pool and done() < ITEMS
     second = syncd(config_file, "sync", "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = second.communicate(timeout=DEADLINE * 3)
     assert second.returncode == 0, err
-    rows = db.execute("SELECT item_pk, state FROM jobs WHERE kind = 'preprocess'").fetchall()
-    db.close()
+    rows = query(db, "SELECT item_pk, state FROM jobs WHERE kind = 'preprocess'")
     assert len(rows) == ITEMS and {state for _, state in rows} == {"done"}
     assert len({pk for pk, _ in rows}) == ITEMS
     assert len(list((storage / ".dataloop/thumbnails").iterdir())) == ITEMS

@@ -85,3 +85,24 @@ def test_copy_streams_rows_into_a_temporary_table(postgres_url):
                 copy.write_row(row)
         assert conn.execute("SELECT count(*), sum(size), count(md5) FROM listing").fetchone() == \
             (5000, sum(range(5000)), 0)
+
+
+@pytest.mark.parametrize("left", ["SELECT pg_sleep(30)", "COPY t FROM STDIN", "COPY t TO STDOUT"])
+def test_a_command_left_in_flight_by_an_interrupt_does_not_wedge_the_session(postgres_url, left):
+    """Ctrl-C / SIGTERM can land after psycopg sent a command and before it read the result
+    (seen in test_interrupted_sync): syncd's connection cancels it and reads its results, and
+    the session, with its advisory lock and temporary table, goes on."""
+    from syncd.catalogue.backend import connect_postgres
+
+    conn = connect_postgres(postgres_url)
+    conn.execute("CREATE TEMP TABLE t (n int)")
+    conn.execute("INSERT INTO t VALUES (1), (2)")
+    conn.execute("SELECT pg_advisory_lock(7)")
+    conn.raw.pgconn.send_query(left.encode())  # what the interrupted psycopg call left behind
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO t VALUES (3)")
+    conn.execute("COMMIT")
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+    with psycopg.connect(postgres_url, autocommit=True) as other:
+        assert other.execute("SELECT pg_try_advisory_lock(7)").fetchone()[0] is False
+    conn.close()

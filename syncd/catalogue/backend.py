@@ -207,6 +207,10 @@ class SQLiteDialect:
     def analyze_temp(self, conn, table: str) -> None:
         """Let the planner know a freshly loaded temp table's size (SQLite needs no help)."""
 
+    def analyze_loaded(self, conn, tables: Sequence[str]) -> None:
+        """Tables that a sync just grew by many rows: refresh the planner's statistics
+        (SQLite keeps none unless asked, and its plans do not depend on them)."""
+
     def merge_json(self, conn, sql: str, args: Sequence[Any], *, first: str = "{}") -> None:
         """Merge into items.system, for the rows `sql` selects as (pk, patch): the JSON
         merge patch `first`, then `patch` (RFC 7396; keys kept in order)."""
@@ -216,11 +220,12 @@ class SQLiteDialect:
                 FROM ({sql}) AS p WHERE items.pk = p.pk""", (first, *args))
 
     def insert_items(self, conn, insert_sql: str, args: Sequence[Any]) -> tuple[str, tuple]:
-        """Run an INSERT INTO items; returns SQL (and arguments) selecting the pks it
-        created. Under SQLite's write lock nobody else inserts meanwhile: those above the
-        largest pk before it."""
+        """Run an INSERT INTO items (with no ON CONFLICT clause: paths already catalogued
+        are skipped here); returns SQL (and arguments) selecting the pks it created. Under
+        SQLite's write lock nobody else inserts meanwhile: those above the largest pk
+        before it."""
         before = conn.execute("SELECT coalesce(max(pk), 0) FROM items").fetchone()[0]
-        conn.execute(insert_sql, args)
+        conn.execute(f"{insert_sql} ON CONFLICT DO NOTHING", args)
         return "SELECT pk FROM items WHERE pk > ?", (before,)
 
     # -- locks -----------------------------------------------------------------------------
@@ -419,6 +424,7 @@ class PostgresDialect:
 
     def stage_listing(self, conn, pages: Iterable[Sequence[tuple]], progress=None) -> int:
         staged = 0
+        conn._ready()
         with conn.raw.cursor().copy(
                 "COPY listing (n, path, size, mtime, etag, md5) FROM STDIN") as copy:
             for page in pages:
@@ -431,6 +437,13 @@ class PostgresDialect:
 
     def analyze_temp(self, conn, table: str) -> None:
         conn.execute(f"ANALYZE {table}")
+
+    def analyze_loaded(self, conn, tables: Sequence[str]) -> None:
+        # Autovacuum analyzes a grown table later, maybe after the next sync: planned on the
+        # stale counts (a few pending jobs where there are now a million), that sync's job
+        # updates walked every pending job once per changed item (14 s at 200k items).
+        for table in tables:
+            conn.execute(f"ANALYZE {table}")
 
     def merge_json(self, conn, sql: str, args: Sequence[Any], *, first: str = "{}") -> None:
         # jsonb would reorder the keys: merge in Python so the item JSON reads as on SQLite.
@@ -445,11 +458,25 @@ class PostgresDialect:
                 for pk, system, patch in rows])
 
     def insert_items(self, conn, insert_sql: str, args: Sequence[Any]) -> tuple[str, tuple]:
-        # Other hosts insert items meanwhile: keep exactly the pks this INSERT returned.
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS created_pks (pk BIGINT PRIMARY KEY)")
+        # Other hosts insert items meanwhile: keep exactly the pks this INSERT returned (in
+        # a temporary table without an index: it is only ever read whole, by hash joins).
+        # Optimistic: a plain INSERT first, since ON CONFLICT's speculative insertion costs
+        # a fifth of the statement and a first sync meets no conflict; if another writer
+        # catalogued one of the paths meanwhile, the chunk again, skipping those.
+        import psycopg
+
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS created_pks (pk BIGINT)")
         conn.execute("TRUNCATE created_pks")
-        conn.execute(f"WITH created AS ({insert_sql} RETURNING pk) "
-                     "INSERT INTO created_pks SELECT pk FROM created", args)
+        keep = "INSERT INTO created_pks SELECT pk FROM created"
+        conn.execute("SAVEPOINT insert_items")
+        try:
+            conn.execute(f"WITH created AS ({insert_sql} RETURNING pk) {keep}", args)
+        except psycopg.errors.UniqueViolation:
+            conn.execute("ROLLBACK TO SAVEPOINT insert_items")
+            conn.execute(f"WITH created AS ({insert_sql} ON CONFLICT DO NOTHING RETURNING pk) "
+                         f"{keep}", args)
+        conn.execute("RELEASE SAVEPOINT insert_items")
+        conn.execute("ANALYZE created_pks")  # its size, for the joins that read it
         return "SELECT pk FROM created_pks", ()
 
     @contextlib.contextmanager
@@ -544,14 +571,43 @@ class PostgresConnection:
     dialect = PostgresDialect()
 
     def __init__(self, raw):
+        from psycopg import pq
+
         self.raw = raw
+        self._pq = pq
+
+    def _ready(self) -> None:
+        """The session ready for a command. Ctrl-C or SIGTERM (a KeyboardInterrupt) can land
+        between psycopg sending a command and reading its result; the command is then still
+        in flight and every later one fails ("another command is already in progress"), the
+        ROLLBACK and the sync run's closing among them. Cancel it and read its results: the
+        session, its locks and temporary tables serve the next command."""
+        pgconn = self.raw.pgconn
+        if pgconn.transaction_status != self._pq.TransactionStatus.ACTIVE:
+            return
+        safe = getattr(self.raw, "cancel_safe", None)  # psycopg 3.2+; 3.1 has cancel()
+        with contextlib.suppress(Exception):
+            safe(timeout=5) if safe else self.raw.cancel()
+        status = self._pq.ExecStatus
+        while (result := pgconn.get_result()) is not None:  # blocks until each result is in
+            if result.status == status.COPY_IN:
+                pgconn.put_copy_end(b"interrupted")
+                for _ in range(1000):
+                    if not pgconn.flush():
+                        break
+                    time.sleep(0.001)
+            elif result.status == status.COPY_OUT:
+                while pgconn.get_copy_data(0)[0] >= 0:
+                    pass
 
     def execute(self, sql: str, args: Sequence[Any] | None = None):
+        self._ready()
         if not args:  # no parameters: psycopg reads no placeholders either
             return self.raw.execute(sql)
         return self.raw.execute(_pg_sql(sql), args)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]):
+        self._ready()
         cursor = self.raw.cursor()
         cursor.executemany(_pg_sql(sql), list(rows))
         return cursor
@@ -559,6 +615,7 @@ class PostgresConnection:
     def mapped(self, sql: str, args: Sequence[Any] = ()):
         from psycopg.rows import dict_row
 
+        self._ready()
         cursor = self.raw.cursor(row_factory=dict_row)
         return cursor.execute(_pg_sql(sql), args) if args else cursor.execute(sql)
 

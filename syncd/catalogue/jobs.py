@@ -299,6 +299,9 @@ def apply_consequence(conn, consequence: Consequence, pks_sql: str, args: Sequen
             (now, now, *args),
         )
     elif c.preprocess == UNLESS_CURRENT:
+        # The item's latest job: `id + 0`, so that the planner reads the item's few jobs by
+        # jobs_item and sorts them, never walks the primary key backwards hoping to meet the
+        # item soon (PostgreSQL did, per item: a 1% changed re-sync of 200k items took 14 s).
         conn.execute(
             f"""INSERT INTO jobs (item_pk, kind, state, created_at, updated_at)
                 SELECT i.pk, 'preprocess', 'pending', ?, ? FROM items i
@@ -306,11 +309,11 @@ def apply_consequence(conn, consequence: Consequence, pks_sql: str, args: Sequen
                     SELECT j.kind = 'preprocess' AND j.state IN ('pending', 'running', 'done', 'failed')
                     FROM jobs j WHERE j.item_pk = i.pk
                       AND NOT (j.kind = 'cleanup' AND j.state = 'cancelled')
-                    ORDER BY j.id DESC LIMIT 1), false)""",
+                    ORDER BY j.id + 0 DESC LIMIT 1), false)""",
             (now, now, *args),
         )
     if c.cancel and c.reason == SUPERSEDED:
-        latest = ("(SELECT max(n.id) FROM jobs n WHERE n.item_pk = jobs.item_pk "
+        latest = ("(SELECT max(n.id + 0) FROM jobs n WHERE n.item_pk = jobs.item_pk "
                   "AND n.kind = 'preprocess')")
         _cancel(conn, c.cancel, pks_sql, args, f"'superseded by job ' || {latest}", now,
                 extra=f"AND id < {latest}")

@@ -33,6 +33,7 @@ CONTENT_KEY = """(CASE WHEN md5 IS NOT NULL AND md5 != '' THEN 'md5:' || md5
                       WHEN etag IS NOT NULL AND size IS NOT NULL THEN 'etag:' || size || ':' || etag
                  END)"""
 INSERT_CHUNK = 50_000  # created items written per transaction
+ANALYZE_AFTER = 10_000  # created items past which the engine's statistics are refreshed
 TEMP_TABLES = ("listing", "unlisted", "diff", "gone", "moves", "link_info", "held",
                "created_pks")
 # Move pairing passes, most specific first: same name, same folder, any path.
@@ -270,7 +271,9 @@ class StagedListing:
         if plan.fresh == plan.moves:
             return
         # Created items, in chunks so that a very large first sync does not hold the write
-        # lock for long; each chunk writes its items and their jobs together.
+        # lock for long; each chunk writes its items and their jobs together. A path another
+        # writer (the daemon's event applier, another host) catalogued since the listing
+        # keeps that item (insert_items skips it).
         last = conn.execute("SELECT coalesce(max(n), 0) FROM listing").fetchone()[0]
         fresh = self.fresh_rows(plan)
         for low in range(1, last + 1, INSERT_CHUNK):
@@ -280,13 +283,14 @@ class StagedListing:
                     f"""INSERT INTO items (dataset_id, filename, size, mtime, etag, md5,
                                            created_at, updated_at, "user")
                         SELECT ?, path, size, mtime, etag, md5, ?, ?, ? FROM ({fresh}) AS fresh
-                        WHERE n BETWEEN ? AND ? ORDER BY n
-                        ON CONFLICT DO NOTHING""",
+                        WHERE n BETWEEN ? AND ? ORDER BY n""",
                     (dataset.id, now, now, json.dumps(user, ensure_ascii=False) if user else None,
                      low, low + INSERT_CHUNK - 1),
                 )
                 jobs.apply_consequence(conn, rules["created"], *created, now=now)
                 self._apply_link_info(dataset.id, created)
+        if plan.fresh - plan.moves >= ANALYZE_AFTER:
+            self.dialect.analyze_loaded(conn, ("items", "jobs"))
 
     def _apply_changes(self, rules, now: str) -> None:
         conn = self.conn

@@ -59,9 +59,10 @@ ITEM_COLUMNS = ('pk, dataset_id, filename, type, size, mtime, etag, md5, state, 
 class Catalogue:
     """One catalogue connection. Not shared between threads: open one per thread or process."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = BUSY_TIMEOUT):
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float | None = None):
         """`path`: a SQLite file (created on first use), or a postgresql:// URL.
-        `busy_timeout`: seconds a write waits for another writer before CatalogueBusyError."""
+        `busy_timeout`: seconds a write waits for another writer before CatalogueBusyError
+        (default BUSY_TIMEOUT, read at each open)."""
         self.url = str(path) if is_postgres_url(str(path)) else None
         if self.url:
             self.path = redact_url(self.url)  # what messages name: never the password
@@ -69,6 +70,8 @@ class Catalogue:
             self.path = Path(path)
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+        if busy_timeout is None:
+            busy_timeout = BUSY_TIMEOUT
         self._conn = connect(self.url or str(path), busy_timeout=busy_timeout)
         self.dialect = self._conn.dialect
         self.migrate()
