@@ -195,6 +195,13 @@ class StagedListing:
         return ("SELECT l.* FROM diff d JOIN listing l ON l.n = d.n "
                 "WHERE d.pk IS NULL AND d.n NOT IN (SELECT n FROM moves)" + unheld)
 
+    def admitted_paths(self, plan: Plan) -> str:
+        """SQL selecting the paths this sync gives an item: created (not held) or moved onto."""
+        admitted = f"SELECT path FROM ({self.fresh_rows(plan)}) x"
+        if not plan.initial:
+            admitted += " UNION ALL SELECT l.path FROM moves m JOIN listing l ON l.n = m.n"
+        return admitted
+
     def samples(self, plan: Plan, limit: int) -> dict[str, list[str]]:
         queries = {"created": f"SELECT path FROM ({self.fresh_rows(plan)}) AS fresh"}
         if not plan.initial:

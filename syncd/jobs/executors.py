@@ -38,13 +38,17 @@ class InlineExecutor(Executor):
 PRELOAD = ["PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "msgspec", "filetype"]
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor:
+def process_pool(workers: int, *, fork: bool = False) -> ProcessPoolExecutor:
     """Worker processes forked from a clean server process (fast to start, and safe however
-    many threads the parent runs)."""
+    many threads the parent runs); with `fork`, forked from the caller itself, which must
+    be its process's only thread (syncd.jobs.warm)."""
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload(PRELOAD)
+    if fork:
+        context = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if context.get_start_method() == "forkserver":
+            context.set_forkserver_preload(PRELOAD)
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
 
 

@@ -35,12 +35,10 @@ class WarmPool:
             self._thread.start()
 
     def _forked(self) -> Executor:
-        from concurrent.futures import ProcessPoolExecutor
+        from .executors import process_pool
+        from .process import preload
 
-        from .process import init_worker, preload
-
-        pool = ProcessPoolExecutor(max_workers=self.workers, initializer=init_worker,
-                                   mp_context=multiprocessing.get_context("fork"))
+        pool = process_pool(self.workers, fork=True)
         for _ in range(self.workers):  # the first submit forks every worker, in this thread
             pool.submit(preload)
         return pool

@@ -159,8 +159,5 @@ def record_listing(catalogue: Catalogue, staged: StagedListing, plan: Plan, data
         arrivals.record(catalogue, dataset, admitted=None, low=scope.low, high=scope.high,
                         at=now_iso(), unlisted=False)
         return
-    admitted = f"SELECT path FROM ({staged.fresh_rows(plan)}) x"
-    if not plan.initial:
-        admitted += " UNION ALL SELECT l.path FROM moves m JOIN listing l ON l.n = m.n"
-    arrivals.record(catalogue, dataset, admitted=admitted, low=scope.low, high=scope.high,
-                    at=now_iso(), unlisted=complete)
+    arrivals.record(catalogue, dataset, admitted=staged.admitted_paths(plan), low=scope.low,
+                    high=scope.high, at=now_iso(), unlisted=complete)
