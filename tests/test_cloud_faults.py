@@ -49,7 +49,7 @@ def test_throttling_is_retried_by_the_sdk(kind, endpoint_for):
         attempts = {} if kind == "gcs" else {"max_attempts": 4}  # GCS retries for a time
         driver = endpoint.driver(bucket, **attempts, **fast, **through(endpoint, proxy.url))
         assert [i.key for i in driver.list()] == ["a.txt"]
-        assert proxy.requests == 3  # two throttled answers, then the real one
+        assert proxy.requests == 3, proxy.paths  # two throttled answers, then the real one
     finally:
         proxy.close()
 
