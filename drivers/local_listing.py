@@ -118,11 +118,14 @@ class LocalListing:
             relative = ""
         return relative, reason
 
-    def _parse_find_block(self, block: bytes, key_prefix: str, on_error: OnError) -> list[ObjectInfo]:
+    def _parse_find_block(self, block: bytes, key_prefix: str, on_error: OnError) -> list[ObjectInfo] | FindPage:
         try:
-            fields = (block.decode() + "\0").split("\0")
+            text = block.decode() + "\0"
         except UnicodeDecodeError:
             return self._parse_find_records(block, key_prefix, on_error)
+        fields = text.split("\0")
+        if not key_prefix and "\\" not in text and set(fields[0::6]) == {"f"}:
+            return FindPage(fields)  # the usual block: plain files, nothing to check
         page = []
         append = page.append
         fields_iter = iter(fields)
@@ -138,10 +141,7 @@ class LocalListing:
                 if info is not None:
                     append(info)
                 continue
-            seconds, _, fraction = mtime.partition(".")
-            mtime_ns = seconds + fraction[:9]  # GNU find prints 10 digits (checked at start)
-            append(ObjectInfo(key_prefix + name, int(size), int(mtime_ns) / 1e9,
-                              inode + "-" + mtime_ns, None))
+            append(_find_info(key_prefix + name, size, mtime, inode))
         return page
 
     def _parse_find_records(self, block: bytes, key_prefix: str, on_error: OnError) -> list[ObjectInfo]:
@@ -233,6 +233,63 @@ def _widen_pipe(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, FIND_BLOCK)
     except (ImportError, AttributeError, OSError):
         pass
+
+
+def _find_info(key: str, size: str, mtime: str, inode: str) -> ObjectInfo:
+    """A plain file's ObjectInfo from find's fields; as _info makes it from a stat."""
+    # GNU find prints 10 fractional digits (checked at start) after the floor of the seconds:
+    # -1.5 s is "-2.5000000000"
+    mtime_ns = int(mtime[:-11]) * 1_000_000_000 + int(mtime[-10:-1])
+    return ObjectInfo(key, int(size), mtime_ns / 1e9, f"{inode}-{mtime_ns}", None)
+
+
+class FindPage:
+    """A page of find's records for plain files, not parsed yet: `fields` holds six per
+    record, (kind "f", size, mtime as seconds with 10 fractional digits, inode, key, "").
+
+    To whoever iterates or indexes it, it is a page of ObjectInfo (parsed on first use). The
+    SQLite catalogue stages its `records()` as they are, doing _find_info's conversion in
+    SQL (catalogue/backend.py: FIND_RECORDS), which costs a third of parsing them here: at a
+    million files, the difference between syncing within 3x `find` and not."""
+
+    __slots__ = ("fields", "_parsed")
+
+    def __init__(self, fields: list[str]):
+        self.fields = fields
+        self._parsed: list[ObjectInfo] | None = None
+
+    def records(self) -> Iterator[tuple[str, ...]]:
+        it = iter(self.fields)
+        return zip(it, it, it, it, it, it, strict=True)
+
+    def keys(self) -> list[str]:
+        return self.fields[4::6]
+
+    @property
+    def parsed(self) -> list[ObjectInfo]:
+        if self._parsed is None:
+            self._parsed = [_find_info(key, size, mtime, inode)
+                            for _kind, size, mtime, inode, key, _ in self.records()]
+        return self._parsed
+
+    def __len__(self) -> int:
+        return len(self.fields) // 6
+
+    def __iter__(self) -> Iterator[ObjectInfo]:
+        return iter(self.parsed)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                return FindPage(self.fields[start * 6 : stop * 6])
+        return self.parsed[index]
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"FindPage({self.parsed!r})"
 
 
 def _paged(infos: Iterator[ObjectInfo]) -> Iterator[list[ObjectInfo]]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from conftest import put_file
+from drivers.local_listing import FindPage
 from syncd.catalogue import runs
 
 pytestmark = pytest.mark.both_backends  # every test on SQLite and on PostgreSQL
@@ -62,6 +65,27 @@ def test_unchanged_resync_writes_no_item(app, storage):
         assert _row_writes(app) - changes < 60  # temp-table rows are not counted per item
     else:
         assert _row_writes(app) == changes  # no item row rewritten
+
+
+def test_listed_facts_are_those_a_stat_gives(app, storage):
+    """The local driver's find pages are staged without being parsed in Python (SQLite) or
+    parsed (PostgreSQL): either way each item holds exactly the size, mtime and etag that a
+    stat of its file gives (the daemon's path), whatever the mtime's digits."""
+    mtimes_ns = [1_700_000_000_123_456_789, 1_700_000_000_000_000_001, 999_999_999_999_999_999,
+                 5_000_000_001, 0, -1_500_000_000, 4_102_444_800_987_654_321]
+    for i, ns in enumerate(mtimes_ns):
+        os.utime(put_file(storage, f"d{i % 2}/f{i}.bin", "x" * i), ns=(ns, ns))
+    for i in range(2000):  # blocks of plain files only: the unparsed path
+        put_file(storage, f"bulk/{i}.jpg", str(i))
+    result = app.sync("photos")
+    assert result.created == len(mtimes_ns) + 2000
+    driver = app.driver("disk")
+    assert all(isinstance(page, FindPage) for page in driver.list_pages())
+    rows = app.catalogue._conn.execute("SELECT filename, size, mtime, etag FROM items").fetchall()
+    for filename, size, mtime, etag in rows:
+        facts = driver.stat(filename[1:])
+        assert (size, mtime, etag) == (facts.size, facts.mtime, facts.etag), filename
+    assert app.sync("photos").unchanged == len(rows)
 
 
 def test_modified_file_is_updated_and_gets_a_new_job(app, storage):
@@ -312,3 +336,59 @@ def test_opening_waits_for_another_process_creating_the_catalogue(tmp_path):
     assert catalogue._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert catalogue.version >= 1
     catalogue.close()
+
+
+@pytest.mark.sqlite_only
+def test_a_large_sync_checkpoints_aside_and_bounds_the_wal(app, storage, monkeypatch):
+    """Created items are written while a thread checkpoints the WAL: the WAL starts over
+    between transactions once past its bound, ends emptied, and the catalogue is whole. A
+    reader that holds the WAL meanwhile stalls nothing: it only keeps the WAL from starting
+    over until it is done."""
+    import time
+
+    from syncd.catalogue import backend, listing
+
+    monkeypatch.setattr(listing, "INSERT_CHUNK", 200)
+    monkeypatch.setattr(backend, "WAL_BOUND", 64 * 1024)
+    monkeypatch.setattr(backend, "CHECKPOINT_EVERY", 0.005)
+    wal = Path(str(app.catalogue.path) + "-wal")
+    sizes = []
+    original = backend.SQLiteDialect.checkpoints_aside
+
+    def watched(self, conn):
+        with original(self, conn) as between:
+            def spy():
+                sizes.append(wal.stat().st_size)
+                between()
+            yield spy
+
+    monkeypatch.setattr(backend.SQLiteDialect, "checkpoints_aside",
+                        contextlib.contextmanager(watched))
+    for i in range(3000):
+        put_file(storage, f"d{i % 30}/{i}.jpg", str(i))
+    reader = sqlite3.connect(app.catalogue.path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM datasets").fetchone()  # holds a snapshot
+    started = time.monotonic()
+    assert app.sync("photos").created == 3000
+    assert time.monotonic() - started < 10  # not the busy timeout per transaction
+    reader.rollback()
+    reader.close()
+    for i in range(3000, 6000):
+        put_file(storage, f"e{i % 30}/{i}.jpg", str(i))
+    sizes.clear()
+    assert app.sync("photos").created == 3000
+    # 30 chunks of the listing, 200 rows each (half of them created, ~115 KB of WAL): the
+    # WAL the reader kept from starting over is emptied, and from then on stays within its
+    # bound plus a few chunks (a truncation skipped while the thread is checkpointing);
+    # unbounded, it would pass 3 MB
+    assert len(sizes) == 30 and sizes[0] > 1024 * 1024, sizes
+    emptied = sizes.index(0)
+    assert emptied < 5 and max(sizes[emptied:]) < 64 * 1024 + 5 * 115 * 1024, sizes
+    assert sizes.count(0) >= 5, sizes
+    assert wal.stat().st_size < 64 * 1024  # emptied at the end (then the run's own commit)
+    conn = app.catalogue._conn
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 6000
+    assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 6000

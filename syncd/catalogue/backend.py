@@ -27,14 +27,18 @@ import os
 import re
 import sqlite3
 import sys
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer before failing
+WAL_AUTOCHECKPOINT = 1000  # pages: SQLite's default
+CHECKPOINT_EVERY = 0.05  # seconds between the checkpoints of checkpoints_aside
+WAL_BOUND = 512 * 1024 * 1024  # bytes of WAL past which checkpoints_aside empties it
 CACHE_KIB = 16 * 1024  # SQLite page cache per connection and database
 SCHEMA_LOCK = 0x73796E63  # PostgreSQL advisory lock key held while migrating ('sync')
 SYNC_LOCK_SPACE = 0x73796E64  # first key of the two-key advisory lock of a dataset's sync
@@ -91,6 +95,16 @@ def is_busy(error: BaseException) -> bool:
 
 
 # -- SQLite ---------------------------------------------------------------------------------
+
+# Stages a drivers.local_listing.FindPage record (kind, size, mtime "S.FFFFFFFFFF", inode, key,
+# "") as the ObjectInfo its _find_info would make, exactly: mtime_ns from the seconds and the
+# first nine fractional digits, mtime = mtime_ns / 1e9, etag = "inode-mtime_ns".
+# tests/test_indexer.py checks that both give what a stat gives.
+_NS = "(CAST(substr(?3, 1, length(?3) - 11) AS INTEGER) * 1000000000 + CAST(substr(?3, -10, 9) AS INTEGER))"
+FIND_RECORDS = (f"INSERT INTO listing (path, size, mtime, etag, md5) VALUES "
+                f"('/' || ?5 || ?6, CAST(?2 AS INTEGER), CAST({_NS} AS INTEGER) / 1e9, "
+                f"?4 || '-' || {_NS}, NULL)")
+
 
 class SQLiteDialect:
     name = "sqlite"
@@ -198,11 +212,63 @@ class SQLiteDialect:
         insert = "INSERT INTO listing (path, size, mtime, etag, md5) VALUES ('/' || ?, ?, ?, ?, ?)"
         staged = 0
         for page in pages:
-            conn.executemany(insert, page)
+            records = getattr(page, "records", None)  # the local driver's FindPage
+            if records is not None:
+                conn.executemany(FIND_RECORDS, records())
+            else:
+                conn.executemany(insert, page)
             staged += len(page)
             if progress:
                 progress(len(page))
         return staged
+
+    @contextlib.contextmanager
+    def checkpoints_aside(self, conn) -> Iterator[Callable[[], None]]:
+        """Around bulk writes: WAL checkpoints (the copy of committed pages into the
+        database file, and its fsync) run in a thread, on a connection of their own, while
+        the writer goes on, instead of after each of its commits, in its way; SQLite
+        releases the GIL meanwhile, so they take the other core. Yields `between`, for the
+        writer to call between its transactions: a checkpoint that does not wait for the
+        writer cannot start the WAL over, so it is truncated there, past WAL_BOUND bytes."""
+        path = conn.execute("PRAGMA database_list").fetchone()[2]
+        if not path:  # in memory: no WAL
+            yield lambda: None
+            return
+        stop = threading.Event()
+
+        def checkpoint() -> None:
+            side = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                while not stop.wait(CHECKPOINT_EVERY):
+                    side.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                side.close()
+
+        def truncate() -> None:
+            """Copy the rest and empty the WAL, unless a reader still needs it: never wait
+            for one (an export can read for minutes)."""
+            waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {waits}")
+
+        def between() -> None:
+            # Only a truncation shrinks the file, and only this does one: its size is the WAL's.
+            if os.path.getsize(path + "-wal") > WAL_BOUND:
+                truncate()
+
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        thread = threading.Thread(target=checkpoint, name="syncd-checkpoint", daemon=True)
+        thread.start()
+        try:
+            yield between
+        finally:
+            stop.set()
+            thread.join()
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+            truncate()
 
     def analyze_temp(self, conn, table: str) -> None:
         """Let the planner know a freshly loaded temp table's size (SQLite needs no help)."""
@@ -434,6 +500,9 @@ class PostgresDialect:
                 if progress:
                     progress(len(page))
         return staged
+
+    def checkpoints_aside(self, conn) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext(lambda: None)  # the server checkpoints on its own
 
     def analyze_temp(self, conn, table: str) -> None:
         conn.execute(f"ANALYZE {table}")

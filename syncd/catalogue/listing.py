@@ -19,6 +19,7 @@ policy in syncd.sync.rules), applied here in the same transaction as the items.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -283,7 +284,19 @@ class StagedListing:
         # keeps that item (insert_items skips it).
         last = conn.execute("SELECT coalesce(max(n), 0) FROM listing").fetchone()[0]
         fresh = self.fresh_rows(plan)
+        created = plan.fresh - plan.moves
+        # More than one transaction's worth: checkpoint in a thread (backend.py)
+        aside = (self.dialect.checkpoints_aside(conn) if created > INSERT_CHUNK
+                 else contextlib.nullcontext(lambda: None))
+        with aside as between:
+            self._insert_created(dataset, rules, fresh, last, now, user, between)
+        if created >= ANALYZE_AFTER:
+            self.dialect.analyze_loaded(conn, ("items", "jobs"))
+
+    def _insert_created(self, dataset, rules, fresh, last, now, user, between) -> None:
+        conn, catalogue = self.conn, self.catalogue
         for low in range(1, last + 1, INSERT_CHUNK):
+            between()
             with catalogue.transaction(immediate=True):
                 created = self.dialect.insert_items(
                     conn,
@@ -296,8 +309,6 @@ class StagedListing:
                 )
                 jobs.apply_consequence(conn, rules["created"], *created, now=now)
                 self._apply_link_info(dataset.id, created)
-        if plan.fresh - plan.moves >= ANALYZE_AFTER:
-            self.dialect.analyze_loaded(conn, ("items", "jobs"))
 
     def _apply_changes(self, rules, now: str) -> None:
         conn = self.conn

@@ -363,7 +363,8 @@ def filter_pages(pages: Iterable[list], path_filter: PathFilter, excluded: Exclu
     try:
         for page in pages:
             if scan is not None and page:
-                text = "\n".join([info[0] for info in page])
+                keys = getattr(page, "keys", None)  # a FindPage: its keys without parsing it
+                text = "\n".join(keys() if keys else [info[0] for info in page])
                 if text.count("\n") == len(page) - 1:  # no key of its own holds a newline
                     lines = {text.count("\n", 0, at) for at in scan(text)}
                     if not lines:
