@@ -12,6 +12,7 @@ each as items/s and as a ratio to the floor, with the process's peak RSS.
     python bench/sync_bench.py --million    # 1,000,000 files
     python bench/sync_bench.py -n 50000 --keep /tmp/tree
     python bench/sync_bench.py --million --backends sqlite,postgresql   # side by side
+    python bench/sync_bench.py --scaling --keep /tmp/trees   # 200k and 1M: time per item
 
 Targets on a 2-core machine: initial sync within 3x the floor, no-op re-sync within 2x,
 peak RSS under 150 MB and not growing between 200k and 1M items.
@@ -188,22 +189,41 @@ def main() -> None:
     parser.add_argument("-n", "--files", type=int, default=200_000)
     parser.add_argument("--million", action="store_true", help="1,000,000 files")
     parser.add_argument("--keep", type=Path, help="build the tree here and keep it")
+    parser.add_argument("--scaling", action="store_true",
+                        help="200,000 then 1,000,000 files in one run, and the time per item "
+                             "of each phase at 1M against 200k (target: within 1.2x); with "
+                             "--keep DIR, the trees are DIR/200000 and DIR/1000000")
     parser.add_argument("--backends", default="sqlite",
                         help="comma-separated: sqlite, postgresql (side by side, same tree)")
     parser.add_argument("--postgres", metavar="URL",
                         help="a PostgreSQL server (postgresql://user@host/db) to create a fresh "
                              "database on; default: start a throwaway local server")
     args = parser.parse_args()
-    count = 1_000_000 if args.million else args.files
+    counts = [200_000, 1_000_000] if args.scaling else [1_000_000 if args.million else args.files]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     with contextlib.ExitStack() as stack:
         server = None
         if "postgresql" in backends:
             server = args.postgres or stack.enter_context(TemporaryPostgres())
-        run_backends(args, count, backends, server)
+        keep = args.keep
+        per_item = {}
+        for count in counts:
+            if args.scaling and keep is not None:
+                args.keep = keep / str(count)
+            per_item[count] = run_backends(args, count, backends, server)
+    if args.scaling:
+        small, large = counts
+        print(f"\ntime per item at {large:,} against {small:,} files (target: within 1.2x)\n")
+        print(f"{'catalogue':<12}{'phase':<20}{'µs/item small':>15}{'µs/item large':>15}{'ratio':>8}")
+        for key, micros in per_item[small].items():
+            if key in per_item[large]:
+                print(f"{key[0]:<12}{key[1]:<20}{micros:>15.2f}{per_item[large][key]:>15.2f}"
+                      f"{per_item[large][key] / micros:>8.2f}")
 
 
-def run_backends(args, count: int, backends: list[str], server: str | None) -> None:
+def run_backends(args, count: int, backends: list[str], server: str | None) -> dict:
+    """Run and print the benchmark on a tree of `count` files; returns the microseconds per
+    listed item of each (backend, phase)."""
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     root = args.keep or work / "tree"
     try:
@@ -251,12 +271,15 @@ def run_backends(args, count: int, backends: list[str], server: str | None) -> N
             print(f"{backend:<12}{name:<20}{seconds:>9.3f}{result['listed'] / seconds:>12,.0f}"
                   f"{seconds / floor_s:>9.2f}{(f'{target:.1f}x' if target else '-'):>8}"
                   f"{wall:>8.2f}{rss:>13.1f}")
+        per_item = {(backend, name): 1e6 * result["seconds"] / result["listed"]
+                    for backend, name, result, *_ in rows}
         plain = plain_import_seconds(root, work / "plain.db")  # last: it grows this process
         print(f"\nplain import (os.scandir walk + sqlite-utils insert, 5,000-row transactions):"
               f" {plain:.3f} s = {plain / floor:.2f}x the floor")
         print("'sync s' is the time syncd reports for the sync itself; 'wall s' adds Python"
               " start-up and imports. PostgreSQL: peak RSS is syncd's process only (the"
               " server's memory is its own).")
+        return per_item
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

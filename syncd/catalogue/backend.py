@@ -235,22 +235,25 @@ class SQLiteDialect:
             yield lambda: None
             return
         stop = threading.Event()
+        checkpointing = threading.Lock()  # the thread's checkpoint, or a truncation
 
         def checkpoint() -> None:
             side = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             try:
                 while not stop.wait(CHECKPOINT_EVERY):
-                    side.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    with checkpointing:
+                        side.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 side.close()
 
         def truncate() -> None:
             """Copy the rest and empty the WAL, unless a reader still needs it: never wait
-            for one (an export can read for minutes)."""
+            for one (an export can read for minutes), only for the thread's checkpoint."""
             waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
             conn.execute("PRAGMA busy_timeout = 0")
             try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                with checkpointing:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 conn.execute(f"PRAGMA busy_timeout = {waits}")
 
