@@ -98,12 +98,13 @@ def is_busy(error: BaseException) -> bool:
 
 # Stages a drivers.local_listing.FindPage record (kind, size, mtime "S.FFFFFFFFFF", inode, key,
 # "") as the ObjectInfo its _find_info would make, exactly: mtime_ns from the seconds and the
-# first nine fractional digits, mtime = mtime_ns / 1e9, etag = "inode-mtime_ns".
+# first nine fractional digits, mtime = mtime_ns / 1e9, etag = "inode-mtime_ns"; the size
+# becomes an integer by the column's affinity, and md5 NULL from the empty sixth field.
 # tests/test_indexer.py checks that both give what a stat gives.
 _NS = "(CAST(substr(?3, 1, length(?3) - 11) AS INTEGER) * 1000000000 + CAST(substr(?3, -10, 9) AS INTEGER))"
 FIND_RECORDS = (f"INSERT INTO listing (path, size, mtime, etag, md5) VALUES "
-                f"('/' || ?5 || ?6, CAST(?2 AS INTEGER), CAST({_NS} AS INTEGER) / 1e9, "
-                f"?4 || '-' || {_NS}, NULL)")
+                f"('/' || ?5, ?2, {_NS} / 1e9, "
+                f"?4 || '-' || {_NS}, nullif(?6, ''))")
 
 
 class SQLiteDialect:
