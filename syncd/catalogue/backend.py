@@ -346,6 +346,9 @@ def connect_sqlite(path: str, *, busy_timeout: float = BUSY_TIMEOUT) -> SQLiteCo
     conn.execute("PRAGMA temp_store = FILE")  # sync diffs spill to disk, not RAM
     # A bounded page cache, big enough for a large sync's index inserts not to spill.
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    # The temporary database (staged listings, scratch only): larger pages stage a listing
+    # and drop it faster (1M files: -0.24 s of 6.3); the catalogue keeps SQLite's default.
+    conn.execute("PRAGMA temp.page_size = 16384")
     conn.execute(f"PRAGMA temp.cache_size = -{CACHE_KIB}")
     return conn
 
