@@ -83,3 +83,30 @@ def test_a_missing_bucket_is_one_error(cloud_store):
     driver = cloud_store.make(list_concurrency=4, bucket="no-such-bucket-x")
     with pytest.raises(NotFound):
         keys(driver)
+
+
+def test_folders_sharing_a_prefix_are_listed_as_one_group(cloud_store):
+    """About `list_concurrency` listings, not one per folder: the folders a*, b*, c* are
+    three prefix listings; objects directly under the top that share a group's prefix
+    (a0.jpg) come once, from the delimiter listing; the hidden folder is never in a group."""
+    names = [f"{group}{i}/x{j}.jpg" for group in "abc" for i in range(4) for j in range(3)]
+    names += ["a0.jpg", "a1x.jpg", "b.jpg", "c9.txt", "a0/deeper/y.jpg", ".data/q.jpg",
+              ".dataloopx/z.jpg"]
+    fill(cloud_store, names)
+    fill(cloud_store, [f".dataloop/thumbnails/{i}.jpg" for i in range(5)])
+    driver = cloud_store.make(list_concurrency=3)
+    inner = driver.inner
+    listed: list[str] = []
+    pages = inner._pages
+
+    def spy(prefix, **kwargs):
+        listed.append(prefix)
+        return pages(prefix, **kwargs)
+
+    inner._pages = spy
+    inner.page_size = 2  # the first page ends inside the hidden folder (S3, GCS)
+    assert keys(driver) == sorted(names)
+    base = inner.base
+    assert {base + "a", base + "b", base + "c"} <= set(listed), listed
+    assert not any(prefix.startswith(base + "a") and prefix != base + "a" for prefix in listed)
+    assert all(not inner._hidden.startswith(prefix) for prefix in listed if prefix != base), listed
