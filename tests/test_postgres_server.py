@@ -92,7 +92,7 @@ def test_a_command_left_in_flight_by_an_interrupt_does_not_wedge_the_session(pos
     """Ctrl-C / SIGTERM can land after psycopg sent a command and before it read the result
     (seen in test_interrupted_sync): syncd's connection cancels it and reads its results, and
     the session, with its advisory lock and temporary table, goes on."""
-    from syncd.catalogue.backend import connect_postgres
+    from syncd.catalogue.postgres import connect_postgres
 
     conn = connect_postgres(postgres_url)
     conn.execute("CREATE TEMP TABLE t (n int)")

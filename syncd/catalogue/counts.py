@@ -25,7 +25,7 @@ def read_counts(path: str | Path) -> Counts | None:
     the server unreachable). `path`: a SQLite file or a postgresql:// URL."""
     try:
         if is_postgres_url(str(path)):
-            from .backend import connect_postgres
+            from .postgres import connect_postgres
 
             conn = connect_postgres(str(path), read_only=True)
         else:

@@ -1,7 +1,7 @@
 """A storage listing staged in the catalogue and diffed against the items, set-based.
 
 The listing streams page by page into a temporary table (on disk, so memory stays flat
-whatever the bucket's size; executemany on SQLite, COPY on PostgreSQL: backend.py); the
+whatever the bucket's size; executemany on SQLite, COPY on PostgreSQL: backend.py, postgres.py); the
 diff is a handful of SQL statements, the same on both engines:
 
 - created: listed paths with no item;
