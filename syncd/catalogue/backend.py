@@ -252,7 +252,8 @@ class SQLiteDialect:
             side = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             try:
                 while not stop.wait(CHECKPOINT_EVERY):
-                    with checkpointing:
+                    # A checkpoint that fails (another one running, say) is left to the next.
+                    with checkpointing, contextlib.suppress(sqlite3.OperationalError):
                         side.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 side.close()
