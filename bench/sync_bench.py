@@ -205,12 +205,10 @@ def main() -> None:
         server = None
         if "postgresql" in backends:
             server = args.postgres or stack.enter_context(TemporaryPostgres())
-        keep = args.keep
         per_item = {}
         for count in counts:
-            if args.scaling and keep is not None:
-                args.keep = keep / str(count)
-            per_item[count] = run_backends(args, count, backends, server)
+            keep = args.keep / str(count) if args.scaling and args.keep else args.keep
+            per_item[count] = run_backends(count, backends, server, keep)
     if args.scaling:
         small, large = counts
         print(f"\ntime per item at {large:,} against {small:,} files (target: within 1.2x)\n")
@@ -221,11 +219,11 @@ def main() -> None:
                       f"{per_item[large][key] / micros:>8.2f}")
 
 
-def run_backends(args, count: int, backends: list[str], server: str | None) -> dict:
-    """Run and print the benchmark on a tree of `count` files; returns the microseconds per
-    listed item of each (backend, phase)."""
+def run_backends(count: int, backends: list[str], server: str | None, keep: Path | None) -> dict:
+    """Run and print the benchmark on a tree of `count` files (built in `keep`, and kept, if
+    given); returns the microseconds per listed item of each (backend, phase)."""
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
-    root = args.keep or work / "tree"
+    root = keep or work / "tree"
     try:
         if not (root / "d00000").exists():
             build_tree(root, count)
@@ -281,7 +279,7 @@ def run_backends(args, count: int, backends: list[str], server: str | None) -> d
               " server's memory is its own).")
         return per_item
     finally:
-        if args.keep is None:
+        if keep is None:
             shutil.rmtree(work, ignore_errors=True)
         else:
             shutil.rmtree(work / "catalogue.db", ignore_errors=True)

@@ -184,8 +184,8 @@ class CloudDriver(Driver):
         yield from pages
 
     def _parallel_pages(self, full: str) -> Iterator[list[ObjectInfo]]:
-        """List by sub-folder, `list_concurrency` folders at a time; the hidden folder's
-        prefix is never listed.
+        """List by sub-folder (or group of them: _grouped), `list_concurrency` listings at a
+        time; the hidden folder's prefix is never listed.
 
         Where a listing can start after a given name (S3, GCS), it begins as the plain
         listing does; only when its first page is full and ends inside a folder are the

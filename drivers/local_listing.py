@@ -285,9 +285,6 @@ class FindPage:
                 return FindPage(self.fields[start * 6 : stop * 6])
         return self.parsed[index]
 
-    def __eq__(self, other) -> bool:
-        return list(self) == list(other)
-
     def __repr__(self) -> str:
         return f"FindPage({self.parsed!r})"
 

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from .postgres import PostgresConnection
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer before failing
-WAL_AUTOCHECKPOINT = 1000  # pages: SQLite's default
 CHECKPOINT_EVERY = 0.05  # seconds between the checkpoints of checkpoints_aside
 WAL_BOUND = 512 * 1024 * 1024  # bytes of WAL past which checkpoints_aside empties it
 CACHE_KIB = 16 * 1024  # SQLite page cache per connection and database
@@ -274,6 +273,7 @@ class SQLiteDialect:
             if os.path.getsize(path + "-wal") > WAL_BOUND:
                 truncate()
 
+        pages = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
         conn.execute("PRAGMA wal_autocheckpoint = 0")
         thread = threading.Thread(target=checkpoint, name="syncd-checkpoint", daemon=True)
         thread.start()
@@ -282,7 +282,7 @@ class SQLiteDialect:
         finally:
             stop.set()
             thread.join()
-            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
             truncate()
 
     def analyze_temp(self, conn, table: str) -> None:
