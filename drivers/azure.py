@@ -184,10 +184,16 @@ class AzureDriver(CloudDriver):
 
     # -- listing --------------------------------------------------------------------------
 
-    def _pages(self, prefix: str, *, after_hidden: str | None = None) -> Iterator[list[ObjectInfo]]:
+    # Azure cannot start a listing after a name: what comes before it is listed and left out.
+
+    def _pages(self, prefix: str, *, after_hidden: str | None = None,
+               start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
         blobs = self.container.list_blobs(name_starts_with=prefix or None, results_per_page=self.page_size)
         for page in blobs.by_page():
-            yield [_info(blob) for blob in page]
+            infos = [_info(blob) for blob in page]
+            if start_after and infos and infos[0].key <= start_after:
+                infos = [info for info in infos if info.key > start_after]
+            yield infos
 
     def _delimited(self, prefix: str, *, after_folder: str | None = None):
         entries = self.container.walk_blobs(name_starts_with=prefix or None, delimiter="/",
@@ -195,6 +201,8 @@ class AzureDriver(CloudDriver):
         for page in entries.by_page():
             objects, prefixes = [], []
             for entry in page:
+                if after_folder and (entry.name < after_folder or entry.name.startswith(after_folder)):
+                    continue
                 if isinstance(entry, BlobPrefix):
                     prefixes.append(entry.name)
                 else:

@@ -94,7 +94,8 @@ class CloudDriver(Driver):
     `translate(error, what)`, which turns an SDK error into a DriverError (or None: not ours).
     """
 
-    # Can `_pages` start listing after the hidden folder (S3 StartAfter, GCS startOffset)?
+    # Can the service start a listing after a given name (S3 StartAfter, GCS startOffset)?
+    # Elsewhere (Azure) `_pages` and `_delimited` leave out what comes before it themselves.
     skips_hidden: ClassVar[bool] = False
     page_size: int = 1000  # objects a listing request asks for (the services' maximum)
 
@@ -108,8 +109,8 @@ class CloudDriver(Driver):
     def _pages(self, prefix: str, *, after_hidden: str | None = None,
                start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
         """Yield pages of objects whose *name* starts with `prefix`, in name order, as the
-        service returns them. With `after_hidden`, start after every name under that folder;
-        with `start_after` (drivers whose `skips_hidden`), after that name."""
+        service returns them. With `after_hidden` (drivers whose `skips_hidden`), start after
+        every name under that folder; with `start_after`, after that name."""
         raise NotImplementedError
 
     def _head(self, name: str) -> ObjectInfo:
@@ -149,8 +150,8 @@ class CloudDriver(Driver):
     def _delimited(self, prefix: str, *, after_folder: str | None = None
                    ) -> Iterator[tuple[list[ObjectInfo], list[str]]]:
         """Yield pages of (objects, sub-folder prefixes) directly under `prefix` (a listing
-        with delimiter "/"), with `after_folder` (drivers whose `skips_hidden`) starting after
-        every name under that folder. Drivers without it: no parallel listing."""
+        with delimiter "/"), with `after_folder` starting after every name under that folder.
+        Drivers without it: no parallel listing."""
         raise NotImplementedError
 
     def list_pages(self, prefix: str = "", *, on_error: OnError | None = None) -> Iterator[list[ObjectInfo]]:
@@ -187,54 +188,36 @@ class CloudDriver(Driver):
         """List by sub-folder (or group of them: _grouped), `list_concurrency` listings at a
         time; the hidden folder's prefix is never listed.
 
-        Where a listing can start after a given name (S3, GCS), it begins as the plain
-        listing does; only when its first page is full and ends inside a folder are the
-        folders after that one discovered (a delimiter listing starting past it, which also
-        yields the top level's objects) and listed in parallel with the rest of that folder.
-        So a flat bucket, or a small one, costs exactly the plain listing. Elsewhere (Azure)
-        the folders are discovered by a delimiter listing from the start."""
-        if not self.skips_hidden:
-            yield from self._delimiter_fan_out(full)
-            return
+        It begins as the plain listing does; only when its first page is full and ends
+        inside a folder are the folders after that one discovered (a delimiter listing
+        starting past it, which also yields the objects beside them) and listed in parallel
+        with the rest of that folder. So a flat bucket, or a small one, costs exactly the
+        plain listing. Where that folder is the last at its level, the same is done inside it."""
         pages = self._sequential_pages(full)
         first = next(pages, None)
         if first is None:
             return
         yield first
-        rest = first[-1].key[len(full):] if first else ""
-        if len(first) < self.page_size or "/" not in rest:
+        if len(first) < self.page_size or "/" not in first[-1].key[len(full):]:
             yield from pages  # the last page, or still in the flat part: one plain listing
             return
         pages.close()
-        folder = full + rest.split("/", 1)[0] + "/"
-        tasks: list[_Task] = []
-        if folder != self._hidden:
-            tasks.append(_Task(folder, first[-1].key))  # the rest of the folder the page ended in
-        found: dict[str, None] = {}  # some services repeat a prefix on later pages
-        for objects, prefixes in self._delimited(full, after_folder=folder):
-            yield objects
-            found.update((p, None) for p in prefixes if p != self._hidden and p > folder)
-        tasks += self._grouped(full, list(found))
-        yield from fan_out(tasks, self._task_pages, self.list_concurrency)
-
-    def _delimiter_fan_out(self, full: str) -> Iterator[list[ObjectInfo]]:
-        """Discover the folders with a delimiter listing (which yields the objects at that
-        level), descending while there is only one, then list them in parallel."""
-        folders = [full]
-        for _depth in range(4):
-            if len(folders) != 1:
-                break
+        last, level = first[-1].key, full
+        while "/" in last[len(level):]:
+            folder = level + last[len(level):].split("/", 1)[0] + "/"
             found: dict[str, None] = {}  # some services repeat a prefix on later pages
-            for objects, prefixes in self._delimited(folders[0]):
+            for objects, prefixes in self._delimited(level, after_folder=folder):
                 yield objects
-                found.update((p, None) for p in prefixes if p != self._hidden)
-            folders = list(found)
-        if len(folders) <= 1:
-            for folder in folders:
-                yield from self._pages(folder)
-            return
-        parent = folders[0][: folders[0].rstrip("/").rfind("/") + 1]
-        yield from fan_out(self._grouped(parent, folders), self._task_pages, self.list_concurrency)
+                found.update((p, None) for p in prefixes if p != self._hidden and p > folder)
+            if found:
+                tasks = [] if folder == self._hidden else [_Task(folder, last)]  # its rest
+                tasks += self._grouped(level, list(found))
+                yield from fan_out(tasks, self._task_pages, self.list_concurrency)
+                return
+            if folder == self._hidden:
+                return
+            level = folder
+        yield from self._sequential_pages(level, last)
 
     def _grouped(self, parent: str, folders: list[str]) -> list[_Task]:
         """Listing tasks for sibling `folders` under `parent` (in name order): folders whose

@@ -51,20 +51,38 @@ def test_a_first_page_ending_inside_a_folder_lists_its_rest_and_the_folders_afte
     assert keys(driver) == sorted(names)
 
 
+def spied(driver) -> tuple[list[str], list[str]]:
+    """The prefixes the driver's plain and delimiter listings are asked for, as they are."""
+    inner = driver.inner
+    plain, delimited = [], []
+    pages, folders = inner._pages, inner._delimited
+    inner._pages = lambda prefix, **kwargs: (plain.append(prefix), pages(prefix, **kwargs))[1]
+    inner._delimited = lambda prefix, **kwargs: (delimited.append(prefix),
+                                                 folders(prefix, **kwargs))[1]
+    return plain, delimited
+
+
 def test_a_flat_start_goes_on_as_one_plain_listing(cloud_store):
     names = ["-a.jpg", ".b.jpg", "a.jpg", "b.jpg", "c.jpg", "d.jpg", "zz/later/x.jpg", "zz/y.jpg"]
     fill(cloud_store, names)
     fill(cloud_store, [f".dataloop/thumbnails/{i}.jpg" for i in range(3)])
     driver = cloud_store.make(list_concurrency=4)
-    driver.inner.page_size = 2  # the first delimiter page is full and has no folder
+    driver.inner.page_size = 2  # the first page is full and has no folder
+    plain, delimited = spied(driver)
     assert keys(driver) == sorted(names)
+    assert delimited == [] and plain[0] == driver.inner.base, (plain, delimited)
 
 
 def test_one_top_folder_is_descended_into(cloud_store):
-    names = [f"only/f{i}/x{j}.jpg" for i in range(5) for j in range(2)]
+    names = [f"only/f{i}/x{j}.jpg" for i in range(5) for j in range(2)] + ["only/top.jpg"]
     fill(cloud_store, names)
     driver = cloud_store.make(list_concurrency=3)
+    driver.inner.page_size = 2  # the first page ends in only/f0/, the next in only/f1/
+    plain, delimited = spied(driver)
     assert keys(driver) == sorted(names)
+    base = driver.inner.base
+    assert delimited == [base, base + "only/"], delimited
+    assert {base + f"only/f{i}/" for i in (2, 3, 4)} <= set(plain), plain
 
 
 def test_closing_a_parallel_listing_stops_its_threads(cloud_store):
@@ -96,14 +114,7 @@ def test_folders_sharing_a_prefix_are_listed_as_one_group(cloud_store):
     fill(cloud_store, [f".dataloop/thumbnails/{i}.jpg" for i in range(5)])
     driver = cloud_store.make(list_concurrency=3)
     inner = driver.inner
-    listed: list[str] = []
-    pages = inner._pages
-
-    def spy(prefix, **kwargs):
-        listed.append(prefix)
-        return pages(prefix, **kwargs)
-
-    inner._pages = spy
+    listed, _ = spied(driver)
     inner.page_size = 2  # the first page ends inside the hidden folder (S3, GCS)
     assert keys(driver) == sorted(names)
     base = inner.base
