@@ -11,6 +11,7 @@ is 32 hex digits and None otherwise: a multipart object has an etag but no MD5.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import re
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Annotated, Literal
 
 import boto3
 import botocore.exceptions
+import botocore.utils
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from .options import Meta, Secret
@@ -163,13 +165,19 @@ class S3Driver(CloudDriver):
     def _session(self) -> boto3.session.Session:
         o = self.options
         with self._mapped(f"connecting to {self.describe()}"):
-            return boto3.session.Session(
+            session = boto3.session.Session(
                 profile_name=o.profile,
                 aws_access_key_id=secret(o.access_key_id),
                 aws_secret_access_key=secret(o.secret_access_key),
                 aws_session_token=secret(o.session_token),
                 region_name=o.region,
             )
+        # botocore reads every timestamp with dateutil: 85% of the time it takes to read a
+        # listing page of 1,000 objects. S3's are ISO 8601, which the standard library
+        # reads a hundred times faster; other forms go to botocore's own parser.
+        parsers = session._session.get_component("response_parser_factory")
+        parsers.set_parser_defaults(timestamp_parser=_timestamp)
+        return session
 
     def _new_client(self):
         o = self.options
@@ -288,6 +296,18 @@ class S3Driver(CloudDriver):
 
 _TRANSFER = TransferConfig(multipart_threshold=CHUNK_SIZE, multipart_chunksize=CHUNK_SIZE,
                            max_concurrency=4, use_threads=True)
+
+
+def _timestamp(value: str) -> datetime.datetime:
+    """A timestamp of a response, as botocore's parser reads it."""
+    if value[10:11] == "T" and value[4:5] == "-":  # ISO 8601, as S3's XML has them
+        try:
+            moment = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+    return botocore.utils.parse_timestamp(value)
 
 
 def _info(name: str, size: int, modified, etag: str | None) -> ObjectInfo:
