@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import azure.core.exceptions as aexc
-from azure.storage.blob import (BlobPrefix, ContainerClient, ContentSettings, ExponentialRetry,
+from azure.storage.blob import (ContainerClient, ContentSettings, ExponentialRetry,
                                 StandardBlobTier)
 
 from .options import Meta, Secret
@@ -34,6 +34,7 @@ from .base import (
     Unreachable,
     retriable_status,
 )
+from .azure_listing import segments
 from .cloud import (
     CHUNK_SIZE,
     CloudDriver,
@@ -188,25 +189,19 @@ class AzureDriver(CloudDriver):
 
     def _pages(self, prefix: str, *, after_hidden: str | None = None,
                start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
-        blobs = self.container.list_blobs(name_starts_with=prefix or None, results_per_page=self.page_size)
-        for page in blobs.by_page():
-            infos = [_info(blob) for blob in page]
+        for infos, _ in segments(self.container, prefix, page_size=self.page_size):
             if start_after and infos and infos[0].key <= start_after:
                 infos = [info for info in infos if info.key > start_after]
             yield infos
 
     def _delimited(self, prefix: str, *, after_folder: str | None = None):
-        entries = self.container.walk_blobs(name_starts_with=prefix or None, delimiter="/",
-                                            results_per_page=self.page_size)
-        for page in entries.by_page():
-            objects, prefixes = [], []
-            for entry in page:
-                if after_folder and (entry.name < after_folder or entry.name.startswith(after_folder)):
-                    continue
-                if isinstance(entry, BlobPrefix):
-                    prefixes.append(entry.name)
-                else:
-                    objects.append(_info(entry))
+        for objects, prefixes in segments(self.container, prefix, delimiter="/",
+                                          page_size=self.page_size):
+            if after_folder:
+                def after(name: str) -> bool:
+                    return name > after_folder and not name.startswith(after_folder)
+                objects = [info for info in objects if after(info.key)]
+                prefixes = [name for name in prefixes if after(name)]
             yield objects, prefixes
 
     def _head(self, name: str) -> ObjectInfo:
