@@ -2,9 +2,17 @@
 
 Starts moto (S3), fake-gcs-server (GCS) and Azurite (Azure) as the tests do, fills, in each,
 one bucket with PREFIXES top-level folders of PER objects and one flat bucket with as many
-objects, then lists each bucket through the driver with `list_concurrency = 1` (one listing
-in name order: the floor, the loop every tool starts with) and `list_concurrency = 8`,
-taking turns, and prints the median of each and the speed-up.
+objects, then lists each bucket three ways, taking turns:
+
+- the SDK's own listing loop, reading each object's name, size, time and ETag: the floor, the
+  loop every tool starts with (boto3's paginator, google-cloud-storage's list_blobs,
+  azure-storage-blob's list_blobs, 1,000 objects a page);
+- the driver with `list_concurrency = 1`: one listing in name order, read by the driver;
+- the driver with `list_concurrency = 8`: in parallel by folder.
+
+It prints the median of each and the parallel listing's speed-up against both: against the
+SDK's loop (the target) and against the driver's own sequential listing (what running in
+parallel adds, beside reading pages faster).
 
     python bench/list_bench.py                     # 100 prefixes x 300 objects
     python bench/list_bench.py --per 1000 --kinds gcs
@@ -52,7 +60,37 @@ def fill(endpoint, bucket: str, names: list[str]) -> None:
         list(pool.map(write, names))
 
 
+def sdk_loop(endpoint, bucket: str) -> int:
+    """The plain listing loop of the service's SDK; the number of objects it read."""
+    count = 0
+    if endpoint.kind == "s3":
+        pages = emulators.s3_client(endpoint).get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, PaginationConfig={"PageSize": 1000})
+        for page in pages:
+            for item in page.get("Contents", ()):
+                (item["Key"], item["Size"], item["LastModified"].timestamp(), item["ETag"])
+                count += 1
+    elif endpoint.kind == "gcs":
+        for blob in emulators.gcs_client(endpoint).list_blobs(bucket, page_size=1000):
+            (blob.name, blob.size, blob.updated.timestamp(), blob.etag)
+            count += 1
+    else:
+        container = emulators.azure_service(endpoint).get_container_client(bucket)
+        for page in container.list_blobs(results_per_page=1000).by_page():
+            for blob in page:
+                (blob.name, blob.size, blob.last_modified.timestamp(), blob.etag)
+                count += 1
+    return count
+
+
 def seconds(endpoint, bucket: str, concurrency: int, expected: int) -> float:
+    """One listing of the bucket: by the driver (concurrency >= 1) or by the SDK (0)."""
+    if concurrency == 0:
+        started = time.perf_counter()
+        count = sdk_loop(endpoint, bucket)
+        took = time.perf_counter() - started
+        assert count == expected, (count, expected)
+        return took
     driver = endpoint.driver(bucket, list_concurrency=concurrency)
     driver.inner.client if hasattr(driver.inner, "client") else driver.inner.container  # connect
     started = time.perf_counter()
@@ -71,8 +109,9 @@ def main() -> None:
     parser.add_argument("--kinds", default="s3,gcs,azure")
     args = parser.parse_args()
     total = args.prefixes * args.per
-    print(f"| storage | bucket | sequential s | parallel (8) s | speed-up |")
-    print(f"|---|---|---|---|---|")
+    print("| storage | bucket | SDK loop s | driver, sequential s | driver, parallel (8) s |"
+          " parallel vs SDK loop | parallel vs sequential |")
+    print("|---|---|---|---|---|---|---|")
     for kind in args.kinds.split(","):
         endpoint, stop = start(kind)
         try:
@@ -85,15 +124,15 @@ def main() -> None:
                   file=sys.stderr, flush=True)
             for bucket, label in ((foldered, f"{args.prefixes} prefixes x {args.per}"),
                                   (flat, f"flat, {total:,}")):
-                runs: dict[int, list[float]] = {1: [], 8: []}
+                runs: dict[int, list[float]] = {0: [], 1: [], 8: []}
                 for repeat in range(args.repeats):
-                    # Taking turns, first one then the other (the machine is shared, and an
-                    # emulator slows as it runs): the drift falls on both sides.
-                    for concurrency in ((1, 8) if repeat % 2 == 0 else (8, 1)):
+                    # Taking turns, forwards then backwards (the machine is shared, and an
+                    # emulator slows as it runs): the drift falls on every side.
+                    for concurrency in ((0, 1, 8) if repeat % 2 == 0 else (8, 1, 0)):
                         runs[concurrency].append(seconds(endpoint, bucket, concurrency, total))
-                one, eight = statistics.median(runs[1]), statistics.median(runs[8])
-                print(f"| {kind} | {label} | {one:.2f} | {eight:.2f} | {one / eight:.2f}x |",
-                      flush=True)
+                sdk, one, eight = (statistics.median(runs[c]) for c in (0, 1, 8))
+                print(f"| {kind} | {label} | {sdk:.2f} | {one:.2f} | {eight:.2f} |"
+                      f" {sdk / eight:.2f}x | {one / eight:.2f}x |", flush=True)
         finally:
             stop()
 

@@ -1,5 +1,5 @@
-"""The drivers read listings faster than their SDKs do (S3: timestamps without dateutil; Azure:
-the List Blobs XML without the SDK's deserializer). What they read must be exactly what the
+"""The drivers read listings faster than their SDKs do (S3 and GCS: timestamps without dateutil
+or strptime; Azure: the List Blobs XML without the SDK's deserializer). What they read must be exactly what the
 SDK's own listing reads, on the emulators, for names and facts that are easy to get wrong."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import hashlib
 import pytest
 
 from drivers import NotFound
-from emulators import azure_service, s3_client
+from emulators import azure_service, gcs_client, s3_client
 
 NAMES = ["plain.jpg", "with space.jpg", "amp&lt<gt>.jpg", "quote\"'.jpg", "percent%20.jpg",
          "plus+sign.jpg", "ünïcødé/文件.jpg", "emoji-😀.jpg", "tab\there.jpg", "a/b/c/deep.jpg",
@@ -78,3 +78,19 @@ def test_s3_listing_reads_the_timestamps_botocore_reads(endpoint_for):
     head = client.head_object(Bucket=bucket, Key="plain.jpg")  # an HTTP-date header
     assert driver.stat("plain.jpg").mtime == head["LastModified"].timestamp()
     assert base64.b64encode(bytes.fromhex(expected["plain.jpg"][3])) != b""
+
+
+def test_gcs_listing_reads_the_times_the_sdk_reads(endpoint_for):
+    endpoint = endpoint_for("gcs")
+    bucket_name = endpoint.new_bucket()
+    bucket = gcs_client(endpoint).bucket(bucket_name)
+    for index, name in enumerate(NAMES):
+        bucket.blob(name).upload_from_string(b"x" * index)
+    driver = endpoint.driver(bucket_name, list_concurrency=1)
+    driver.inner.page_size = 5
+
+    expected = {blob.name: (blob.size, blob.updated.timestamp(), blob.etag,
+                            base64.b64decode(blob.md5_hash).hex())
+                for blob in gcs_client(endpoint).list_blobs(bucket_name)}
+    assert driver_listing(driver) == expected
+    assert any(value[1] % 1 for value in expected.values())  # times with fractions of seconds
