@@ -142,6 +142,7 @@ class AzureOptions(CloudOptions, kw_only=True):
 class AzureDriver(CloudDriver):
     kind = "azure"
     features = Features(conditional_put=True, content_md5=True, ranged_reads=True)
+    page_size = 5000  # Azure's maximum, and its default
 
     def __init__(self, options: AzureOptions):
         super().__init__(options)

@@ -97,7 +97,7 @@ class CloudDriver(Driver):
     # Can the service start a listing after a given name (S3 StartAfter, GCS startOffset)?
     # Elsewhere (Azure) `_pages` and `_delimited` leave out what comes before it themselves.
     skips_hidden: ClassVar[bool] = False
-    page_size: int = 1000  # objects a listing request asks for (the services' maximum)
+    page_size: int = 1000  # objects a listing request asks for (S3's and GCS's maximum)
 
     def __init__(self, options: CloudOptions):
         super().__init__(options)
@@ -236,8 +236,8 @@ class CloudDriver(Driver):
             prefix = parent + names[start][:width]
             if stop - start == 1 or self._hidden.startswith(prefix):
                 tasks += [_Task(folder) for folder in folders[start:stop]]
-            else:  # where a listing can start after a name, from the group's first folder on
-                tasks.append(_Task(prefix, folders[start] if self.skips_hidden else None, parent))
+            else:  # from the group's first folder on: the prefix may cover folders before it
+                tasks.append(_Task(prefix, folders[start], parent))
         return tasks
 
     def _task_pages(self, task: _Task) -> Iterator[list[ObjectInfo]]:

@@ -73,6 +73,16 @@ def test_a_flat_start_goes_on_as_one_plain_listing(cloud_store):
     assert delimited == [] and plain[0] == driver.inner.base, (plain, delimited)
 
 
+def test_a_group_leaves_out_the_folders_its_prefix_shares_with_the_first_page(cloud_store):
+    names = [f"{group}{i}/x{j}.jpg" for group in "ab" for i in range(4) for j in range(3)]
+    fill(cloud_store, names)
+    driver = cloud_store.make(list_concurrency=2)
+    driver.inner.page_size = 4  # ends inside a1/; the group "a" lists a2/ and a3/, not a0/
+    plain, _ = spied(driver)
+    assert sorted(info.key for page in driver.list_pages() for info in page) == sorted(names)
+    assert driver.inner.base + "a" in plain, plain
+
+
 def test_one_top_folder_is_descended_into(cloud_store):
     names = [f"only/f{i}/x{j}.jpg" for i in range(5) for j in range(2)] + ["only/top.jpg"]
     fill(cloud_store, names)
