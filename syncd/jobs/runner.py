@@ -4,7 +4,7 @@
 `[preprocess] workers` (default: the CPU count), or in any `concurrent.futures.Executor`
 given instead (a Dask cluster's, to spread the work over machines). The main process alone
 touches the catalogue: it claims jobs, renews their leases while they run, and records each
-result in a transaction with the item's metadata.
+result in a transaction with the item's metadata (syncd.jobs.record).
 
 A worker that dies (a segfault in a decoder, the OOM killer) breaks the whole process pool,
 and every task then in flight fails with it. The pool is replaced, and those tasks are run
@@ -14,7 +14,6 @@ queue until it has used up `max_attempts`, then fails. The others are not charge
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -29,15 +28,15 @@ from typing import Any
 
 import preprocess
 
-from ..catalogue import Dataset, items, now_iso, outbox
+from ..catalogue import Dataset, items
 from ..catalogue.archives import EXPAND
 from ..catalogue.jobs import CLEANUP, PREPROCESS, Job, JobQueue
 from ..errors import ConfigError, SyncdError
 from ..imports.idlinks import link_target
 from ..imports.links import LinkError, item_link_target
-from ..sync import rules
 from .executors import InlineExecutor, process_pool
 from .process import STOP_SIGNAL, ping
+from .record import Recorder
 from .worker import Preprocessor, Task, TaskResult, run_task
 
 log = logging.getLogger(__name__)
@@ -45,12 +44,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]  # called with the number of jobs just finished
 ExecutorFactory = Callable[[], Executor]
 
-# metadata.system fields that preprocessing owns (the file facts and each media handler's
-# keys, from the handler registry, plus the run's `etl`): replaced as a whole by each run, so
-# a re-run after a content change leaves nothing stale behind.
-SYSTEM_KEYS = preprocess.system_keys() | {"etl"}
-ARTIFACT_KEYS = ("thumbnailId", "previewId")  # metadata.system keys naming files in storage
-ROW_KEYS = frozenset({"originalname", "size"})  # item_json derives these from the item row
 POLL_SECONDS = 0.5  # --wait: how often to look for jobs held by other runners
 STOP_CHECK = 0.5  # seconds between looks at the stop flag while jobs are in flight
 IN_FLIGHT_PER_WORKER = 4  # tasks submitted ahead, per worker...
@@ -152,12 +145,13 @@ class Runner:
                               max_attempts=settings.max_attempts, clock=clock)
         self.dataset_ids = None if datasets is None else [app.dataset(name).id for name in datasets]
         self.wait = wait
-        self.progress = progress
         self.stop = stop or threading.Event()
         self.clock = clock
         self.options = preprocess_options(app)
         self.result = RunResult()
         self._datasets: dict[int, Dataset] = {}
+        self.recorder = Recorder(app, self.queue, self.result, dataset=self._dataset,
+                                 progress=progress)
         workers = settings.workers if workers is None else workers
         if workers is None:
             workers = os.cpu_count() or 1
@@ -237,7 +231,7 @@ class Runner:
                 elif done:
                     solo = False
                 if finished:
-                    self._record(finished)
+                    self.recorder.record(finished)
                 if self.clock() - renewed >= self.queue.lease_seconds / 3:
                     held = [job.id for job, _ in inflight.values()] + [job.id for job, _ in suspects]
                     self.queue.renew(held)
@@ -282,7 +276,7 @@ class Runner:
             else:
                 inflight[self._submit(task)] = (job, task)
         if unrunnable:
-            self._record(unrunnable)
+            self.recorder.record(unrunnable)
         return bool(unrunnable)
 
     def _submit(self, task: Task) -> Future:
@@ -425,110 +419,3 @@ class Runner:
         if dataset_id not in self._datasets:
             self._datasets[dataset_id] = items.dataset_by_id(self.app.catalogue, dataset_id)
         return self._datasets[dataset_id]
-
-    # -- results --------------------------------------------------------------------------
-
-    def _record(self, finished: list[tuple[Job, Task | None, TaskResult]]) -> None:
-        counted = 0
-        with self.app.catalogue.transaction(immediate=True):
-            for job, task, result in finished:
-                counted += self._record_one(job, task, result)
-        if counted and self.progress:
-            self.progress(counted)
-
-    def _record_one(self, job: Job, task: Task | None, result: TaskResult) -> int:
-        state = result.state
-        if state == "failed" and result.not_found and job.kind == PREPROCESS and task is not None:
-            # The file was not where the task looked: the item may have moved or gone since.
-            item = items.by_pk(self.app.catalogue, job.item_pk)
-            state, reason, refund = rules.vanished(
-                state=item and item["state"],
-                moved=item is not None and item["filename"] != "/" + (task.key or ""))
-            if refund:
-                if self.queue.retry_later(job, result.error, 0, refund=True):
-                    self.result.retried += 1
-                return 0
-            if reason:
-                result.errors = [reason]
-        if state == "retry":
-            if job.attempts < self.queue.max_attempts:
-                delay = result.retry_delay
-                if delay is None:
-                    delay = self.config.preprocess.retry_delay_seconds * 2 ** (job.attempts - 1)
-                if self.queue.retry_later(job, result.error, delay):
-                    self.result.retried += 1
-                else:
-                    log.warning("job %d: lost its claim to another runner; result dropped", job.id)
-                return 0
-            state = "failed"
-            result.errors[-1] += f" (gave up after {job.attempts} attempts)"
-        if not self.queue.finish(job, state, result.error):
-            log.warning("job %d: lost its claim to another runner; result dropped", job.id)
-            return 0
-        if job.kind == PREPROCESS and task is not None and state != "cancelled":
-            self._merge(job, task, result, state)
-        elif job.kind == CLEANUP and state == "done":
-            self._forget_artifacts(job.item_pk, result.deleted)
-        setattr(self.result, state, getattr(self.result, state) + 1)
-        if state in ("done", "failed"):  # webhooks, in this transaction
-            outbox.job_finished(self.app.catalogue, state, {
-                "job": job.id, "kind": job.kind, **self._subject(job, task),
-                "error": result.error if state == "failed" else None})
-        if state == "failed":
-            log.warning("job %d (%s %s) failed: %s", job.id, job.kind,
-                        (task.key if task else None) or job.item_pk, result.error)
-        elif state == "cancelled":
-            log.info("job %d (%s %s) cancelled: %s", job.id, job.kind,
-                     (task.key if task else None) or job.item_pk, result.error)
-        return 1
-
-    def _subject(self, job: Job, task: Task | None) -> dict[str, Any]:
-        """The dataset, id and filename of a job's item, for its webhook event: from the
-        task's item JSON, else (expand and cleanup jobs, jobs that never reached a worker)
-        from the item's row as it is now; None where the item is gone."""
-        if task is not None and task.item:
-            return {"dataset": task.item.get("dataset"), "id": task.item_id,
-                    "filename": task.item.get("filename")}
-        row = items.by_pk(self.app.catalogue, job.item_pk)
-        if row is None:
-            dataset = self._dataset(job.dataset_id) if job.dataset_id is not None else None
-            return {"dataset": dataset and dataset.name, "id": None, "filename": None}
-        return {"dataset": self._dataset(row["dataset_id"]).name,
-                "id": self.app.catalogue.item_id(row["pk"]), "filename": row["filename"]}
-
-    def _merge(self, job: Job, task: Task, result: TaskResult, state: str) -> None:
-        """The results into the item's metadata, replacing what an earlier run wrote."""
-        catalogue = self.app.catalogue
-        row = items.by_pk(catalogue, job.item_pk)
-        if row is None:
-            return
-        system = json.loads(row["system"]) if row["system"] else {}
-        old_artifacts = [system[key] for key in ARTIFACT_KEYS if system.get(key)]
-        if result.system:  # the file was read: its facts replace the last run's
-            for key in SYSTEM_KEYS:
-                system.pop(key, None)
-            system.update({k: v for k, v in result.system.items() if k not in ROW_KEYS})
-        system["etl"] = {"status": state, "errors": result.errors, "job": job.id,
-                         "attempts": job.attempts, "at": now_iso()}
-        user = json.loads(row["user"]) if row["user"] else {}
-        for key, values in result.user.items():
-            if key == "user":
-                user.update(values)
-            else:
-                user[key] = values
-        items.set_metadata(catalogue, job.item_pk, system=system, user=user)
-        stale = [key for key in old_artifacts if key not in {system.get(k) for k in ARTIFACT_KEYS}]
-        if stale:
-            self.queue.add(CLEANUP, job.item_pk, dataset_id=row["dataset_id"],
-                           payload={"driver": task.driver.name, "keys": stale})
-
-    def _forget_artifacts(self, item_pk: int, deleted: list[str]) -> None:
-        row = items.by_pk(self.app.catalogue, item_pk)
-        if row is None or not row["system"]:
-            return
-        system = json.loads(row["system"])
-        gone = [key for key in ARTIFACT_KEYS if system.get(key) in deleted]
-        if gone:
-            for key in gone:
-                del system[key]
-            items.set_metadata(self.app.catalogue, item_pk, system=system)
