@@ -9,9 +9,9 @@ Every source hands `Delivery` batches to one inbox; the loop applies them with t
   by object. Rescans run in threads of their own, so a long listing never delays events;
   keys that events touched while a rescan ran are checked again once it ends, so a stale
   listing never has the last word.
-- the reaper: missing items older than `move_window_seconds` (time for a matching create to
-  turn the delete into a move) get a cleanup job for their `.dataloop/` artifacts, and are
-  removed with `on_delete = "remove"`;
+- the reaper (syncd.service.reaper): missing items older than `move_window_seconds` (time
+  for a matching create to turn the delete into a move) get a cleanup job for their
+  `.dataloop/` artifacts, and are removed with `on_delete = "remove"`;
 - the preprocessing workers (`syncd.jobs.runner.BackgroundRunner`) run beside the loop, in a pool
   of processes that stays up, and pick up the jobs the applier queues.
 
@@ -43,6 +43,7 @@ from ..sync.indexer import SyncResult, sync_dataset
 from ..catalogue import items
 from ..sync.rules import RULES, Change
 from .metrics import Metrics
+from .reaper import Reaper
 from .webhooks import Deliverer
 from .sources import Router, Source, build_sources, datasets_without_events
 
@@ -99,8 +100,7 @@ class Daemon:
         self._wanted: dict[str, set[str]] = {}  # dataset -> folder prefixes to rescan
         self._rescans: dict[str, _Rescan] = {}
         self._touched: dict[str, set[str] | None] = {}
-        self._reap_dirty = True
-        self._next_reap = 0.0
+        self.reaper = Reaper(app, self.resolve, self.metrics)
         # Events that failed to apply, tried again later: (due, attempts so far, events).
         self.retry_delays = RETRY_DELAYS
         self._retries: list[tuple[float, int, tuple]] = []
@@ -215,12 +215,7 @@ class Daemon:
         self._retry_failed(now)
         self._finish_rescans(now)
         self._start_rescans(now)
-        if self._reap_dirty and now >= self._next_reap:
-            self._next_reap = now + max(1.0, self.settings.move_window_seconds / 2)
-            try:
-                self._reap()
-            except CatalogueBusyError as error:  # locked, or the database away: next turn
-                log.warning("reaper not run: %s", error)
+        self.reaper.run_if_due(now)
         self.heartbeat = self.clock()
 
     def shutdown(self) -> None:
@@ -342,7 +337,7 @@ class Daemon:
                 self.metrics.lag.labels(event.source).observe(
                     max(0.0, wall - (event.occurred or event.received)))
             if change.action in ("deleted", "moved"):
-                self._reap_dirty = True
+                self.reaper.dirty = True
             touched = self._touched.get(event.dataset)
             if touched is not None:
                 keys = [event.key] + ([event.old_key] if hasattr(event, "old_key") else [])
@@ -432,7 +427,7 @@ class Daemon:
             if result.deletes_skipped:
                 log.warning("%s: %s", name, result.deletes_skipped, extra={"dataset": name})
             if result.deleted or result.moved:
-                self._reap_dirty = True
+                self.reaper.dirty = True
             if scope == "full":
                 self.metrics.last_rescan.labels(name).set(time.time())
                 if self._interval(name):
@@ -456,32 +451,6 @@ class Daemon:
         dataset, _ = self.resolve(name)
         with self.app.catalogue.transaction(immediate=True):
             items.apply_rule_to_present(self.app.catalogue, RULES[Change.REVIVED], dataset)
-
-    # -- the reaper -----------------------------------------------------------------------
-
-    def _reap(self) -> None:
-        """Missing items older than the move window are gone for good (the gone rule: their
-        artifacts' cleanup is queued, a job run by the workers, durable across crashes); with
-        on_delete = "remove" the items are removed too."""
-        remove = self.settings.on_delete == "remove"
-        cutoff = time.time() - self.settings.move_window_seconds
-        waiting = False
-        for dataset_config in self.config.datasets:
-            dataset, _ = self.resolve(dataset_config.name)
-            with self.app.catalogue.transaction(immediate=True):
-                due, more = items.reapable(self.app.catalogue, dataset, missing_before=cutoff,
-                                           remove=remove)
-                waiting |= more
-                if not due:
-                    continue
-                items.apply_rule(self.app.catalogue, RULES[Change.GONE], due)
-                if remove:
-                    items.delete(self.app.catalogue, due)
-            self.metrics.reaped.labels(dataset.name).inc(len(due))
-            log.info("%s: %s %d missing items", dataset.name,
-                     "removed" if remove else "queued the artifacts' cleanup of", len(due),
-                     extra={"dataset": dataset.name})
-        self._reap_dirty = waiting
 
 
 def _parse_iso(value: str) -> float:
