@@ -49,7 +49,7 @@ class Recorder:
 
     def record(self, finished: list[tuple[Job, Task | None, TaskResult]]) -> None:
         """Each (job, its task or None, result) in one transaction; then `progress` is told
-        how many jobs ended (retries went back to the queue, so they are not counted)."""
+        how many jobs ended here (not those sent back to the queue or whose claim was lost)."""
         counted = 0
         with self.catalogue.transaction(immediate=True):
             for job, task, result in finished:
