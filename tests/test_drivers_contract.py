@@ -56,6 +56,8 @@ def big_store(request, endpoint_for, tmp_path_factory):
 
 def test_listing_streams_pages_past_1000_objects(big_store):
     driver = big_store.make()
+    if getattr(driver.inner, "page_size", 1000) > 1000:  # Azure asks for 5,000 a page
+        driver.inner.page_size = 1000
     sizes = [len(page) for page in driver.list_pages()]
     assert len(sizes) >= 2 and max(sizes) <= 1000, sizes
     listed = keys(driver)
