@@ -196,11 +196,12 @@ class AzureDriver(CloudDriver):
             yield infos
 
     def _delimited(self, prefix: str, *, after_folder: str | None = None):
+        def after(name: str) -> bool:
+            return name > after_folder and not name.startswith(after_folder)
+
         for objects, prefixes in segments(self.container, prefix, delimiter="/",
                                           page_size=self.page_size):
             if after_folder:
-                def after(name: str) -> bool:
-                    return name > after_folder and not name.startswith(after_folder)
                 objects = [info for info in objects if after(info.key)]
                 prefixes = [name for name in prefixes if after(name)]
             yield objects, prefixes
