@@ -85,12 +85,14 @@ def test_a_trickled_body_is_cut_at_the_whole_download_deadline(raw):
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
         server.trickle(conn, b"b" * 1000, 0.05)
 
+    # A read waits up to 0.5 s, ten times the trickle's pace: a loaded machine that stalls
+    # the trickling thread for a moment must not turn this into a read timeout.
     started = time.monotonic()
     with pytest.raises(FetchFailed) as caught:
-        fetcher(timeout_seconds=0.2, attempts=1).fetch(raw(slow_body).url())
+        fetcher(timeout_seconds=0.5, attempts=1).fetch(raw(slow_body).url())
     elapsed = time.monotonic() - started
-    assert "no complete answer within 2 s" in str(caught.value)
-    assert elapsed < 2 + 1.5, elapsed  # the deadline holds to within a second (+ scheduling)
+    assert "no complete answer within 5 s" in str(caught.value)
+    assert elapsed < 5 + 1.5, elapsed  # the deadline holds to within a second (+ scheduling)
 
 
 def test_trickled_headers_are_cut_at_the_deadline_too(raw):
@@ -100,9 +102,9 @@ def test_trickled_headers_are_cut_at_the_deadline_too(raw):
 
     started = time.monotonic()
     with pytest.raises(FetchFailed) as caught:
-        fetcher(timeout_seconds=0.2, attempts=1).fetch(raw(slow_headers).url())
-    assert "no complete answer within 2 s" in str(caught.value)
-    assert time.monotonic() - started < 2 + 1.5
+        fetcher(timeout_seconds=0.5, attempts=1).fetch(raw(slow_headers).url())
+    assert "no complete answer within 5 s" in str(caught.value)
+    assert time.monotonic() - started < 5 + 1.5
 
 
 def test_stop_fetches_interrupts_a_fetch_in_flight(raw):
