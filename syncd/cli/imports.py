@@ -18,6 +18,30 @@ batch_option = click.option("--batch-size", type=click.IntRange(1, 512), default
                             show_default=True, help="How many are fetched and written at once.")
 
 
+def streamed_import(source: str, unit: str, failures_name: str):
+    """The options csv, jsonl and tar share: where the FILE's own folder goes, its batches,
+    its failures file and --overwrite. `unit` is what one failure is (a row, a line...)."""
+    options = [
+        dataset_option,
+        click.option("--folder", default="/", show_default=True,
+                     help=f"Folder of the dataset in which the {source}'s own folder is made."),
+        batch_option,
+        click.option("--failures", type=click.Path(dir_okay=False),
+                     help=f"Where to write the {unit}s that failed "
+                          f"(default: {failures_name} beside FILE)."),
+        click.option("--overwrite", is_flag=True,
+                     help="Replace an object already in the import folder with other content "
+                          f"(default: that {unit} fails)."),
+        json_option,
+    ]
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
 @cli.group("import")
 def import_group() -> None:
     """Import linked items, CSV and JSON Lines files into a dataset."""
@@ -52,15 +76,7 @@ def import_links(app: App, files: tuple[str, ...], dataset: str, folder: str, as
 
 @import_group.command("csv")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@dataset_option
-@click.option("--folder", default="/", show_default=True,
-              help="Folder of the dataset in which the CSV's own folder is made.")
-@batch_option
-@click.option("--failures", type=click.Path(dir_okay=False),
-              help="Where to write the rows that failed (default: <csv name>.failures.csv beside FILE).")
-@click.option("--overwrite", is_flag=True,
-              help="Replace an object already in the CSV's folder with other content (default: that row fails).")
-@json_option
+@streamed_import("CSV", "row", "<csv name>.failures.csv")
 @pass_app
 def import_csv_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
                        failures: str | None, overwrite: bool, as_json: bool) -> None:
@@ -77,15 +93,7 @@ def import_csv_command(app: App, file: str, dataset: str, folder: str, batch_siz
 
 @import_group.command("jsonl")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@dataset_option
-@click.option("--folder", default="/", show_default=True,
-              help="Folder of the dataset in which the file's own folder is made.")
-@batch_option
-@click.option("--failures", type=click.Path(dir_okay=False),
-              help="Where to write the lines that failed (default: <name>.failures.jsonl beside FILE).")
-@click.option("--overwrite", is_flag=True,
-              help="Replace an object already in the import folder with other content (default: that line fails).")
-@json_option
+@streamed_import("file", "line", "<name>.failures.jsonl")
 @pass_app
 def import_jsonl_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
                          failures: str | None, overwrite: bool, as_json: bool) -> None:
@@ -105,17 +113,9 @@ def import_jsonl_command(app: App, file: str, dataset: str, folder: str, batch_s
 
 @import_group.command("tar")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@dataset_option
-@click.option("--folder", default="/", show_default=True,
-              help="Folder of the dataset in which the archive's own folder is made.")
-@batch_option
-@click.option("--failures", type=click.Path(dir_okay=False),
-              help="Where to write the members that failed (default: <name>.failures.csv beside FILE).")
+@streamed_import("archive", "member", "<name>.failures.csv")
 @click.option("--retry", type=click.Path(exists=True, dir_okay=False),
               help="Import only the members listed in this failures file.")
-@click.option("--overwrite", is_flag=True,
-              help="Replace an object already in the import folder with other content (default: that member fails).")
-@json_option
 @pass_app
 def import_tar_command(app: App, file: str, dataset: str, folder: str, batch_size: int,
                        failures: str | None, retry: str | None, overwrite: bool, as_json: bool) -> None:
