@@ -106,17 +106,17 @@ def test_periodic_rescan_follows_the_injected_clock(catalogue_location, tmp_path
         try:
             def turn():
                 daemon.run_once(timeout=0.01)
-                return not daemon._rescans
+                return not daemon.rescans.running
 
             daemon.run_once(timeout=0)  # never synced: the initial sync starts
             wait_for(turn, what="initial sync")
             put_file(storage, "later.jpg", "l")
             clock.now = 99
             daemon.run_once(timeout=0)
-            assert not daemon._rescans and "/later.jpg" not in items(db)
+            assert not daemon.rescans.running and "/later.jpg" not in items(db)
             clock.now = 101
             daemon.run_once(timeout=0)
-            assert daemon._rescans  # due: started
+            assert daemon.rescans.running  # due: started
             wait_for(turn, what="periodic rescan")
             assert "/later.jpg" in items(db)
         finally:
@@ -132,8 +132,8 @@ def test_restart_keeps_the_rescan_schedule(catalogue_location, tmp_path, storage
         daemon.start()
         try:
             daemon.run_once(timeout=0)
-            assert not daemon._rescans
-            assert 3500 < daemon._next_rescan["photos"] <= 3600
+            assert not daemon.rescans.running
+            assert 3500 < daemon.rescans.next_full["photos"] <= 3600
         finally:
             daemon.shutdown()
 

@@ -63,7 +63,7 @@ def test_daemon_does_not_reimport_its_own_write(catalogue_location, tmp_path, st
     cfg = daemon_config(tmp_path, storage, catalogue=catalogue_location, daemon="debounce_seconds = 0.05")
     db = catalogue_location
     with ThreadDaemon(cfg) as daemon:
-        wait_for(lambda: synced(db) and not daemon._rescans, what="startup sync")
+        wait_for(lambda: synced(db) and not daemon.rescans.running, what="startup sync")
         Runner(cfg)("put", "photos", str(local_file), "--as", "/cats/a.jpg", "--no-preprocess")
 
         def seen():

@@ -3,12 +3,9 @@
 Every source hands `Delivery` batches to one inbox; the loop applies them with the one
 `Applier` (in this thread, with its own catalogue connection), then does what is due:
 
-- rescans: at start, of every dataset never synced and of every watched local folder (its
-  events while the daemon was down are gone); then every `rescan_interval_seconds`; and of
-  one folder when a source says something happened there that it could not report object
-  by object. Rescans run in threads of their own, so a long listing never delays events;
-  keys that events touched while a rescan ran are checked again once it ends, so a stale
-  listing never has the last word.
+- rescans (syncd.service.rescans): of a whole dataset at start where needed and every
+  `rescan_interval_seconds`, of one folder when a source could not report its changes
+  object by object. They run in threads of their own, so a long listing never delays events.
 - the reaper (syncd.service.reaper): missing items older than `move_window_seconds` (time
   for a matching create to turn the delete into a move) get a cleanup job for their
   `.dataloop/` artifacts, and are removed with `on_delete = "remove"`;
@@ -30,20 +27,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from drivers import Driver
 
 from ..sync.applier import Applied, Applier, ApplyError
 from ..app import App
 from ..errors import CatalogueBusyError
-from ..catalogue import Catalogue, Dataset
-from ..sync.events import Delivery, FolderChanged, ObjectMoved, ObjectUpdated
-from ..sync.indexer import SyncResult, sync_dataset
-from ..catalogue import items
-from ..sync.rules import RULES, Change
+from ..catalogue import Dataset
+from ..sync.events import Delivery, FolderChanged, ObjectMoved
 from .metrics import Metrics
 from .reaper import Reaper
+from .rescans import Rescans, Stopping
 from .webhooks import Deliverer
 from .sources import Router, Source, build_sources, datasets_without_events
 
@@ -51,25 +45,9 @@ log = logging.getLogger(__name__)
 
 TICK = 0.2  # seconds the loop waits for events before doing its scheduled work
 MAX_BATCH = 1000  # events applied in one transaction
-TOUCHED_LIMIT = 50_000  # keys remembered during a rescan; past that, rescan again
 STALLED = 60.0  # seconds without a loop turn after which /healthz says 503
 RETRY_DELAYS = (0.5, 2.0, 5.0)  # seconds before each retry of a delivery that failed to apply
-RESCAN_RETRY = 5.0  # seconds before a failed folder rescan is tried again
 WORKERS_STOP = 10.0  # seconds the workers get to finish their jobs in flight at a stop
-
-
-class Stopping(Exception):
-    """The daemon is stopping: a rescan in progress gives up (its transaction rolls back)."""
-
-
-@dataclass
-class _Rescan:
-    dataset: str
-    prefix: str
-    thread: threading.Thread | None = None
-    result: SyncResult | None = None
-    error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
 
 
 class Daemon:
@@ -96,15 +74,11 @@ class Daemon:
                                admission=app.admission)
         self.webhooks = Deliverer(self.config.catalogue.location, self.config.webhooks,
                                   self.config.fetch)
-        self._next_rescan: dict[str, float] = {}
-        self._wanted: dict[str, set[str]] = {}  # dataset -> folder prefixes to rescan
-        self._rescans: dict[str, _Rescan] = {}
-        self._touched: dict[str, set[str] | None] = {}
         self.reaper = Reaper(app, self.resolve, self.metrics)
+        self.rescans = Rescans(app, self.resolve, self.metrics, self.reaper, self._apply, self._stop)
         # Events that failed to apply, tried again later: (due, attempts so far, events).
         self.retry_delays = RETRY_DELAYS
         self._retries: list[tuple[float, int, tuple]] = []
-        self._rescan_later: list[tuple[float, str, str]] = []  # (due, dataset, prefix)
         self.heartbeat = clock()
 
     # -- plumbing -------------------------------------------------------------------------
@@ -134,7 +108,7 @@ class Daemon:
         ok = age < STALLED and not self._stop.is_set()
         return ok, {"status": "ok" if ok else ("stopping" if self._stop.is_set() else "stalled"),
                     "loop_age_seconds": round(age, 3), "pending_deliveries": self.inbox.qsize(),
-                    "rescans_running": sorted(self._rescans)}
+                    "rescans_running": sorted(self.rescans.running)}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -145,17 +119,9 @@ class Daemon:
         names = [d.name for d in self.config.datasets]
         watched = {d.name for s in self.config.sources if s.kind == "watch"
                    for d in self.config.datasets if d.driver == s.driver}
-        now, wall = self.clock(), time.time()
-        for name in names:
-            dataset, _ = self.resolve(name)
-            interval = self._interval(name)
-            if dataset.synced_at is None or name in watched:
-                self._next_rescan[name] = now  # never synced, or its events while down are lost
-            elif interval:
-                age = wall - _parse_iso(dataset.synced_at)
-                self._next_rescan[name] = now + max(0.0, interval - age)
+        self.rescans.schedule(names, watched, self.clock())
         for name in datasets_without_events(self.config, hooks=bool(self.listen)):
-            interval = self._interval(name)
+            interval = self.rescans.interval(name)
             log.warning("dataset %r has no event source: its changes are seen only by rescans, "
                         "%s", name, f"every {interval:g} s (rescan_interval_seconds)" if interval
                         else "and rescan_interval_seconds = 0: never", extra={"dataset": name})
@@ -213,8 +179,8 @@ class Daemon:
             self._apply(deliveries)
         now = self.clock() if now is None else now
         self._retry_failed(now)
-        self._finish_rescans(now)
-        self._start_rescans(now)
+        self.rescans.finish(now)
+        self.rescans.start_due(now)
         self.reaper.run_if_due(now)
         self.heartbeat = self.clock()
 
@@ -240,8 +206,7 @@ class Daemon:
         if self._workers_started:
             self.workers.stop(WORKERS_STOP)  # finish and record the jobs in flight
         self.webhooks.stop()  # what it did not deliver stays in the outbox for the next start
-        for rescan in self._rescans.values():
-            rescan.done.wait(max(0.1, 3.0 - (time.monotonic() - started)))
+        self.rescans.wait(max(0.1, 3.0 - (time.monotonic() - started)))
         while deliveries := self._take(0):  # raced the flag: refused, so never acknowledged
             for delivery in deliveries:
                 delivery.finish(Stopping("the daemon is stopping"))
@@ -305,7 +270,8 @@ class Daemon:
                 old = posixpath.dirname(event.old_key.strip("/"))
                 folders[event.dataset].add(old + "/" if old else "")
         for name, prefixes in folders.items():
-            self._wanted.setdefault(name, set()).update(prefixes)
+            for prefix in prefixes:
+                self.rescans.want(name, prefix)
         log.warning("%d events still not applied after %d tries: rescanning %s", len(events),
                     attempts + 1, ", ".join(f"{name}:/{p}" for name, ps in sorted(folders.items())
                                              for p in sorted(ps)) or "nothing")
@@ -329,8 +295,8 @@ class Daemon:
         for change in changes:
             event = change.event
             if change.action == "rescan":
-                self._wanted.setdefault(event.dataset, set()).add(
-                    event.key.strip("/") + "/" if event.key.strip("/") else "")
+                folder = event.key.strip("/")
+                self.rescans.want(event.dataset, folder + "/" if folder else "")
                 continue
             self.metrics.events.labels(event.dataset, event.source, change.action).inc()
             if change.changed:
@@ -338,133 +304,5 @@ class Daemon:
                     max(0.0, wall - (event.occurred or event.received)))
             if change.action in ("deleted", "moved"):
                 self.reaper.dirty = True
-            touched = self._touched.get(event.dataset)
-            if touched is not None:
-                keys = [event.key] + ([event.old_key] if hasattr(event, "old_key") else [])
-                touched.update(keys)
-                if len(touched) > TOUCHED_LIMIT:
-                    self._touched[event.dataset] = None
-                    self._wanted.setdefault(event.dataset, set()).add("")
-
-    # -- rescans --------------------------------------------------------------------------
-
-    def _interval(self, name: str) -> float:
-        own = self.config.dataset(name).rescan_interval_seconds
-        return self.settings.rescan_interval_seconds if own is None else own
-
-    def _start_rescans(self, now: float) -> None:
-        for name, due in self._next_rescan.items():
-            if due <= now:
-                self._wanted.setdefault(name, set()).add("")
-        for entry in [e for e in self._rescan_later if e[0] <= now]:
-            self._rescan_later.remove(entry)
-            self._wanted.setdefault(entry[1], set()).add(entry[2])
-        for name in list(self._wanted):
-            if name in self._rescans or self._stop.is_set():
-                continue
-            prefixes = self._wanted.pop(name)
-            prefix = "" if "" in prefixes else _common_prefix(prefixes)
-            if prefix == "":
-                self._next_rescan.pop(name, None)
-            self._launch(name, prefix)
-
-    def _launch(self, name: str, prefix: str) -> None:
-        rescan = _Rescan(name, prefix)
-        self._touched[name] = set()
-        dataset, driver = self.resolve(name)
-        path = self.config.catalogue.location
-        max_delete = self.config.sync.max_delete_percent
-        path_filter = self.app.path_filter(name)
-
-        def progress(_count: int) -> None:
-            if self._stop.is_set():
-                raise Stopping("the daemon is stopping")
-
-        def run() -> None:
-            try:
-                with Catalogue(path) as catalogue:
-                    rescan.result = sync_dataset(catalogue, dataset, driver, prefix=prefix,
-                                                 max_delete_percent=max_delete, progress=progress,
-                                                 path_filter=path_filter,
-                                                 arrival_user=self.app.arrival_user(name),
-                                                 admission=self.app.admission(name))
-            except BaseException as error:  # noqa: BLE001 - reported by the loop
-                rescan.error = error
-            finally:
-                rescan.done.set()
-
-        rescan.thread = threading.Thread(target=run, name=f"syncd-rescan-{name}", daemon=True)
-        self._rescans[name] = rescan
-        log.info("%s: rescanning %s", name, "/" + prefix, extra={"dataset": name})
-        rescan.thread.start()
-
-    def _finish_rescans(self, now: float) -> None:
-        for name, rescan in list(self._rescans.items()):
-            if not rescan.done.is_set():
-                continue
-            del self._rescans[name]
-            touched = self._touched.pop(name, None)
-            scope = "full" if rescan.prefix == "" else "folder"
-            if rescan.error is not None:
-                if isinstance(rescan.error, Stopping):
-                    continue
-                self.metrics.rescans.labels(name, scope, "failed").inc()
-                log.warning("%s: rescan of /%s failed: %s", name, rescan.prefix, rescan.error,
-                            extra={"dataset": name})
-                if scope == "full" and self._interval(name):
-                    self._next_rescan[name] = now + min(60.0, self._interval(name))
-                else:  # nothing else would ever ask for it again
-                    self._rescan_later.append((now + RESCAN_RETRY, name, rescan.prefix))
-                continue
-            result = rescan.result
-            self.metrics.rescans.labels(name, scope, "ok").inc()
-            level = logging.INFO if (result.created or result.updated or result.moved
-                                     or result.deleted or result.errors) else logging.DEBUG
-            log.log(level, "%s: rescanned /%s: listed %d, created %d, updated %d, moved %d, "
-                    "deleted %d, errors %d (%.2f s)", name, rescan.prefix, result.listed,
-                    result.created, result.updated, result.moved, result.deleted, result.errors,
-                    result.seconds, extra={"dataset": name})
-            if result.deletes_skipped:
-                log.warning("%s: %s", name, result.deletes_skipped, extra={"dataset": name})
-            if result.deleted or result.moved:
-                self.reaper.dirty = True
-            if scope == "full":
-                self.metrics.last_rescan.labels(name).set(time.time())
-                if self._interval(name):
-                    self._next_rescan[name] = now + self._interval(name)
-                try:
-                    self._requeue_orphans(name)
-                except CatalogueBusyError as error:  # the next full rescan does it
-                    log.warning("%s: orphaned items not requeued: %s", name, error,
-                                extra={"dataset": name})
-            if touched:
-                # The listing may predate these events: ask storage again.
-                wall = time.time()
-                self._apply([Delivery(tuple(
-                    ObjectUpdated(dataset=name, key=key, source="recheck", received=wall)
-                    for key in sorted(touched)))])
-
-    def _requeue_orphans(self, name: str) -> None:
-        """Present items whose preprocessing does not stand get it again (the revived rule):
-        a missing item the rescan found again after its artifacts were cleaned up, or whose
-        job was cancelled while it was missing."""
-        dataset, _ = self.resolve(name)
-        with self.app.catalogue.transaction(immediate=True):
-            items.apply_rule_to_present(self.app.catalogue, RULES[Change.REVIVED], dataset)
-
-
-def _parse_iso(value: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def _common_prefix(prefixes: set[str]) -> str:
-    """The deepest folder prefix ('a/b/') holding all of `prefixes`; '' = everything."""
-    parts = [p.strip("/").split("/") for p in prefixes]
-    common: list[str] = []
-    for segment in zip(*parts, strict=False):
-        if len(set(segment)) != 1:
-            break
-        common.append(segment[0])
-    return "/".join(common) + "/" if common else ""
+            self.rescans.touched(event.dataset, [event.key] + (
+                [event.old_key] if hasattr(event, "old_key") else []))
