@@ -118,6 +118,7 @@ class Endpoint:
     url: str
     credentials: dict[str, Any]  # driver option keys that authenticate to it
     extra: dict[str, Any] = field(default_factory=dict)  # other default driver options
+    pid: int | None = None  # the emulator's process, for benchmarks that read its CPU time
 
     def options(self, bucket: str, **keys: Any) -> dict[str, Any]:
         where = {"container": bucket} if self.kind == "azure" else {"bucket": bucket}
@@ -181,7 +182,7 @@ def s3_endpoint():
     server = Server("moto_server", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
                                     "-p", str(port)], port)
     yield Endpoint("s3", f"http://127.0.0.1:{port}", dict(AWS_TEST_KEYS),
-                   {"region": "us-east-1", "max_attempts": 2})
+                   {"region": "us-east-1", "max_attempts": 2}, server.process.pid)
     server.stop()
 
 
@@ -205,7 +206,7 @@ def gcs_endpoint():
     server = Server("fake-gcs-server", [binary, "-scheme", "http", "-backend", "memory",
                                         "-host", "127.0.0.1", "-port", str(port),
                                         "-external-url", url, "-log-level", "error"], port)
-    yield Endpoint("gcs", url, {"anonymous": True}, {"retry_seconds": 5.0})
+    yield Endpoint("gcs", url, {"anonymous": True}, {"retry_seconds": 5.0}, server.process.pid)
     server.stop()
 
 
@@ -245,7 +246,7 @@ def azure_endpoint():
     connection_string = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
                          f"AccountKey={AZURITE_KEY};BlobEndpoint={blob_url};")
     yield Endpoint("azure", blob_url, {"connection_string": connection_string},
-                   {"max_attempts": 2, "retry_backoff_seconds": 0.1})
+                   {"max_attempts": 2, "retry_backoff_seconds": 0.1}, server.process.pid)
     server.stop()
     shutil.rmtree(workspace, ignore_errors=True)
 
