@@ -13,6 +13,8 @@ it, so the SDK's error is always the `__cause__` and its code is the DriverError
 from __future__ import annotations
 
 import io
+import math
+import os
 import queue
 import re
 import threading
@@ -211,7 +213,7 @@ class CloudDriver(Driver):
                 found.update((p, None) for p in prefixes if p != self._hidden and p > folder)
             if found:
                 tasks = [] if folder == self._hidden else [_Task(folder, last)]  # its rest
-                tasks += self._grouped(level, list(found))
+                tasks += self._grouped(level, list(found), _per_folder(first, level, self.page_size))
                 yield from fan_out(tasks, self._task_pages, self.list_concurrency)
                 return
             if folder == self._hidden:
@@ -219,21 +221,27 @@ class CloudDriver(Driver):
             level = folder
         yield from self._sequential_pages(level, last)
 
-    def _grouped(self, parent: str, folders: list[str]) -> list[_Task]:
+    def _grouped(self, parent: str, folders: list[str], per_folder: float) -> list[_Task]:
         """Listing tasks for sibling `folders` under `parent` (in name order): folders whose
-        names share their first characters are listed as one prefix, so that there are
-        about `list_concurrency` listings, each of several whole pages, rather than a
-        request per folder (a bucket of 100 folders of 300 objects: ~10 listings of 3
-        pages, not 100 of one short page). A service answers a request in time that grows
-        with the bucket more than with the answer (the emulators scan it all), and bills
-        per request."""
+        names share their first characters are listed as one prefix. A request costs about
+        as much for a few objects as for a page (the emulators scan the whole bucket for
+        each, and services bill per request), so the split is the one whose pages, with
+        `per_folder` objects a folder (as in the first page), finish soonest on
+        `list_concurrency` listings at a time, then the one with fewest requests: 100
+        folders of 300 objects are ~10 listings of 3 pages, not 100 of one short page."""
         names = [folder[len(parent):] for folder in folders]
-        width = 1
-        while len({name[:width] for name in names}) < min(self.list_concurrency, len(names)):
-            width += 1
+        best: tuple[tuple[int, int], list[tuple[int, int]]] | None = None
+        for width in range(1, max(map(len, names)) + 1):
+            runs = list(_runs([name[:width] for name in names]))
+            pages = [math.ceil((stop - start) * per_folder / self.page_size) for start, stop in runs]
+            cost = (max(max(pages), math.ceil(sum(pages) / self.list_concurrency)), sum(pages))
+            if best is None or cost <= best[0]:  # a tie: the finer split, as per_folder
+                best = (cost, runs)                   # may be short (a page size: unknown)
+            if len(runs) == len(names):
+                break
         tasks: list[_Task] = []
-        for start, stop in _runs([name[:width] for name in names]):
-            prefix = parent + names[start][:width]
+        for start, stop in best[1]:
+            prefix = os.path.commonprefix(folders[start:stop])
             if stop - start == 1 or self._hidden.startswith(prefix):
                 tasks += [_Task(folder) for folder in folders[start:stop]]
             else:  # from the group's first folder on: the prefix may cover folders before it
@@ -297,6 +305,20 @@ class _Task(NamedTuple):
     prefix: str
     after: str | None = None
     group_of: str | None = None
+
+
+def _per_folder(page: list[ObjectInfo], level: str, page_size: int) -> float:
+    """Objects a sub-folder of `level` holds, as far as the first page shows: the mean of the
+    folders it lists whole (not its last one, which may go on); a page size when it lists
+    none whole (at least a page each, as far as anyone knows)."""
+    counts: dict[str, int] = {}
+    for info in page:
+        rest = info.key[len(level):]
+        if info.key.startswith(level) and "/" in rest:
+            folder = rest.split("/", 1)[0]
+            counts[folder] = counts.get(folder, 0) + 1
+    counts.pop(page[-1].key[len(level):].split("/", 1)[0], None)
+    return sum(counts.values()) / len(counts) if counts else page_size
 
 
 def _runs(labels: list[str]) -> Iterator[tuple[int, int]]:

@@ -83,6 +83,20 @@ def test_a_group_leaves_out_the_folders_its_prefix_shares_with_the_first_page(cl
     assert driver.inner.base + "a" in plain, plain
 
 
+def test_a_rest_that_fits_in_one_page_is_one_listing(cloud_store):
+    """The first page shows 3 objects a folder: the 10 folders after it are one page, listed
+    as one prefix rather than ten short listings (Azure's 5,000-blob pages meet this)."""
+    names = [f"f{i:02d}/x{j}.jpg" for i in range(20) for j in range(3)]
+    fill(cloud_store, names)
+    driver = cloud_store.make(list_concurrency=4)
+    driver.inner.page_size = 30  # f00/ to f09/; f09/ may go on
+    plain, delimited = spied(driver)
+    assert keys(driver) == sorted(names)
+    base = driver.inner.base
+    assert sorted(plain) == [base, base + "f09/", base + "f1"], plain
+    assert delimited == [base], delimited
+
+
 def test_one_top_folder_is_descended_into(cloud_store):
     names = [f"only/f{i}/x{j}.jpg" for i in range(5) for j in range(2)] + ["only/top.jpg"]
     fill(cloud_store, names)
