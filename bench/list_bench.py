@@ -22,6 +22,12 @@ listing is as fast as that emulator allows, whatever the client does.
 
     python bench/list_bench.py                     # 100 prefixes x 300 objects
     python bench/list_bench.py --per 1000 --kinds gcs
+    python bench/list_bench.py --latency-ms 20     # each request held 20 ms, as on a network
+
+Loopback has no network between client and service; `--latency-ms` puts a proxy (a process
+of its own) in front of each emulator for the listings, which holds every request that long
+before passing it on: the round trip that a real service's pages take, and that parallel
+requests overlap. The emulator's work per request is unchanged.
 
 Targets: at least 1.5x faster on 100 top-level prefixes; never slower on a flat bucket.
 """
@@ -29,12 +35,17 @@ Targets: at least 1.5x faster on 100 top-level prefixes; never slower on a flat 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import multiprocessing
 import os
 import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,6 +134,17 @@ def listing(endpoint, bucket: str, concurrency: int, expected: int) -> Run:
     return run
 
 
+def turns(endpoint, bucket: str, total: int, repeats: int) -> dict[int, list[Run]]:
+    """Each listing `repeats` times: SDK loop (0), sequential (1), parallel (8), taking turns
+    forwards then backwards (the machine is shared, and an emulator slows as it runs), so
+    that the drift falls on every side."""
+    runs: dict[int, list[Run]] = {0: [], 1: [], 8: []}
+    for repeat in range(repeats):
+        for concurrency in ((0, 1, 8) if repeat % 2 == 0 else (8, 1, 0)):
+            runs[concurrency].append(listing(endpoint, bucket, concurrency, total))
+    return runs
+
+
 def row(kind: str, label: str, runs: dict[int, list[Run]]) -> str:
     """A table row of the medians: SDK loop (0), sequential (1) and parallel (8)."""
     sdk, one, eight = (statistics.median(run.seconds for run in runs[c]) for c in (0, 1, 8))
@@ -132,12 +154,63 @@ def row(kind: str, label: str, runs: dict[int, list[Run]]) -> str:
             f" | {one / eight:.2f}x | {cpu_one:.2f} | {cpu_eight:.2f} | {busy:.0%} |")
 
 
+def _proxy(host: str, port: int, delay: float, ready) -> None:
+    """Forward 127.0.0.1:<a free port> to host:port, each request chunk `delay` s late."""
+    async def pipe(reader, writer, late: float) -> None:
+        try:
+            while data := await reader.read(1 << 16):
+                if late:
+                    await asyncio.sleep(late)
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_reader, client_writer) -> None:
+        server_reader, server_writer = await asyncio.open_connection(host, port)
+        await asyncio.gather(pipe(client_reader, server_writer, delay),
+                             pipe(server_reader, client_writer, 0.0))
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        ready.send(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+@contextmanager
+def network(endpoint, latency_ms: float):
+    """The endpoint as reached through a proxy that holds each request `latency_ms`."""
+    if not latency_ms:
+        yield endpoint
+        return
+    where = urlsplit(endpoint.url)
+    ours, theirs = multiprocessing.Pipe()
+    proxy = multiprocessing.Process(target=_proxy, daemon=True,
+                                    args=(where.hostname, where.port, latency_ms / 1000, theirs))
+    proxy.start()
+    try:
+        port = ours.recv()
+        swap = lambda value: value.replace(where.netloc, f"127.0.0.1:{port}") \
+            if isinstance(value, str) else value  # noqa: E731
+        yield dataclasses.replace(endpoint, url=swap(endpoint.url), credentials={
+            key: swap(value) for key, value in endpoint.credentials.items()})
+    finally:
+        proxy.terminate()
+        proxy.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prefixes", type=int, default=100)
     parser.add_argument("--per", type=int, default=300, help="objects per prefix")
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--kinds", default="s3,gcs,azure")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="hold each listing request this long on its way (a proxy)")
     args = parser.parse_args()
     total = args.prefixes * args.per
     print("| storage | bucket | SDK loop s | driver, sequential s | driver, parallel (8) s |"
@@ -154,15 +227,10 @@ def main() -> None:
             fill(endpoint, flat, [f"img_{j:07d}.jpg" for j in range(total)])
             print(f"{kind}: filled 2 x {total:,} objects in {time.monotonic() - started:.0f} s",
                   file=sys.stderr, flush=True)
-            for bucket, label in ((foldered, f"{args.prefixes} prefixes x {args.per}"),
-                                  (flat, f"flat, {total:,}")):
-                runs: dict[int, list[Run]] = {0: [], 1: [], 8: []}
-                for repeat in range(args.repeats):
-                    # Taking turns, forwards then backwards (the machine is shared, and an
-                    # emulator slows as it runs): the drift falls on every side.
-                    for concurrency in ((0, 1, 8) if repeat % 2 == 0 else (8, 1, 0)):
-                        runs[concurrency].append(listing(endpoint, bucket, concurrency, total))
-                print(row(kind, label, runs), flush=True)
+            with network(endpoint, args.latency_ms) as reached:
+                for bucket, label in ((foldered, f"{args.prefixes} prefixes x {args.per}"),
+                                      (flat, f"flat, {total:,}")):
+                    print(row(kind, label, turns(reached, bucket, total, args.repeats)), flush=True)
         finally:
             stop()
 
