@@ -12,6 +12,7 @@ it, so the SDK's error is always the `__cause__` and its code is the DriverError
 
 from __future__ import annotations
 
+import bisect
 import io
 import math
 import os
@@ -98,7 +99,7 @@ class CloudDriver(Driver):
 
     # Can the service start a listing after a given name (S3 StartAfter, GCS startOffset)?
     # Elsewhere (Azure) `_pages` and `_delimited` leave out what comes before it themselves.
-    skips_hidden: ClassVar[bool] = False
+    starts_after_names: ClassVar[bool] = False
     page_size: int = 1000  # objects a listing request asks for (S3's and GCS's maximum)
 
     def __init__(self, options: CloudOptions):
@@ -111,7 +112,7 @@ class CloudDriver(Driver):
     def _pages(self, prefix: str, *, after_hidden: str | None = None,
                start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
         """Yield pages of objects whose *name* starts with `prefix`, in name order, as the
-        service returns them. With `after_hidden` (drivers whose `skips_hidden`), start after
+        service returns them. With `after_hidden` (drivers whose `starts_after_names`), start after
         every name under that folder; with `start_after`, after that name."""
         raise NotImplementedError
 
@@ -174,7 +175,7 @@ class CloudDriver(Driver):
 
     def _sequential_pages(self, full: str, start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
         pages = self._pages(full, start_after=start_after) if start_after else self._pages(full)
-        if self.skips_hidden and self._hidden.startswith(full):
+        if self.starts_after_names and self._hidden.startswith(full):
             # A page that ends inside the hidden folder: list on from past its end, so
             # that thumbnails (one per image) are not sent over the wire page after page.
             for page in pages:
@@ -213,7 +214,7 @@ class CloudDriver(Driver):
                 found.update((p, None) for p in prefixes if p != self._hidden and p > folder)
             if found:
                 tasks = [] if folder == self._hidden else [_Task(folder, last)]  # its rest
-                tasks += self._grouped(level, list(found), _per_folder(first, level, self.page_size))
+                tasks += self._grouped(level, list(found), _folders_in(first, level))
                 yield from fan_out(tasks, self._task_pages, self.list_concurrency)
                 return
             if folder == self._hidden:
@@ -221,19 +222,30 @@ class CloudDriver(Driver):
             level = folder
         yield from self._sequential_pages(level, last)
 
-    def _grouped(self, parent: str, folders: list[str], per_folder: float) -> list[_Task]:
-        """Listing tasks for sibling `folders` under `parent` (in name order): folders whose
-        names share their first characters are listed as one prefix. A request costs about
-        as much for a few objects as for a page (the emulators scan the whole bucket for
-        each, and services bill per request), so the split is the one whose pages, with
-        `per_folder` objects a folder (as in the first page), finish soonest on
-        `list_concurrency` listings at a time, then the one with fewest requests: 100
-        folders of 300 objects are ~10 listings of 3 pages, not 100 of one short page."""
+    def _grouped(self, parent: str, folders: list[str], first: dict[str, int]) -> list[_Task]:
+        """Listing tasks for sibling `folders` under `parent` (in name order), after the
+        first page, which held `first` (objects a folder under `parent`): folders whose names
+        share their first characters are listed as one prefix. A request costs about as
+        much for a few objects as for a page (the emulators scan the whole bucket for each,
+        and services bill per request), so the split is the one whose pages finish soonest
+        on `list_concurrency` listings at a time, then the one with fewest requests: 100
+        folders of 300 objects are ~10 listings of 3 pages, not 100 of one short page.
+        Folders hold as many objects as those the first page shows whole; where a listing
+        cannot start after a name (Azure), a prefix's pages count the first page's folders
+        it covers too, since they are listed again and dropped."""
+        whole = list(first.values())[:-1]  # not the last folder: it may go on
+        per_folder = sum(whole) / len(whole) if whole else self.page_size  # unknown: a page at least
+        again = [] if self.starts_after_names else sorted(parent + name + "/" for name in first)
         names = [folder[len(parent):] for folder in folders]
         best: tuple[tuple[int, int], list[tuple[int, int]]] | None = None
         for width in range(1, max(map(len, names)) + 1):
             runs = list(_runs([name[:width] for name in names]))
-            pages = [math.ceil((stop - start) * per_folder / self.page_size) for start, stop in runs]
+            pages = []
+            for start, stop in runs:
+                prefix = os.path.commonprefix(folders[start:stop])
+                covered = stop - start + (bisect.bisect_left(again, prefix + "\U0010ffff")
+                                          - bisect.bisect_left(again, prefix))
+                pages.append(math.ceil(covered * per_folder / self.page_size))
             cost = (max(max(pages), math.ceil(sum(pages) / self.list_concurrency)), sum(pages))
             if best is None or cost <= best[0]:  # a tie: the finer split, as per_folder
                 best = (cost, runs)                   # may be short (a page size: unknown)
@@ -307,18 +319,15 @@ class _Task(NamedTuple):
     group_of: str | None = None
 
 
-def _per_folder(page: list[ObjectInfo], level: str, page_size: int) -> float:
-    """Objects a sub-folder of `level` holds, as far as the first page shows: the mean of the
-    folders it lists whole (not its last one, which may go on); a page size when it lists
-    none whole (at least a page each, as far as anyone knows)."""
+def _folders_in(page: list[ObjectInfo], level: str) -> dict[str, int]:
+    """The sub-folders of `level` that `page` lists objects of, in order: how many each."""
     counts: dict[str, int] = {}
     for info in page:
         rest = info.key[len(level):]
         if info.key.startswith(level) and "/" in rest:
             folder = rest.split("/", 1)[0]
             counts[folder] = counts.get(folder, 0) + 1
-    counts.pop(page[-1].key[len(level):].split("/", 1)[0], None)
-    return sum(counts.values()) / len(counts) if counts else page_size
+    return counts
 
 
 def _runs(labels: list[str]) -> Iterator[tuple[int, int]]:

@@ -78,7 +78,7 @@ class GCSOptions(CloudOptions, kw_only=True):
 class GCSDriver(CloudDriver):
     kind = "gcs"
     features = Features(conditional_put=True, content_md5=True, ranged_reads=True)
-    skips_hidden = True
+    starts_after_names = True
 
     def __init__(self, options: GCSOptions):
         super().__init__(options)

@@ -125,7 +125,7 @@ class S3Options(CloudOptions, kw_only=True):
 class S3Driver(CloudDriver):
     kind = "s3"
     features = Features(conditional_put=True, content_md5=True, ranged_reads=True)
-    skips_hidden = True
+    starts_after_names = True
 
     def __init__(self, options: S3Options):
         super().__init__(options)

@@ -74,10 +74,10 @@ def test_a_flat_start_goes_on_as_one_plain_listing(cloud_store):
 
 
 def test_a_group_leaves_out_the_folders_its_prefix_shares_with_the_first_page(cloud_store):
-    names = [f"{group}{i}/x{j}.jpg" for group in "ab" for i in range(4) for j in range(3)]
+    names = [f"{group}{i}/x{j}.jpg" for group in "ab" for i in range(10) for j in range(3)]
     fill(cloud_store, names)
     driver = cloud_store.make(list_concurrency=2)
-    driver.inner.page_size = 4  # ends inside a1/; the group "a" lists a2/ and a3/, not a0/
+    driver.inner.page_size = 4  # ends inside a1/; the group "a" lists a2/ to a9/, not a0/
     plain, _ = spied(driver)
     assert sorted(info.key for page in driver.list_pages() for info in page) == sorted(names)
     assert driver.inner.base + "a" in plain, plain
@@ -95,6 +95,22 @@ def test_a_rest_that_fits_in_one_page_is_one_listing(cloud_store):
     base = driver.inner.base
     assert sorted(plain) == [base, base + "f09/", base + "f1"], plain
     assert delimited == [base], delimited
+
+
+def test_where_a_listing_cannot_start_after_a_name_no_prefix_lists_the_first_page_again(
+        cloud_store):
+    """p015/ to p029/ share the prefix p0 with the first page's folders: one listing of p0
+    from after p015/ on S3 and GCS; on Azure, which would list p000/ to p014/ again to drop
+    them, p01 and p02 (two listings of one page, not one of two)."""
+    names = [f"p{i:03d}/x{j}.jpg" for i in range(30) for j in range(3)]
+    fill(cloud_store, names)
+    driver = cloud_store.make(list_concurrency=4)
+    driver.inner.page_size = 45  # p000/ to p014/
+    plain, _ = spied(driver)
+    assert keys(driver) == sorted(names)
+    base = driver.inner.base
+    groups = ["p0"] if driver.inner.starts_after_names else ["p01", "p02"]
+    assert sorted(plain) == sorted([base, base + "p014/"] + [base + g for g in groups]), plain
 
 
 def test_one_top_folder_is_descended_into(cloud_store):
