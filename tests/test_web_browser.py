@@ -1,6 +1,7 @@
 """The web page in a real headless Chromium (the distribution's `chromium`, driven by
 Playwright; never `playwright install`): log in, the overview, the thumbnail grid (loaded
-images), filters, folder navigation, an item's metadata edit saved, a video playing, the jobs
+images), filters, folder navigation, an item's metadata edit saved, a late page never
+replacing the one moved to, a video playing, the jobs
 page and its retry. Screenshots go to test-artifacts/screenshots/ (CI keeps that folder)."""
 
 from __future__ import annotations
@@ -61,6 +62,15 @@ def page(browser, served):
 def shot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def until(page, condition) -> None:
+    """Let the page run, so that its events reach Python, until `condition()` holds."""
+    for _ in range(WAIT // 20):
+        if condition():
+            return
+        page.wait_for_timeout(20)
+    raise AssertionError(f"not reached within {WAIT} ms")
 
 
 def grid_filenames(page) -> list[str]:
@@ -143,6 +153,26 @@ def test_item_metadata_edit_is_saved(page, served):
     page.reload()
     page.wait_for_selector("#user-metadata")
     assert json.loads(page.input_value("#user-metadata")) == {"camera": "cam_07", "tags": ["cat"]}
+
+
+def test_a_page_still_loading_never_replaces_the_one_moved_to(page, served):
+    """A folder is opened, and before its listing arrives the user opens an item: the
+    listing must not replace the item page. Each route aborts the reads of the one before."""
+    held, outcome = [], []
+    page.on("requestfinished", lambda r: outcome.append("answered") if held and r == held[0].request else None)
+    page.on("requestfailed", lambda r: outcome.append("aborted") if held and r == held[0].request else None)
+    page.route("**/api/v1/datasets/photos/folders?*", lambda route: held.append(route))
+    page.click(".card[data-dataset=photos] h2 a")
+    until(page, lambda: held)
+    items = Client(served.url, token=TOKEN)("/api/v1/datasets/photos/items?folder=/cats").json()
+    item = next(i for i in items["items"] if i["filename"] == "/cats/a.jpg")
+    page.evaluate(f"location.hash = '#/i/{item['id']}'")
+    page.wait_for_selector("#user-metadata")
+    held[0].continue_()  # the server's answer, late
+    until(page, lambda: outcome)
+    page.wait_for_timeout(300)  # were the answer rendered, it would be by now
+    assert outcome == ["aborted"]
+    assert page.locator("#user-metadata").count() == 1 and page.locator("#grid").count() == 0
 
 
 def test_video_plays(page, served):

@@ -21,8 +21,13 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// Each route aborts the reads of the one before it: a page still loading when the user moves
+// on must never replace the page they moved to. Writes (any method) are never aborted.
+let routing = new AbortController();
+
 async function api(path, options = {}) {
-  const init = { credentials: "same-origin", ...options, headers: { ...(options.headers || {}) } };
+  const init = { credentials: "same-origin", signal: options.method ? undefined : routing.signal,
+                 ...options, headers: { ...(options.headers || {}) } };
   if (init.method && init.method !== "GET") init.headers["X-CSRF-Token"] = CSRF;
   if (init.body && typeof init.body !== "string") {
     init.body = JSON.stringify(init.body);
@@ -44,6 +49,8 @@ function counts(object) {
 // -- routing ---------------------------------------------------------------------------
 
 function route() {
+  routing.abort();
+  routing = new AbortController();
   const hash = location.hash.slice(1) || "/";
   const [path, query] = hash.split("?");
   const params = new URLSearchParams(query || "");
@@ -51,7 +58,7 @@ function route() {
   const pages = { d: datasetPage, i: itemPage, jobs: jobsPage, errors: errorsPage };
   const page = parts.length ? pages[parts[0]] : overviewPage;
   if (!page) return fail(new Error("no such page"));
-  Promise.resolve(page(parts[1], params)).catch(fail);
+  Promise.resolve(page(parts[1], params)).catch((error) => { if (error.name !== "AbortError") fail(error); });
 }
 window.addEventListener("hashchange", route);
 document.addEventListener("DOMContentLoaded", route);
