@@ -1,8 +1,8 @@
 """The web page in a real headless Chromium (the distribution's `chromium`, driven by
 Playwright; never `playwright install`): log in, the overview, the thumbnail grid (loaded
 images), filters, folder navigation, an item's metadata edit saved, a late page never
-replacing the one moved to, a video playing, the jobs
-page and its retry. Screenshots go to test-artifacts/screenshots/ (CI keeps that folder)."""
+replacing the one moved to, a video playing, the jobs page and its retry. Screenshots go to
+test-artifacts/screenshots/ (CI keeps that folder)."""
 
 from __future__ import annotations
 
