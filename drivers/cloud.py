@@ -233,7 +233,8 @@ class CloudDriver(Driver):
         Folders hold as many objects as those the first page shows whole; where a listing
         cannot start after a name (Azure), a prefix's pages count the first page's folders
         it covers too, since they are listed again and dropped."""
-        whole = list(first.values())[:-1]  # not the last folder: it may go on
+        whole = [count for name, count in list(first.items())[:-1]  # the last may go on
+                 if parent + name + "/" != self._hidden]  # thumbnails: not a folder's size
         per_folder = sum(whole) / len(whole) if whole else self.page_size  # unknown: a page at least
         again = [] if self.starts_after_names else sorted(parent + name + "/" for name in first)
         names = [folder[len(parent):] for folder in folders]
