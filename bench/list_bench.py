@@ -51,7 +51,6 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-import drivers  # noqa: E402
 import emulators  # noqa: E402
 
 
@@ -119,7 +118,7 @@ def listing(endpoint, bucket: str, concurrency: int, expected: int) -> Run:
     driver = None
     if concurrency:
         driver = endpoint.driver(bucket, list_concurrency=concurrency)
-        driver.inner.client if hasattr(driver.inner, "client") else driver.inner.container
+        driver.inner.client if hasattr(driver.inner, "client") else driver.inner.container  # connect
     cpu = cpu_seconds(endpoint.pid)
     started = time.perf_counter()
     if driver is None:

@@ -112,8 +112,8 @@ class CloudDriver(Driver):
     def _pages(self, prefix: str, *, after_hidden: str | None = None,
                start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
         """Yield pages of objects whose *name* starts with `prefix`, in name order, as the
-        service returns them. With `after_hidden` (drivers whose `starts_after_names`), start after
-        every name under that folder; with `start_after`, after that name."""
+        service returns them. With `after_hidden` (drivers whose `starts_after_names`), start
+        after every name under that folder; with `start_after`, after that name."""
         raise NotImplementedError
 
     def _head(self, name: str) -> ObjectInfo:
@@ -237,24 +237,25 @@ class CloudDriver(Driver):
                  if parent + name + "/" != self._hidden]  # thumbnails: not a folder's size
         per_folder = sum(whole) / len(whole) if whole else self.page_size  # unknown: a page at least
         again = [] if self.starts_after_names else sorted(parent + name + "/" for name in first)
+
+        def pages_of(start: int, stop: int, prefix: str) -> int:
+            """A group's pages: its folders, and those of the first page `prefix` lists again."""
+            listed_again = bisect.bisect_left(again, prefix + "\U0010ffff") - bisect.bisect_left(again, prefix)
+            return math.ceil((stop - start + listed_again) * per_folder / self.page_size)
+
         names = [folder[len(parent):] for folder in folders]
-        best: tuple[tuple[int, int], list[tuple[int, int]]] | None = None
+        best: tuple[tuple[int, int], list[tuple[int, int, str]]] | None = None
         for width in range(1, max(map(len, names)) + 1):
-            runs = list(_runs([name[:width] for name in names]))
-            pages = []
-            for start, stop in runs:
-                prefix = os.path.commonprefix(folders[start:stop])
-                covered = stop - start + (bisect.bisect_left(again, prefix + "\U0010ffff")
-                                          - bisect.bisect_left(again, prefix))
-                pages.append(math.ceil(covered * per_folder / self.page_size))
+            groups = [(start, stop, os.path.commonprefix(folders[start:stop]))
+                      for start, stop in _runs([name[:width] for name in names])]
+            pages = [pages_of(*group) for group in groups]
             cost = (max(max(pages), math.ceil(sum(pages) / self.list_concurrency)), sum(pages))
             if best is None or cost <= best[0]:  # a tie: the finer split, as per_folder
-                best = (cost, runs)                   # may be short (a page size: unknown)
-            if len(runs) == len(names):
+                best = (cost, groups)                 # may be short (a page size: unknown)
+            if len(groups) == len(names):
                 break
         tasks: list[_Task] = []
-        for start, stop in best[1]:
-            prefix = os.path.commonprefix(folders[start:stop])
+        for start, stop, prefix in best[1]:
             if stop - start == 1 or self._hidden.startswith(prefix):
                 tasks += [_Task(folder) for folder in folders[start:stop]]
             else:  # from the group's first folder on: the prefix may cover folders before it

@@ -1,6 +1,7 @@
 """The drivers read listings faster than their SDKs do (S3 and GCS: timestamps without dateutil
-or strptime; Azure: the List Blobs XML without the SDK's deserializer). What they read must be exactly what the
-SDK's own listing reads, on the emulators, for names and facts that are easy to get wrong."""
+or strptime; Azure: the List Blobs XML without the SDK's deserializer). What they read must be
+exactly what the SDK's own listing reads, on the emulators, for names and facts that are easy
+to get wrong."""
 
 from __future__ import annotations
 
