@@ -113,7 +113,13 @@ class GCSDriver(CloudDriver):
             else:
                 credentials, project = None, o.project  # the client runs google.auth.default()
             options = {"api_endpoint": o.endpoint_url} if o.endpoint_url else None
-            return storage.Client(project=project, credentials=credentials, client_options=options)
+            client = storage.Client(project=project, credentials=credentials, client_options=options)
+        # google-cloud-storage 3.x fetches each bucket's metadata for its tracing spans, in a
+        # thread of its own at the first call: a request the driver never made, which needs
+        # storage.buckets.get (a key limited to objects gets a 403) and races what the driver
+        # sends. Without the cache (older versions have none) no such request is made.
+        client._bucket_metadata_cache = None
+        return client
 
     @functools.cached_property
     def bucket(self) -> storage.Bucket:

@@ -5,6 +5,7 @@ leave the catalogue as it was. No secret appears in any output."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -50,6 +51,25 @@ def test_throttling_is_retried_by_the_sdk(kind, endpoint_for):
         driver = endpoint.driver(bucket, **attempts, **fast, **through(endpoint, proxy.url))
         assert [i.key for i in driver.list()] == ["a.txt"]
         assert proxy.requests == 3, proxy.paths  # two throttled answers, then the real one
+    finally:
+        proxy.close()
+
+
+def test_gcs_sends_only_the_requests_the_driver_makes(endpoint_for):
+    """google-cloud-storage 3.x fetches a bucket's metadata for its tracing in a thread of its
+    own, at the first call: a request that needs storage.buckets.get. The driver turns that
+    off, so a listing is the listing's request alone (the SDK's thread would start at once)."""
+    endpoint = endpoint_for("gcs")
+    bucket = endpoint.new_bucket()
+    endpoint.driver(bucket).put("a.txt", b"a")
+    proxy = FlakyProxy(endpoint.url)
+    try:
+        driver = endpoint.driver(bucket, **through(endpoint, proxy.url))
+        assert [i.key for i in driver.list()] == ["a.txt"]
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and proxy.requests == 1:
+            time.sleep(0.02)
+        assert len(proxy.paths) == 1 and f"/b/{bucket}/o?" in proxy.paths[0], proxy.paths
     finally:
         proxy.close()
 
